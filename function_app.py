@@ -1,0 +1,8 @@
+"""The Functions app: registers the blueprints from `functions/`, nothing else."""
+
+import azure.functions as func
+
+from functions import admin
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(admin.bp)

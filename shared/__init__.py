@@ -1,0 +1,1 @@
+"""The sync engine: everything but the triggers. Never imports azure.functions."""

@@ -1,0 +1,58 @@
+"""The process's shared Azure clients: created once from settings on first use, closed on shutdown.
+
+The Azure SDK advises one client per service per process; async clients bind to the event loop they first run on,
+which in the Functions Python worker (and our dev host) is the one loop all async functions share.
+"""
+
+from __future__ import annotations
+
+from azure.data.tables.aio import TableServiceClient
+
+from shared.settings import ConfigurationError, Settings, get_settings
+
+
+class Clients:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._tables: TableServiceClient | None = None
+
+    @property
+    def tables(self) -> TableServiceClient:
+        if self._tables is None:
+            self._tables = _table_service(self._settings)
+        return self._tables
+
+    async def close(self) -> None:
+        if self._tables is not None:
+            await self._tables.close()
+            self._tables = None
+
+
+def _table_service(settings: Settings) -> TableServiceClient:
+    if settings.storage_connection_string is not None:
+        return TableServiceClient.from_connection_string(settings.storage_connection_string.get_secret_value())
+    endpoint = settings.table_endpoint
+    if endpoint is None:
+        raise ConfigurationError(
+            "no Table Storage configured: set AzureWebJobsStorage or AzureWebJobsStorage__accountName"
+        )
+    from azure.identity.aio import DefaultAzureCredential
+
+    return TableServiceClient(endpoint=endpoint, credential=DefaultAzureCredential())
+
+
+_clients: Clients | None = None
+
+
+def get_clients() -> Clients:
+    global _clients
+    if _clients is None:
+        _clients = Clients(get_settings())
+    return _clients
+
+
+async def close_clients() -> None:
+    global _clients
+    if _clients is not None:
+        await _clients.close()
+        _clients = None

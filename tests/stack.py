@@ -1,0 +1,46 @@
+"""Test helpers that start real local-stack processes on free ports and stop them by pid."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from local.processes import ROOT, AzuritePorts, Service, free_port, python_module, start, start_azurite
+
+LOG_DIR = Path(tempfile.gettempdir()) / "sync-bridge-test-logs"
+
+
+def log_file(name: str):  # type: ignore[no-untyped-def]
+    LOG_DIR.mkdir(exist_ok=True)
+    return open(LOG_DIR / f"{name}-{os.getpid()}.log", "ab")  # closed when the process stops
+
+
+@contextmanager
+def azurite() -> Iterator[AzuritePorts]:
+    ports = AzuritePorts.free()
+    service = start_azurite(ports, output=log_file("azurite"))
+    try:
+        yield ports
+    finally:
+        service.stop()
+
+
+@contextmanager
+def dev_host(env: Mapping[str, str], app: str = "function_app:app", root: Path = ROOT) -> Iterator[str]:
+    """A dev host serving `app`; yields its base URL. `env` overrides the local settings file."""
+    port = free_port()
+    service: Service = start(
+        "dev host",
+        python_module("local.host", "--app", app, "--port", str(port), "--root", str(root)),
+        (port,),
+        env={"PYTHONPATH": str(ROOT), **env},
+        output=log_file("devhost"),
+    )
+    try:
+        service.wait_ready(30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        service.stop()
