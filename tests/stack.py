@@ -44,3 +44,26 @@ def dev_host(env: Mapping[str, str], app: str = "function_app:app", root: Path =
         yield f"http://127.0.0.1:{port}"
     finally:
         service.stop()
+
+
+EMULATOR_CONNECTION = (
+    "Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
+    "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
+)
+
+
+@contextmanager
+def broker(config: Path) -> Iterator[str]:
+    """The local Service Bus broker with `config`; yields the emulator connection string."""
+    port = free_port()
+    service = start(
+        "servicebus",
+        python_module("local.servicebus", "--config", str(config), "--port", str(port)),
+        (port,),
+        output=log_file("servicebus"),
+    )
+    try:
+        service.wait_ready(30)
+        yield EMULATOR_CONNECTION.format(port=port)
+    finally:
+        service.stop()
