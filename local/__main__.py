@@ -1,24 +1,32 @@
-"""`python -m local`: starts the whole local stack in the foreground; Ctrl-C or SIGTERM stops every child."""
+"""`python -m local`: starts the whole local stack in the foreground; Ctrl-C or SIGTERM stops every child.
+
+Default ports are the well-known ones (Azurite 10000-10002, Service Bus 5672, dev host 7071); the options move
+them, e.g. for tests, and point the dev host at whatever was started.
+"""
 
 from __future__ import annotations
 
-import os
+import argparse
 import signal
 import sys
 import time
 import urllib.request
 
 from local.processes import AzuritePorts, Service, StartupError, python_module, start, start_azurite
+from local.servicebus.config import DEFAULT_CONFIG
 from local.settings_file import load_into_environment
 
-HOST_PORT = int(os.environ.get("DEV_HOST_PORT", "7071"))
+EMULATOR_CONNECTION = (
+    "Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
+    "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
+)
 
 
 def _wait_healthy(url: str, timeout: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            with urllib.request.urlopen(url, timeout=5) as response:
                 if response.status == 200:
                     return True
         except OSError:
@@ -27,12 +35,23 @@ def _wait_healthy(url: str, timeout: float = 60.0) -> bool:
     return False
 
 
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m local", description=__doc__)
+    parser.add_argument("--host-port", type=int, default=7071)
+    parser.add_argument("--broker-port", type=int, default=5672)
+    parser.add_argument("--azurite-ports", default="10000,10001,10002", help="blob,queue,table")
+    return parser.parse_args()
+
+
 def main() -> int:
+    args = _arguments()
     load_into_environment()
+    blob, queue, table = (int(p) for p in args.azurite_ports.split(","))
+    azurite_ports = AzuritePorts(blob, queue, table)
     services: list[Service] = []
     stopping = False
 
-    def stop_all(*_: object) -> None:
+    def stop_all() -> None:
         nonlocal stopping
         if stopping:
             return
@@ -42,25 +61,42 @@ def main() -> int:
             service.stop()
         print("stopped.", flush=True)
 
-    def on_sigterm(*_: object) -> None:
+    def on_signal(*_: object) -> None:
         stop_all()
         sys.exit(0)
 
-    signal.signal(signal.SIGTERM, on_sigterm)
+    # Explicit handlers: a stack started in the background inherits SIGINT ignored, and Ctrl-C must still work.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
-        print("starting Azurite (tables on 127.0.0.1:10002, in memory)…", flush=True)
-        services.append(start_azurite(AzuritePorts()))
-        print(f"starting the dev host on 127.0.0.1:{HOST_PORT}…", flush=True)
-        host = start("dev host", python_module("local.host", "--port", str(HOST_PORT)), (HOST_PORT,))
+        print(f"starting Azurite (tables on 127.0.0.1:{table}, in memory)…", flush=True)
+        services.append(start_azurite(azurite_ports))
+        print(f"starting the Service Bus broker on 127.0.0.1:{args.broker_port} ({DEFAULT_CONFIG.name})…", flush=True)
+        broker = start(
+            "servicebus",
+            python_module("local.servicebus", "--config", str(DEFAULT_CONFIG), "--port", str(args.broker_port)),
+            (args.broker_port,),
+        )
+        services.append(broker)
+        broker.wait_ready()
+        print(f"starting the dev host on 127.0.0.1:{args.host_port}…", flush=True)
+        host_env = {
+            "AzureWebJobsStorage": azurite_ports.connection_string(),
+            "ServiceBusConnection": EMULATOR_CONNECTION.format(port=args.broker_port),
+        }
+        host = start(
+            "dev host", python_module("local.host", "--port", str(args.host_port)), (args.host_port,), env=host_env
+        )
         services.append(host)
         host.wait_ready()
-        health = f"http://127.0.0.1:{HOST_PORT}/api/health"
+        health = f"http://127.0.0.1:{args.host_port}/api/health"
         healthy = _wait_healthy(health)
         print(
             "\nThe local stack is up:\n"
-            f"  dev host (Functions)   http://127.0.0.1:{HOST_PORT}/api/\n"
+            f"  dev host (Functions)   http://127.0.0.1:{args.host_port}/api/\n"
             f"  health                 {health}  ({'healthy' if healthy else 'NOT healthy yet'})\n"
-            "  Azurite tables         http://127.0.0.1:10002/devstoreaccount1\n"
+            f"  Azurite tables         http://127.0.0.1:{table}/devstoreaccount1\n"
+            f"  Service Bus (local)    amqp://127.0.0.1:{args.broker_port}  (emulator connection string)\n"
             "Press Ctrl-C to stop.",
             flush=True,
         )
@@ -72,8 +108,6 @@ def main() -> int:
     except StartupError as exc:
         print(f"could not start the local stack: {exc}", file=sys.stderr, flush=True)
         return 1
-    except KeyboardInterrupt:
-        return 0
     finally:
         stop_all()
 

@@ -7,6 +7,7 @@ which in the Functions Python worker (and our dev host) is the one loop all asyn
 from __future__ import annotations
 
 from azure.data.tables.aio import TableServiceClient
+from azure.servicebus.aio import ServiceBusClient
 
 from shared.settings import ConfigurationError, Settings, get_settings
 
@@ -15,6 +16,7 @@ class Clients:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._tables: TableServiceClient | None = None
+        self._servicebus: ServiceBusClient | None = None
 
     @property
     def tables(self) -> TableServiceClient:
@@ -22,10 +24,19 @@ class Clients:
             self._tables = _table_service(self._settings)
         return self._tables
 
+    @property
+    def servicebus(self) -> ServiceBusClient:
+        if self._servicebus is None:
+            self._servicebus = _servicebus(self._settings)
+        return self._servicebus
+
     async def close(self) -> None:
         if self._tables is not None:
             await self._tables.close()
             self._tables = None
+        if self._servicebus is not None:
+            await self._servicebus.close()
+            self._servicebus = None
 
 
 def _table_service(settings: Settings) -> TableServiceClient:
@@ -39,6 +50,18 @@ def _table_service(settings: Settings) -> TableServiceClient:
     from azure.identity.aio import DefaultAzureCredential
 
     return TableServiceClient(endpoint=endpoint, credential=DefaultAzureCredential())
+
+
+def _servicebus(settings: Settings) -> ServiceBusClient:
+    if settings.servicebus_connection_string is not None:
+        return ServiceBusClient.from_connection_string(settings.servicebus_connection_string.get_secret_value())
+    if settings.servicebus_namespace is None:
+        raise ConfigurationError(
+            "no Service Bus configured: set ServiceBusConnection or ServiceBusConnection__fullyQualifiedNamespace"
+        )
+    from azure.identity.aio import DefaultAzureCredential
+
+    return ServiceBusClient(settings.servicebus_namespace, credential=DefaultAzureCredential())
 
 
 _clients: Clients | None = None

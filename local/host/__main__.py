@@ -23,6 +23,7 @@ async def serve(app_target: str, host: str, port: int, root: Path) -> None:
     from local.host.functions import catalog, load_app
     from local.host.http import HttpTriggerServer
     from local.host.keys import parse_function_keys
+    from local.host.servicebus import ServiceBusOptions, ServiceBusTriggerRunner
 
     keys = parse_function_keys(DevHostSettings().function_keys)
     host_json = read_host_json(root)
@@ -33,6 +34,8 @@ async def serve(app_target: str, host: str, port: int, root: Path) -> None:
     await web.TCPSite(runner, host, port).start()
     for name, route in http.routes():
         log.info("http  %-24s http://%s:%d%s", name, host, port, route)
+    triggers = ServiceBusTriggerRunner(functions.service_bus, ServiceBusOptions.from_host_json(host_json))
+    triggers.start()
     for name in functions.unsupported:
         log.warning("not served by the dev host: %s", name)
     log.info("dev host ready on http://%s:%d", host, port)
@@ -43,6 +46,7 @@ async def serve(app_target: str, host: str, port: int, root: Path) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("dev host stopping")
+    await triggers.stop()
     await runner.cleanup()
 
 
@@ -55,6 +59,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)  # the SDKs log every HTTP request at INFO
+    logging.getLogger("azure.servicebus._pyamqp").setLevel(logging.ERROR)  # link-level chatter on refused attaches
     try:
         path = load_into_environment(args.root)
         log.info("settings from %s", path.name)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from local.servicebus.config import QueueConfig
-from local.servicebus.message import AmqpMessage
+from local.servicebus.message import AmqpMessage, BrokerAnnotations
 
 DLQ_SUFFIX = "$deadletterqueue"
 
@@ -64,7 +64,6 @@ class Stored:
     message: AmqpMessage
     enqueued_at: float
     expires_at: float | None
-    session_id: str | None
     state: State = State.ACTIVE
     scheduled_at: float | None = None
     delivery_count: int = 0  # failed deliveries so far (the AMQP header's delivery-count)
@@ -75,13 +74,15 @@ class Stored:
     dead_letter_properties: dict[str, str] | None = None
 
     @property
+    def session_id(self) -> str | None:
+        return self.message.session_id  # decoded on first use: queues without sessions never pay for it
+
+    @property
     def locked(self) -> bool:
         return self.lock_token is not None
 
     def encode(self) -> bytes:
-        from local.servicebus.message import broker_annotations
-
-        annotations = broker_annotations(
+        broker = BrokerAnnotations(
             sequence_number=self.sequence_number,
             enqueued_time=self.enqueued_at,
             locked_until=self.locked_until,
@@ -90,9 +91,7 @@ class Stored:
             dead_letter_source=self.dead_letter_source,
         )
         return self.message.encode(
-            delivery_count=self.delivery_count,
-            annotations=annotations,
-            application_properties=self.dead_letter_properties,
+            delivery_count=self.delivery_count, broker=broker, application_properties=self.dead_letter_properties
         )
 
 
@@ -138,8 +137,7 @@ class Entity:
 
     def send(self, message: AmqpMessage, now: float) -> int | None:
         """Enqueues one message; returns its sequence number, or None when dropped as a duplicate."""
-        session_id = message.session_id
-        if self.requires_session and not session_id:
+        if self.requires_session and not message.session_id:
             raise NotAllowed(
                 f"The SessionId was not set on a message, and it cannot be sent to the entity '{self.path}'. "
                 "Entities that have session support enabled can only receive messages that have the SessionId set."
@@ -158,7 +156,6 @@ class Entity:
             message=message,
             enqueued_at=now,
             expires_at=now + ttl,
-            session_id=session_id,
         )
         if scheduled is not None and scheduled > now:
             stored.state = State.SCHEDULED
@@ -338,7 +335,6 @@ class Entity:
             message=stored.message,
             enqueued_at=stored.enqueued_at,
             expires_at=None,  # dead-lettered messages do not expire
-            session_id=stored.session_id,
             delivery_count=stored.delivery_count,
             dead_letter_source=self.path,
             dead_letter_properties=props,

@@ -147,6 +147,7 @@ class BrokerHandler(Handler):
         self.waiters: list[SessionWaiter] = []
         self.cbs_replies: dict[Session, Link] = {}
         self.mgmt_replies: dict[tuple[Session, str], ManagementReplies] = {}
+        self.reply_links: set[str] = set()  # names of management reply links, to skip the scan on other flows
         self.incoming: dict[Link, Entity] = {}  # client sender links on entities
         self.roles: dict[Link, str] = {}  # "cbs" | "mgmt:<path>" for our receiving ends of request links
         self.stopping = False
@@ -284,6 +285,7 @@ class BrokerHandler(Handler):
             entity_path = path[: -len("/$management")]
             self.namespace.entity(entity_path)
             self.mgmt_replies[(link.session, entity_path)] = ManagementReplies(link)
+            self.reply_links.add(link.name)
             link.open()
             return
         entity = self.namespace.entity(path)
@@ -350,9 +352,10 @@ class BrokerHandler(Handler):
             rl = self.receivers.get(link)
             if rl is not None:
                 self.send_ready(rl)
-            for replies in self.mgmt_replies.values():
-                if replies.link == link:
-                    self._flush(replies)
+            elif link.name in self.reply_links:
+                for replies in self.mgmt_replies.values():
+                    if replies.link == link:
+                        self._flush(replies)
 
     def on_delivery(self, event: Event) -> None:
         delivery = _need(event.delivery)

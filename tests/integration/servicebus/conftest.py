@@ -22,7 +22,7 @@ KINDS: dict[str, dict[str, object]] = {
     "ttl-drop": {"DefaultMessageTimeToLive": "PT1S", "DeadLetteringOnMessageExpiration": False},
     "session": {"LockDuration": "PT3S", "MaxDeliveryCount": 3, "RequiresSession": True},
 }
-POOL = 12
+POOL = 24
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,270 @@
+"""Runs Service Bus-triggered functions the way the Functions host does, with the real async SDK.
+
+Per trigger: receivers on its queue (one session at a time per worker when `isSessionsEnabled`), concurrency,
+auto-complete and lock renewal from host.json's `extensions.serviceBus`; each message becomes a faithful
+`func.ServiceBusMessage`; success completes it, an exception abandons it, so a message that keeps failing is
+dead-lettered by the broker after MaxDeliveryCount — as in Azure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import azure.functions as func
+from azure.functions.servicebus import ServiceBusMessage as ConcreteServiceBusMessage  # what the worker builds
+from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusReceivedMessage
+from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient, ServiceBusReceiver
+from azure.servicebus.amqp import AmqpMessageBodyType
+from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError
+
+from local.host.functions import ServiceBusTriggerSpec
+from local.host.invoke import invoke
+
+log = logging.getLogger("local.host")
+
+_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d+))?$")
+
+
+def parse_timespan(value: str) -> timedelta:
+    """host.json durations are .NET TimeSpans: `hh:mm:ss`, `d.hh:mm:ss`, optional fraction."""
+    m = _TIMESPAN.match(value.strip())
+    if not m:
+        raise ValueError(f"not a TimeSpan (hh:mm:ss): {value!r}")
+    days, hours, minutes, seconds, fraction = m.groups()
+    return timedelta(
+        days=int(days or 0),
+        hours=int(hours),
+        minutes=int(minutes),
+        seconds=int(seconds) + (float(f"0.{fraction}") if fraction else 0.0),
+    )
+
+
+@dataclass(frozen=True)
+class ServiceBusOptions:
+    """host.json `extensions.serviceBus`, with the Functions host's defaults for what it leaves out."""
+
+    max_concurrent_calls: int = 16
+    max_concurrent_sessions: int = 8
+    auto_complete_messages: bool = True
+    max_auto_lock_renewal_duration: timedelta = timedelta(minutes=5)
+    session_idle_timeout: timedelta = timedelta(seconds=5)
+    prefetch_count: int = 0
+
+    @classmethod
+    def from_host_json(cls, host_json: dict[str, Any]) -> ServiceBusOptions:
+        sb = host_json.get("extensions", {}).get("serviceBus", {}) or {}
+        defaults = cls()
+        idle = sb.get("sessionIdleTimeout")
+        renewal = sb.get("maxAutoLockRenewalDuration")
+        return cls(
+            max_concurrent_calls=int(sb.get("maxConcurrentCalls", defaults.max_concurrent_calls)),
+            max_concurrent_sessions=int(sb.get("maxConcurrentSessions", defaults.max_concurrent_sessions)),
+            auto_complete_messages=bool(sb.get("autoCompleteMessages", defaults.auto_complete_messages)),
+            max_auto_lock_renewal_duration=parse_timespan(renewal)
+            if renewal
+            else defaults.max_auto_lock_renewal_duration,
+            session_idle_timeout=parse_timespan(idle) if idle else defaults.session_idle_timeout,
+            prefetch_count=int(sb.get("prefetchCount", defaults.prefetch_count)),
+        )
+
+
+def _text(value: object) -> object:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _body(message: ServiceBusReceivedMessage) -> bytes:
+    raw = message.raw_amqp_message
+    if raw.body_type == AmqpMessageBodyType.DATA:
+        return b"".join(bytes(part) for part in message.body)
+    if raw.body_type == AmqpMessageBodyType.VALUE:
+        value = message.body
+        if isinstance(value, bytes):
+            return value
+        return value.encode() if isinstance(value, str) else json.dumps(value).encode()
+    return json.dumps([list(part) for part in message.body]).encode()
+
+
+def to_function_message(message: ServiceBusReceivedMessage) -> func.ServiceBusMessage:
+    """The message as the Python worker hands it to a function (delivery count 1-based, as .NET reports it)."""
+    app_props = {str(_text(k)): _text(v) for k, v in (message.application_properties or {}).items()}
+    delivery_count = (message.delivery_count or 0) + 1
+    metadata = {
+        "MessageId": message.message_id,
+        "SessionId": message.session_id,
+        "DeliveryCount": delivery_count,
+        "SequenceNumber": message.sequence_number,
+        "EnqueuedTimeUtc": message.enqueued_time_utc.isoformat() if message.enqueued_time_utc else None,
+        "ApplicationProperties": app_props,
+    }
+    return ConcreteServiceBusMessage(
+        body=_body(message),
+        trigger_metadata=metadata,
+        application_properties=app_props,
+        user_properties=app_props,
+        content_type=message.content_type,
+        correlation_id=message.correlation_id,
+        dead_letter_error_description=message.dead_letter_error_description,
+        dead_letter_reason=message.dead_letter_reason,
+        dead_letter_source=message.dead_letter_source,
+        delivery_count=delivery_count,
+        enqueued_sequence_number=message.enqueued_sequence_number,
+        enqueued_time_utc=message.enqueued_time_utc,
+        expires_at_utc=message.expires_at_utc,
+        label=message.subject,
+        locked_until=message.locked_until_utc,
+        lock_token=str(message.lock_token) if message.lock_token else None,
+        message_id=message.message_id or "",
+        partition_key=message.partition_key,
+        reply_to=message.reply_to,
+        reply_to_session_id=message.reply_to_session_id,
+        scheduled_enqueue_time_utc=message.scheduled_enqueue_time_utc,
+        sequence_number=message.sequence_number,
+        session_id=message.session_id,
+        state=int(message.state) if message.state is not None else None,
+        subject=message.subject,
+        time_to_live=message.time_to_live,
+        to=message.to,
+    )
+
+
+class ServiceBusTriggerRunner:
+    """All Service Bus triggers of an app: one async client per connection setting, receivers per trigger."""
+
+    def __init__(self, specs: list[ServiceBusTriggerSpec], options: ServiceBusOptions) -> None:
+        self._specs = specs
+        self._options = options
+        self._clients: dict[str, ServiceBusClient] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+
+    def _client(self, setting: str) -> ServiceBusClient:
+        if setting not in self._clients:
+            connection = os.environ.get(setting)
+            if not connection:
+                raise RuntimeError(f"the Service Bus trigger's connection setting {setting!r} is not set")
+            self._clients[setting] = ServiceBusClient.from_connection_string(connection)
+        return self._clients[setting]
+
+    def start(self) -> None:
+        for spec in self._specs:
+            client = self._client(spec.connection)
+            if spec.is_sessions_enabled:
+                workers = [self._session_worker(spec, client, n) for n in range(self._options.max_concurrent_sessions)]
+            else:
+                workers = [self._queue_worker(spec, client)]
+            self._tasks += [asyncio.create_task(w) for w in workers]
+            log.info("servicebus %-18s queue=%s sessions=%s", spec.name, spec.queue_name, spec.is_sessions_enabled)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for client in self._clients.values():
+            with contextlib.suppress(Exception):
+                await client.close()
+
+    def _auto_complete(self, spec: ServiceBusTriggerSpec) -> bool:
+        return self._options.auto_complete_messages if spec.auto_complete is None else spec.auto_complete
+
+    async def _run_one(
+        self, spec: ServiceBusTriggerSpec, receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            _, invocation_id, duration = await invoke(
+                spec.handler, spec.name, spec.arg_name, to_function_message(message), spec.wants_context
+            )
+        except Exception:
+            duration = (time.perf_counter() - started) * 1000
+            log.error(
+                "invocation function=%s trigger=servicebus outcome=failed message_id=%s delivery_count=%d "
+                "duration_ms=%.1f\n%s",
+                spec.name, message.message_id, (message.delivery_count or 0) + 1, duration, traceback.format_exc(),
+            )  # fmt: skip
+            with contextlib.suppress(ServiceBusError):
+                await receiver.abandon_message(message)
+            return
+        log.info(
+            "invocation function=%s trigger=servicebus outcome=succeeded message_id=%s session=%s duration_ms=%.1f "
+            "invocation_id=%s",
+            spec.name, message.message_id, message.session_id, duration, invocation_id,
+        )  # fmt: skip
+        if self._auto_complete(spec):
+            try:
+                await receiver.complete_message(message)
+            except ServiceBusError as exc:  # lock lost: the broker redelivers, as in Azure
+                log.warning("could not complete %s: %s", message.message_id, exc)
+
+    async def _queue_worker(self, spec: ServiceBusTriggerSpec, client: ServiceBusClient) -> None:
+        """Up to maxConcurrentCalls messages in flight at once from one receiver."""
+        limit = self._options.max_concurrent_calls
+        renewal = self._options.max_auto_lock_renewal_duration.total_seconds()
+        while not self._stopping.is_set():
+            try:
+                async with (
+                    client.get_queue_receiver(spec.queue_name, prefetch_count=self._options.prefetch_count) as receiver,
+                    AutoLockRenewer(max_lock_renewal_duration=renewal) as renewer,
+                ):
+                    in_flight: set[asyncio.Task[None]] = set()
+                    while not self._stopping.is_set():
+                        if len(in_flight) >= limit:
+                            await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                            continue
+                        batch = await receiver.receive_messages(
+                            max_message_count=limit - len(in_flight), max_wait_time=1
+                        )
+                        for message in batch:
+                            renewer.register(receiver, message)
+                            task = asyncio.create_task(self._run_one(spec, receiver, message))
+                            in_flight.add(task)
+                            task.add_done_callback(in_flight.discard)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("receiver for %s failed (%s); reconnecting", spec.queue_name, exc)
+                await asyncio.sleep(1)
+
+    async def _session_worker(self, spec: ServiceBusTriggerSpec, client: ServiceBusClient, worker: int) -> None:
+        """One session at a time, its messages strictly in order; the next session when this one goes idle."""
+        idle = self._options.session_idle_timeout.total_seconds()
+        renewal = self._options.max_auto_lock_renewal_duration.total_seconds()
+        while not self._stopping.is_set():
+            try:
+                async with client.get_queue_receiver(
+                    spec.queue_name,
+                    session_id=NEXT_AVAILABLE_SESSION,
+                    max_wait_time=idle,
+                    prefetch_count=self._options.prefetch_count,
+                ) as receiver:
+                    session = receiver.session
+                    if session.locked_until_utc is None:
+                        # The SDK can report the link open between the broker's refusing attach and its detach
+                        # (no session became available in time); that is "no session", not a failure.
+                        continue
+                    async with AutoLockRenewer(max_lock_renewal_duration=renewal) as renewer:
+                        renewer.register(receiver, session)
+                        while not self._stopping.is_set():
+                            batch = await receiver.receive_messages(max_message_count=1, max_wait_time=idle)
+                            if not batch:
+                                break  # idle: let another worker take this session when it has messages again
+                            await self._run_one(spec, receiver, batch[0])
+            except asyncio.CancelledError:
+                raise
+            except OperationTimeoutError:
+                continue  # no session with messages right now
+            except Exception as exc:
+                log.warning("session receiver %d for %s failed (%s); retrying", worker, spec.queue_name, exc)
+                await asyncio.sleep(1)
