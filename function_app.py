@@ -2,7 +2,8 @@
 
 import azure.functions as func
 
-from functions import admin
+from functions import admin, webhooks
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(admin.bp)
+app.register_functions(webhooks.bp)

@@ -48,6 +48,19 @@ class Settings(BaseSettings):
     )
     changes_queue: str = Field(default="changes", validation_alias=AliasChoices("CHANGES_QUEUE", "changes_queue"))
 
+    # --- Ingest ---------------------------------------------------------------------------------------------------
+    webhook_max_bytes: int = Field(
+        default=4 * 1024 * 1024, gt=0, validation_alias=AliasChoices("WEBHOOK_MAX_BYTES", "webhook_max_bytes")
+    )
+    enqueue_timeout_seconds: float = Field(
+        default=8.0,  # F&O gives up on an HTTPS endpoint after 10 s
+        gt=0,
+        validation_alias=AliasChoices("ENQUEUE_TIMEOUT_SECONDS", "enqueue_timeout_seconds"),
+    )
+    business_events_file: str | None = Field(
+        default=None, validation_alias=AliasChoices("BUSINESS_EVENTS_FILE", "business_events_file")
+    )
+
     # --- Health ---------------------------------------------------------------------------------------------------
     health_timeout_seconds: float = Field(
         default=3.0, gt=0, validation_alias=AliasChoices("HEALTH_TIMEOUT_SECONDS", "health_timeout_seconds")

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import select
 import time
 import urllib.parse
 import uuid
@@ -36,6 +37,7 @@ from proton import (
     timestamp,
     uint,
 )
+from proton import _io as proton_io
 from proton.reactor import Container
 
 from local.servicebus.engine import (
@@ -728,6 +730,31 @@ def _terminus_filter(terminus: Terminus) -> dict[Any, Any]:
     return dict(value) if isinstance(value, dict) else {}
 
 
+def _poll_select(
+    readers: Any, writers: Any, _errors: Any, timeout: float | None = None
+) -> tuple[list[Any], list[Any], list[Any]]:
+    """select() semantics on poll(): select() fails outright once a descriptor number passes 1023."""
+    poller = select.poll()
+    by_fd: dict[int, Any] = {}
+    flags: dict[int, int] = {}
+    for obj in readers:
+        by_fd[obj.fileno()] = obj
+        flags[obj.fileno()] = flags.get(obj.fileno(), 0) | select.POLLIN
+    for obj in writers:
+        by_fd[obj.fileno()] = obj
+        flags[obj.fileno()] = flags.get(obj.fileno(), 0) | select.POLLOUT
+    for fd, mask in flags.items():
+        poller.register(fd, mask)
+    ready = poller.poll(None if timeout is None else max(0.0, timeout) * 1000)
+    readable, writable = [], []
+    for fd, events in ready:
+        if events & (select.POLLIN | select.POLLHUP | select.POLLERR) and flags[fd] & select.POLLIN:
+            readable.append(by_fd[fd])
+        if events & (select.POLLOUT | select.POLLERR) and flags[fd] & select.POLLOUT:
+            writable.append(by_fd[fd])
+    return readable, writable, []
+
+
 def run(
     namespace: Namespace,
     host: str,
@@ -735,6 +762,7 @@ def run(
     sas: SasValidator,
     handler_ready: Callable[[BrokerHandler], None] | None = None,
 ) -> None:
+    proton_io.IO.select = staticmethod(_poll_select)  # type: ignore[method-assign,assignment]
     handler = BrokerHandler(namespace, host, port, sas, time.time)
     if handler_ready is not None:
         handler_ready(handler)

@@ -1,0 +1,69 @@
+"""Change notifications in: POST /api/webhooks/dataverse and /api/webhooks/fno (function keys, one per source)."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from functions.http import json_response, problem, wants_representation
+from shared.bus.publisher import BusUnavailable
+from shared.events.errors import InvalidNotification
+from shared.events.model import ChangeEvent, Ignored, Source
+from shared.ingest.service import IngestResult
+from shared.ingest.wiring import get_ingest_service
+from shared.settings import get_settings
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
+log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = "5"
+
+
+@bp.route(route="webhooks/dataverse", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+async def dataverse_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    return await _receive(req, Source.DATAVERSE)
+
+
+@bp.route(route="webhooks/fno", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+async def fno_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    return await _receive(req, Source.FNO)
+
+
+async def _receive(req: func.HttpRequest, source: Source) -> func.HttpResponse:
+    limit = get_settings().webhook_max_bytes
+    body = req.get_body()
+    if len(body) > limit:
+        return problem(
+            413, "Payload Too Large", f"the body is {len(body)} bytes; the limit is {limit} (WEBHOOK_MAX_BYTES)"
+        )
+    try:
+        result = await get_ingest_service().receive(source, body, dict(req.headers))
+    except InvalidNotification as exc:
+        return problem(400, "Bad Request", str(exc))
+    except BusUnavailable as exc:
+        log.warning("%s notification not queued: %s", source, exc)
+        return problem(
+            503,
+            "Service Unavailable",
+            "the change could not be queued; retry later",
+            {"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    return json_response(_answer(result, wants_representation(req)), status=200 if result.only_test_messages else 202)
+
+
+def _answer(result: IngestResult, representation: bool) -> dict[str, object]:
+    answer: dict[str, object] = {
+        "accepted": len(result.accepted),
+        "ignored": len(result.ignored),
+        "event_ids": [e.event_id for e in result.accepted],
+    }
+    if representation:
+        answer["events"] = [e.model_dump(mode="json") for e in result.accepted]
+        answer["ignored_events"] = [_ignored(i) for i in result.ignored]
+    return answer
+
+
+def _ignored(item: ChangeEvent | Ignored) -> dict[str, object]:
+    if isinstance(item, ChangeEvent):
+        return {"reason": "no enabled table map reads this entity", "event": item.model_dump(mode="json")}
+    return {"reason": item.reason, "entity": item.entity}

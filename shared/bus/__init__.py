@@ -1,0 +1,1 @@
+"""Service Bus adapters: what the engine puts on, and takes off, the `changes` queue."""

@@ -1,0 +1,185 @@
+"""Dataverse webhooks: a RemoteExecutionContext (JSON) → `ChangeEvent`s. Pure: bytes and headers in, events out.
+
+Facts: ../shared/reference/dataverse.md. Unknown and missing keys are tolerated; a body that is not a
+RemoteExecutionContext, or lacks what its message requires, is an `InvalidNotification` naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import JsonValue
+
+from shared.events.errors import InvalidNotification
+from shared.events.model import ChangeEvent, Ignored, Operation, Source, event_id
+from shared.events.values import attributes, canonical, pairs, parse_wcf_date
+
+OPERATIONS = {"Create": Operation.CREATE, "Update": Operation.UPDATE, "Delete": Operation.DELETE}
+SIZE_EXCEEDED_HEADER = "x-ms-dynamics-msg-size-exceeded"
+_EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
+
+
+def decode_json(body: bytes, source: str) -> Any:
+    """The body as JSON: UTF-8 from bytes (BOM tolerated), decimals kept exact."""
+    if not body.strip():
+        raise InvalidNotification(f"the {source} notification body is empty")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidNotification(
+            f"the body is not UTF-8 (byte {exc.start}); set the endpoint's charset to UTF8"
+        ) from None
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise InvalidNotification(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def is_execution_context(body: Any) -> bool:
+    return (
+        isinstance(body, dict) and "MessageName" in body and ("InputParameters" in body or "PrimaryEntityName" in body)
+    )
+
+
+def shared_variables(context: dict[str, Any], where: str = "SharedVariables") -> dict[str, Any]:
+    """SharedVariables of the context and of every ParentContext, the nearest one winning."""
+    found: dict[str, Any] = {}
+    chain: list[dict[str, Any]] = []
+    node: Any = context
+    while isinstance(node, dict) and len(chain) < 16:
+        chain.append(node)
+        node = node.get("ParentContext")
+    for depth, ctx in enumerate(reversed(chain)):
+        found.update(pairs(ctx.get("SharedVariables"), f"{'ParentContext.' * (len(chain) - 1 - depth)}{where}"))
+    return found
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+def _guid(value: Any) -> str | None:
+    text = _text(value)
+    if text is None or text.lower() == _EMPTY_GUID:
+        return None
+    return text.lower()
+
+
+def _occurred_at(context: dict[str, Any]) -> datetime:
+    raw = context.get("OperationCreatedOn")
+    if isinstance(raw, str) and raw:
+        return parse_wcf_date(raw, "OperationCreatedOn").astimezone(UTC)
+    return datetime.now(UTC)
+
+
+def _images(context: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    return [v for v in pairs(context.get(key), key).values() if isinstance(v, dict)]
+
+
+def _version(target: dict[str, Any] | None, images: list[dict[str, Any]], fields: dict[str, JsonValue]) -> str | None:
+    for entity in [target, *images]:
+        if isinstance(entity, dict) and _text(entity.get("RowVersion")):
+            return str(entity["RowVersion"])
+    version = fields.get("versionnumber")
+    if isinstance(version, int) and not isinstance(version, bool):
+        return str(version)
+    modified = fields.get("modifiedon")
+    if isinstance(modified, dict) and modified.get("$type") == "datetime":
+        return str(modified["value"])
+    return None
+
+
+def parse_context(
+    context: dict[str, Any],
+    headers: Mapping[str, str],
+    source: Source = Source.DATAVERSE,
+    operations: Mapping[str, Operation] = OPERATIONS,
+) -> ChangeEvent | Ignored:
+    """One RemoteExecutionContext → one event (or why it is ignored). `headers` keys are lower case."""
+    message = context.get("MessageName")
+    if not isinstance(message, str) or not message:
+        raise InvalidNotification("not a RemoteExecutionContext: MessageName is missing")
+    entity = _text(context.get("PrimaryEntityName"))
+    operation = operations.get(message)
+    if operation is None:
+        return Ignored(f"message {message!r} is not a create, update or delete", entity)
+    size_exceeded = headers.get(SIZE_EXCEEDED_HEADER, "").strip().lower() in ("true", "1")
+    inputs = pairs(context.get("InputParameters"), "InputParameters")
+    target = inputs.get("Target")
+    if target is None and not size_exceeded:
+        raise InvalidNotification(f"{message} without InputParameters.Target")
+    if target is not None and not isinstance(target, dict):
+        raise InvalidNotification("InputParameters.Target is not an entity or entity reference")
+    entity = entity or (_text(target.get("LogicalName")) if target else None)
+    if not entity:
+        raise InvalidNotification("the table is unknown: neither PrimaryEntityName nor Target.LogicalName is set")
+
+    pre, post = _images(context, "PreEntityImages"), _images(context, "PostEntityImages")
+    target_fields = attributes(target, "InputParameters.Target") if target and operation != Operation.DELETE else {}
+    fields: dict[str, JsonValue] = {}
+    for image in pre + post:  # the known row: before, then after, then what was submitted
+        fields.update(attributes(image, "EntityImage"))
+    fields.update(target_fields)
+
+    outputs = pairs(context.get("OutputParameters"), "OutputParameters")
+    row_id = (
+        _guid(target.get("Id") if target else None) or _guid(context.get("PrimaryEntityId")) or _guid(outputs.get("id"))
+    )
+    if row_id is None:
+        raise InvalidNotification(
+            f"{message} of {entity}: no row id (Target.Id, PrimaryEntityId or OutputParameters.id)"
+        )
+    keys: dict[str, JsonValue] = {}
+    if target:
+        keys = {
+            k: canonical(v, f"Target.KeyAttributes.{k}")
+            for k, v in pairs(target.get("KeyAttributes"), "Target.KeyAttributes").items()
+        }
+    variables = shared_variables(context)
+    tag = variables.get("tag")
+    correlation = _text(context.get("CorrelationId")) or headers.get("x-ms-correlation-request-id") or None
+    version = _version(target, post + pre, fields)
+    return ChangeEvent(
+        event_id=event_id(
+            source,
+            _guid(context.get("OrganizationId")) or headers.get("x-ms-dynamics-organization"),
+            entity,
+            row_id,
+            message,
+            version,
+            _guid(context.get("OperationId")),
+            _guid(context.get("RequestId")),
+            correlation,
+        ),
+        source=source,
+        entity=entity,
+        operation=operation,
+        row_id=row_id,
+        keys=keys,
+        company=None,
+        fields=fields,
+        changed_fields=list(target_fields),
+        source_version=version,
+        occurred_at=_occurred_at(context),
+        initiating_user=_guid(context.get("InitiatingUserId")),
+        user=_guid(context.get("UserId")),
+        correlation_id=correlation,
+        write_tag=str(tag) if tag not in (None, "") else None,
+        reread_required=size_exceeded,
+    )
+
+
+def parse_dataverse(body: bytes, headers: Mapping[str, str]) -> list[ChangeEvent | Ignored]:
+    """A Dataverse webhook POST → its events (always one context; a list so both sources look alike)."""
+    document = decode_json(body, "Dataverse")
+    if not is_execution_context(document):
+        raise InvalidNotification(
+            "not a RemoteExecutionContext: expected a JSON object with MessageName and InputParameters"
+        )
+    return [parse_context(document, {k.lower(): v for k, v in headers.items()})]

@@ -1,0 +1,234 @@
+"""F&O notifications → `ChangeEvent`s. Pure. Three forms (../shared/reference/fno.md):
+
+(a) data events: a RemoteExecutionContext on a `mserp_*` virtual table, `OnExternalCreated/Updated/Deleted`;
+(b) business events: the F&O envelope plus the event's own fields, made a row change by a `BusinessEventBinding`;
+(c) a JSON array of either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from shared.events.dataverse import decode_json, is_execution_context, parse_context
+from shared.events.errors import InvalidNotification
+from shared.events.model import ChangeEvent, Ignored, Operation, Source, event_id
+from shared.events.values import decimal_value, is_wcf_date, pairs, parse_wcf_date
+
+DATA_EVENT_OPERATIONS = {
+    "OnExternalCreated": Operation.CREATE,
+    "OnExternalUpdated": Operation.UPDATE,
+    "OnExternalDeleted": Operation.DELETE,
+}
+TEST_EVENT_ID = "BusinessEventsTestEndpointContract"
+VIRTUAL_PREFIX = "mserp_"
+ENVELOPE_FIELDS = frozenset(
+    {
+        "BusinessEventId", "BusinessEventLegalEntity", "ContextRecordSubject", "ControlNumber", "EventId",
+        "EventTime", "EventTimeIso8601", "InitiatingUserAADObjectId", "MajorVersion", "MinorVersion",
+        "ParentContextRecordSubjects",
+    }
+)  # fmt: skip
+
+
+# --- names: virtual tables back to data entities ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FnoEntityNames:
+    """How one data entity appears as a virtual table: its real name and its fields' real spelling."""
+
+    entity: str
+    fields: Mapping[str, str] = field(default_factory=dict)  # lower-case name → real name
+    keys: Sequence[str] = ()
+
+
+class FnoCatalog(Protocol):
+    def for_virtual_table(self, table: str) -> FnoEntityNames | None: ...
+
+
+class NoCatalog:
+    """Used until table maps name the entities: the virtual table's own names, prefix removed."""
+
+    def for_virtual_table(self, table: str) -> FnoEntityNames | None:
+        return None
+
+
+# --- business event bindings -------------------------------------------------------------------------------------
+
+
+class BusinessEventBinding(BaseModel):
+    """Which business event means which row change of which entity."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    business_event_id: str = Field(min_length=1)
+    entity: str = Field(min_length=1, description="The data entity the event is about, e.g. SalesOrderHeadersV2")
+    operation: Operation = Operation.UPDATE
+    keys: list[str] = Field(min_length=1, description="Payload fields that identify the row (the company is added)")
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="Payload field → entity field; empty: every payload field as it is"
+    )
+    company_field: str = "BusinessEventLegalEntity"
+
+
+# --- parsing ------------------------------------------------------------------------------------------------------
+
+
+def _plain(value: Any, where: str) -> JsonValue:
+    """A business event's own JSON value → canonical (exact decimals, /Date()/ strings as date-times)."""
+    if isinstance(value, Decimal | float):
+        return decimal_value(value)
+    if isinstance(value, str) and is_wcf_date(value):
+        return {"$type": "datetime", "value": parse_wcf_date(value, where).astimezone(UTC).isoformat()}
+    if isinstance(value, list):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+    return value  # type: ignore[no-any-return]
+
+
+def _event_time(event: dict[str, Any]) -> datetime:
+    iso = event.get("EventTimeIso8601")
+    if isinstance(iso, str) and iso:
+        try:
+            # 7 fractional digits: Python takes at most 6
+            head, _, rest = iso.partition(".")
+            if rest:
+                digits = "".join(c for c in rest if c.isdigit())
+                zone = rest[len(digits) :] or "+00:00"
+                iso = f"{head}.{digits[:6]}{zone}"
+            return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(UTC)
+        except ValueError:
+            raise InvalidNotification(f"EventTimeIso8601: {event['EventTimeIso8601']!r} is not ISO 8601") from None
+    raw = event.get("EventTime")
+    if isinstance(raw, str) and raw:
+        return parse_wcf_date(raw, "EventTime").astimezone(UTC)
+    return datetime.now(UTC)
+
+
+def is_business_event(document: Any) -> bool:
+    return isinstance(document, dict) and "BusinessEventId" in document
+
+
+def parse_business_event(
+    event: dict[str, Any], bindings: Mapping[str, BusinessEventBinding], where: str = "body"
+) -> ChangeEvent | Ignored:
+    business_event_id = str(event.get("BusinessEventId") or "")
+    if business_event_id == TEST_EVENT_ID:
+        return Ignored("the business events endpoint test message", test=True)
+    binding = bindings.get(business_event_id)
+    if binding is None:
+        return Ignored(f"no binding for business event {business_event_id!r}")
+    company_raw = event.get(binding.company_field)
+    company = str(company_raw).lower() if company_raw not in (None, "") else None
+    payload = {k: v for k, v in event.items() if k not in ENVELOPE_FIELDS}
+    renamed = {binding.fields.get(k, k): v for k, v in payload.items() if not binding.fields or k in binding.fields}
+    fields = {k: _plain(v, f"{where}.{k}") for k, v in renamed.items()}
+    keys: dict[str, JsonValue] = {}
+    for key in binding.keys:
+        name = binding.fields.get(key, key)
+        if key not in event or event[key] in (None, ""):
+            raise InvalidNotification(f"{where}: business event {business_event_id} lacks its key field {key!r}")
+        keys[name] = fields.get(name, _plain(event[key], f"{where}.{key}"))
+    if company is not None:
+        keys = {"dataAreaId": company, **keys}
+    row_id = "|".join(f"{k}={v}" for k, v in keys.items())
+    control = event.get("ControlNumber")
+    raw_event_id = str(event.get("EventId") or "").strip("{}").lower() or None
+    user = str(event.get("InitiatingUserAADObjectId") or "").strip("{}").lower() or None
+    return ChangeEvent(
+        event_id=event_id(Source.FNO, "business-event", business_event_id, raw_event_id, control, row_id),
+        source=Source.FNO,
+        entity=binding.entity,
+        operation=binding.operation,
+        row_id=row_id,
+        keys=keys,
+        company=company,
+        fields=fields,
+        changed_fields=list(fields),
+        source_version=str(control) if control is not None else None,
+        occurred_at=_event_time(event),
+        initiating_user=None if user == "00000000-0000-0000-0000-000000000000" else user,
+        correlation_id=raw_event_id,
+    )
+
+
+def parse_data_event(context: dict[str, Any], headers: Mapping[str, str], catalog: FnoCatalog) -> ChangeEvent | Ignored:
+    """An `OnExternal*` RemoteExecutionContext on a virtual table → a change of the data entity behind it."""
+    parsed = parse_context(context, headers, Source.FNO, DATA_EVENT_OPERATIONS)
+    if isinstance(parsed, Ignored):
+        return parsed
+    table = parsed.entity.lower()
+    names = catalog.for_virtual_table(table)
+    bare = table[len(VIRTUAL_PREFIX) :] if table.startswith(VIRTUAL_PREFIX) else table
+
+    def real(name: str) -> str:
+        lower = name.lower()
+        stripped = lower[len(VIRTUAL_PREFIX) :] if lower.startswith(VIRTUAL_PREFIX) else lower
+        if stripped == "dataareaid":
+            return "dataAreaId"
+        return names.fields.get(stripped, stripped) if names else stripped
+
+    fields = {real(k): v for k, v in parsed.fields.items() if k.lower() != f"{table}id"}
+    company_value = fields.get("dataAreaId")
+    company = str(company_value).lower() if isinstance(company_value, str) and company_value else None
+    keys: dict[str, JsonValue] = {}
+    if names and names.keys:
+        keys = {k: fields[k] for k in names.keys if k in fields}
+    return parsed.model_copy(
+        update={
+            "entity": names.entity if names else bare,
+            "fields": fields,
+            "changed_fields": [real(k) for k in parsed.changed_fields if k.lower() != f"{table}id"],
+            "company": company,
+            "keys": keys,
+        }
+    )
+
+
+def _one(
+    document: Any,
+    headers: Mapping[str, str],
+    bindings: Mapping[str, BusinessEventBinding],
+    catalog: FnoCatalog,
+    where: str,
+) -> ChangeEvent | Ignored:
+    if is_business_event(document):
+        return parse_business_event(document, bindings, where)
+    if is_execution_context(document):
+        message = document.get("MessageName")
+        if message in DATA_EVENT_OPERATIONS:
+            return parse_data_event(document, headers, catalog)
+        # Business events routed through Dataverse arrive wrapped in a context: find the event inside.
+        for value in pairs(document.get("InputParameters"), f"{where}.InputParameters").values():
+            inner = value
+            if isinstance(value, str) and "BusinessEventId" in value:
+                inner = decode_json(value.encode("utf-8"), "F&O")
+            if is_business_event(inner):
+                return parse_business_event(inner, bindings, where)
+        return Ignored(f"message {message!r} is not an F&O data event", document.get("PrimaryEntityName"))
+    raise InvalidNotification(
+        f"{where}: neither an F&O business event (BusinessEventId) nor a data event (RemoteExecutionContext)"
+    )
+
+
+def parse_fno(
+    body: bytes,
+    headers: Mapping[str, str],
+    bindings: Mapping[str, BusinessEventBinding],
+    catalog: FnoCatalog | None = None,
+) -> list[ChangeEvent | Ignored]:
+    document = decode_json(body, "F&O")
+    lowered = {k.lower(): v for k, v in headers.items()}
+    names = catalog or NoCatalog()
+    if isinstance(document, list):
+        if not document:
+            raise InvalidNotification("an empty array: nothing to sync")
+        return [_one(item, lowered, bindings, names, f"body[{i}]") for i, item in enumerate(document)]
+    return [_one(document, lowered, bindings, names, "body")]

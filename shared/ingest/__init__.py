@@ -1,0 +1,1 @@
+"""Ingest: notifications in, normalized changes onto the bus."""

@@ -1,0 +1,56 @@
+"""The ingest service: parse a notification, keep what the maps read, queue it all-or-nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from shared.bus.publisher import ChangePublisher
+from shared.events.dataverse import parse_dataverse
+from shared.events.fno import BusinessEventBinding, FnoCatalog, parse_fno
+from shared.events.model import ChangeEvent, Ignored, Source
+
+EntityFilter = Callable[[ChangeEvent], str | None]  # None: keep; else why the change is ignored
+
+
+def keep_everything(event: ChangeEvent) -> str | None:
+    return None
+
+
+@dataclass
+class IngestResult:
+    accepted: list[ChangeEvent] = field(default_factory=list)
+    ignored: list[ChangeEvent | Ignored] = field(default_factory=list)
+
+    @property
+    def only_test_messages(self) -> bool:
+        return not self.accepted and bool(self.ignored) and all(isinstance(i, Ignored) and i.test for i in self.ignored)
+
+
+class IngestService:
+    def __init__(
+        self,
+        publisher: ChangePublisher,
+        bindings: Mapping[str, BusinessEventBinding],
+        catalog: FnoCatalog | None = None,
+        entity_filter: EntityFilter = keep_everything,
+    ) -> None:
+        self._publisher = publisher
+        self._bindings = bindings
+        self._catalog = catalog
+        self._filter = entity_filter
+
+    async def receive(self, source: Source, body: bytes, headers: Mapping[str, str]) -> IngestResult:
+        """Raises InvalidNotification (nothing queued) or BusUnavailable (nothing acknowledged)."""
+        if source == Source.DATAVERSE:
+            parsed = parse_dataverse(body, headers)
+        else:
+            parsed = parse_fno(body, headers, self._bindings, self._catalog)
+        result = IngestResult()
+        for item in parsed:
+            if isinstance(item, Ignored) or self._filter(item) is not None:
+                result.ignored.append(item)
+            else:
+                result.accepted.append(item)
+        await self._publisher.publish(result.accepted)
+        return result
