@@ -65,5 +65,8 @@ def _answer(result: IngestResult, representation: bool) -> dict[str, object]:
 
 def _ignored(item: ChangeEvent | Ignored) -> dict[str, object]:
     if isinstance(item, ChangeEvent):
-        return {"reason": "no enabled table map reads this entity", "event": item.model_dump(mode="json")}
+        return {
+            "reason": f"no enabled table map reads {item.source} {item.entity}",
+            "event": item.model_dump(mode="json"),
+        }
     return {"reason": item.reason, "entity": item.entity}

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
         gt=0,
         validation_alias=AliasChoices("ENQUEUE_TIMEOUT_SECONDS", "enqueue_timeout_seconds"),
     )
+    maps_dir: str | None = Field(default=None, validation_alias=AliasChoices("MAPS_DIR", "maps_dir"))
     business_events_file: str | None = Field(
         default=None, validation_alias=AliasChoices("BUSINESS_EVENTS_FILE", "business_events_file")
     )

@@ -7,7 +7,10 @@ from pathlib import Path
 from shared.bus.publisher import ServiceBusChangePublisher
 from shared.clients import get_clients
 from shared.events.bindings import DEFAULT_BINDINGS, load_bindings
-from shared.ingest.service import IngestService
+from shared.events.model import ChangeEvent
+from shared.ingest.service import EntityFilter, IngestService
+from shared.maps.loader import MAPS_DIR, MapSet, load_maps
+from shared.maps.model import Side
 from shared.settings import get_settings
 
 _service: IngestService | None = None
@@ -21,5 +24,18 @@ def get_ingest_service() -> IngestService:
             get_clients().servicebus, settings.changes_queue, settings.enqueue_timeout_seconds
         )
         path = Path(settings.business_events_file) if settings.business_events_file else DEFAULT_BINDINGS
-        _service = IngestService(publisher, load_bindings(path))
+        maps = load_maps(sorted(Path(settings.maps_dir or MAPS_DIR).glob("*.yaml")))
+        _service = IngestService(publisher, load_bindings(path), catalog=maps, entity_filter=mapped_entities(maps))
     return _service
+
+
+def mapped_entities(maps: MapSet) -> EntityFilter:
+    """Keeps the changes an enabled map reads; the rest are acknowledged as ignored."""
+
+    def keep(event: ChangeEvent) -> str | None:
+        side = Side.FNO if event.source == "fno" else Side.DATAVERSE
+        if maps.reading(side, event.entity):
+            return None
+        return f"no enabled table map reads {event.source} {event.entity}"
+
+    return keep

@@ -20,6 +20,7 @@ SAMPLE = Path(__file__).parents[1] / "fixtures" / "samples" / "dataverse-webhook
 KEYS = {"dataverse_webhook": "dv-key", "fno_webhook": "fno-key", "master": "master-key"}
 MAX_BYTES = 300_000
 ROW = "0f0f0f0f-1111-2222-3333-444455556666"
+ACCOUNT = "0a0a0a0a-1111-2222-3333-444455556666"
 
 
 @pytest.fixture(scope="module")
@@ -58,18 +59,30 @@ def post(url: str, path: str, content: bytes, key: str | None, headers: dict[str
 
 def test_a_dataverse_webhook_is_queued_with_its_ids_and_body(bridge: tuple[str, str]) -> None:
     url, sb = bridge
-    r = post(url, "dataverse", SAMPLE.read_bytes(), "dv-key")
+    account = entity("account", ACCOUNT, {"name": "Contoso", "accountnumber": "US-001"}, row_version="101")
+    r = post(url, "dataverse", body(context("Update", "account", ACCOUNT, account)), "dv-key")
     assert r.status_code == 202, r.text
     answer = r.json()
     assert answer["accepted"] == 1 and answer["ignored"] == 0
     (event_id,) = answer["event_ids"]
     (message,) = drain(sb)
     assert message.message_id == event_id
-    assert message.session_id == "dataverse:contact:6d81597f-0f9f-e711-8122-000d3aa2331c"
-    assert message.application_properties == {b"source": b"dataverse", b"entity": b"contact", b"operation": b"update"}
+    assert message.session_id == f"dataverse:account:{ACCOUNT}"
+    assert message.application_properties == {b"source": b"dataverse", b"entity": b"account", b"operation": b"update"}
     queued = json.loads(str(message))
     assert queued["event_id"] == event_id and queued["schema_version"] == 1
-    assert queued["fields"]["firstname"] == "James" and queued["entity"] == "contact"
+    assert queued["fields"]["name"] == "Contoso" and queued["entity"] == "account"
+
+
+def test_a_table_no_map_reads_is_acknowledged_and_not_queued(bridge: tuple[str, str]) -> None:
+    url, sb = bridge
+    r = post(url, "dataverse", SAMPLE.read_bytes(), "dv-key", {"Prefer": "return=representation"})
+    assert r.status_code == 202
+    answer = r.json()
+    assert answer["accepted"] == 0 and answer["ignored"] == 1
+    assert answer["ignored_events"][0]["reason"] == "no enabled table map reads dataverse contact"
+    assert answer["ignored_events"][0]["event"]["fields"]["firstname"] == "James"
+    assert drain(sb, wait=1) == []
 
 
 def test_the_same_notification_twice_is_queued_once(bridge: tuple[str, str]) -> None:
@@ -157,8 +170,9 @@ def test_with_the_bus_down_the_answer_is_503_with_retry_after(storage_connection
         "FUNCTION_KEYS": json.dumps(KEYS),
         "ENQUEUE_TIMEOUT_SECONDS": "2",
     }
+    account = entity("account", ACCOUNT, {"name": "Contoso"}, row_version="5")
     with stack.dev_host(env) as url:
-        r = post(url, "dataverse", SAMPLE.read_bytes(), "dv-key")
+        r = post(url, "dataverse", body(context("Update", "account", ACCOUNT, account)), "dv-key")
         assert r.status_code == 503
         assert r.headers["retry-after"] == "5"
         assert r.headers["content-type"].startswith("application/problem+json")

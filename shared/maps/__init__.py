@@ -1,0 +1,1 @@
+"""Table maps: models, loading and validation, the expression language, transforms; `python -m shared.maps`."""
