@@ -65,9 +65,14 @@ class Expression:
     source: str
     tree: Node
     fields: frozenset[str]  # every field the expression reads, known before it runs
+    run: Callable[[Mapping[str, Value]], Value]  # the tree compiled to closures, once
 
     def evaluate(self, record: Mapping[str, Value]) -> Value:
-        return _eval(self.tree, record)
+        return self.run(record)
+
+    def reading(self, read: Callable[[Value], Value]) -> Callable[[Mapping[str, Value]], Value]:
+        """The expression over raw records, each field value passed through `read` first (no view to build)."""
+        return _compile(self.tree, read)
 
 
 def _fields(node: Node) -> set[str]:
@@ -219,7 +224,7 @@ def parse(source: str) -> Expression:
     if not source or not source.strip():
         raise ExpressionError("empty expression")
     tree = _Parser(source).parse()
-    return Expression(source, tree, frozenset(_fields(tree)))
+    return Expression(source, tree, frozenset(_fields(tree)), _compile(tree, _identity))
 
 
 # --- evaluation --------------------------------------------------------------------------------------------------
@@ -306,37 +311,61 @@ def _compare(op: str, a: Value, b: Value) -> bool:
         raise ExpressionError(f"cannot compare {a!r} {op} {b!r}") from None
 
 
-def _eval(node: Node, record: Mapping[str, Value]) -> Value:
+def _identity(value: Value) -> Value:
+    return value
+
+
+def _compile(node: Node, read: Callable[[Value], Value]) -> Callable[[Mapping[str, Value]], Value]:
+    """The tree as nested closures: the same semantics as `_eval`, without walking the tree on every row."""
     if isinstance(node, Literal):
-        return node.value
+        constant = node.value
+        return lambda record: constant
     if isinstance(node, Field):
-        return record.get(node.name)
+        name = node.name
+        if read is _identity:
+            return lambda record: record.get(name)
+        return lambda record: read(record.get(name))
     if isinstance(node, Unary):
-        value = _eval(node.operand, record)
+        operand = _compile(node.operand, read)
         if node.op == "!":
-            return not value
-        return -_number(value, "negation")
+            return lambda record: not operand(record)
+        return lambda record: -_number(operand(record), "negation")
     if isinstance(node, Call):
+        args = [_compile(a, read) for a in node.args]
         if node.function == "if":
-            condition, then, otherwise = node.args
-            return _eval(then if _eval(condition, record) else otherwise, record)
-        return _FUNCTIONS[node.function](*(_eval(a, record) for a in node.args))
-    left = _eval(node.left, record)
-    if node.op == "&&":
-        return bool(left) and bool(_eval(node.right, record))
-    if node.op == "||":
-        return bool(left) or bool(_eval(node.right, record))
-    right = _eval(node.right, record)
-    if node.op in ("==", "!=", "<", "<=", ">", ">="):
-        return _compare(node.op, left, right)
-    if node.op == "+" and (isinstance(left, str) or isinstance(right, str)):
+            condition, then, otherwise = args
+            return lambda record: then(record) if condition(record) else otherwise(record)
+        function = _FUNCTIONS[node.function]
+        return lambda record: function(*(a(record) for a in args))
+    left, right, op = _compile(node.left, read), _compile(node.right, read), node.op
+    if op == "&&":
+        return lambda record: bool(left(record)) and bool(right(record))
+    if op == "||":
+        return lambda record: bool(left(record)) or bool(right(record))
+    if op in ("==", "!="):
+        equal = op == "=="
+
+        def compare_equal(record: Mapping[str, Value]) -> Value:
+            a, b = left(record), right(record)
+            if type(a) is type(b) or a is None or b is None:
+                return (a == b) is equal
+            return _compare(op, a, b)
+
+        return compare_equal
+    if op in ("<", "<=", ">", ">="):
+        return lambda record: _compare(op, left(record), right(record))
+    return lambda record: _arithmetic(op, left(record), right(record))
+
+
+def _arithmetic(op: str, left: Value, right: Value) -> Value:
+    if op == "+" and (isinstance(left, str) or isinstance(right, str)):
         return _text(left) + _text(right)
-    a, b = _number(left, node.op), _number(right, node.op)
-    if node.op == "+":
+    a, b = _number(left, op), _number(right, op)
+    if op == "+":
         return a + b
-    if node.op == "-":
+    if op == "-":
         return a - b
-    if node.op == "*":
+    if op == "*":
         return a * b
     if b == 0:
         raise ExpressionError("division by zero")

@@ -68,6 +68,9 @@ class NoResolver:
         return None
 
 
+_NO_RESOLVER = NoResolver()
+
+
 class TransformError(ValueError):
     pass
 
@@ -196,6 +199,15 @@ def _converter(f: FieldMap, into: Side) -> Callable[[JsonValue], JsonValue]:
             return _convert(f, into, value)
 
         return noyes
+    if f.value_map is None and f.type is TypeConversion.DECIMAL and f.text is None:
+        scale = f.scale
+
+        def decimal(value: JsonValue) -> JsonValue:
+            if value is None:
+                return None
+            return {"$type": "decimal", "value": _decimal_text(plain(value), scale)}
+
+        return decimal
     return lambda value: _convert(f, into, value)
 
 
@@ -206,30 +218,75 @@ def _map_key(value: Any) -> str:
 # --- the whole row -------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FieldPlan:
-    """One field's work in one direction, decided once when the map is compiled."""
-
-    field: FieldMap
-    target: str
-    origin: str | None
-    expression: Expression | None
-    is_key: bool
-    converter: Callable[[JsonValue], JsonValue] | None  # value map, type and text rules; None: as it is
+Step = Callable[["TargetRow", Mapping[str, JsonValue], Mapping[str, "CompiledMap"], "ReferenceResolver"], None]
 
 
 @dataclass(frozen=True)
 class CompiledMap:
-    """A validated map with its expressions parsed and its per-direction plans built once (see the loader)."""
+    """A validated map with its expressions parsed and its per-direction work decided once (see the loader).
+
+    Per side written into: `copies` (fields taken as they are), `constants` (columns only the target has, always
+    their default) and `steps` (one small function per field that needs more: keys, conversions, lookups,
+    expressions, defaults).
+    """
 
     map: TableMap
     to_dataverse: Mapping[str, Expression]  # Dataverse column → expression over F&O fields
     to_fno: Mapping[str, Expression]  # F&O field → expression over Dataverse columns
     filters: Mapping[Side, Expression]
-    plans: Mapping[Side, tuple[FieldPlan, ...]] = field(default_factory=dict)  # by the side written into
-    copies: Mapping[Side, tuple[tuple[str, str], ...]] = field(default_factory=dict)  # (origin, target) as-is
-    constants: Mapping[Side, dict[str, JsonValue]] = field(default_factory=dict)  # target-only fields' defaults
-    view_fields: Mapping[Side, frozenset[str]] = field(default_factory=dict)  # by the source side
+    copies: Mapping[Side, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    constants: Mapping[Side, dict[str, JsonValue]] = field(default_factory=dict)
+    steps: Mapping[Side, tuple[tuple[FieldMap, Step], ...]] = field(default_factory=dict)
+    filter_runs: Mapping[Side, Callable[[Mapping[str, JsonValue]], Any]] = field(default_factory=dict)
+
+
+def _step(
+    f: FieldMap, into: Side, target: str, origin: str | None, expression: Expression | None, is_key: bool
+) -> Step:
+    """The work for one field in one direction, as one function (decided here, not on every row)."""
+    converter = _converter(f, into) if (f.value_map is not None or f.type is not None or f.text is not None) else None
+    derive = expression.reading(plain) if expression is not None else None
+    default = f.default
+    lookup = f.lookup
+
+    def step(
+        row: TargetRow, record: Mapping[str, JsonValue], maps: Mapping[str, CompiledMap], resolve: ReferenceResolver
+    ) -> None:
+        if derive is not None:
+            value: JsonValue = derive(record)
+            if isinstance(value, Decimal):
+                value = {"$type": "decimal", "value": format(value, "f")}
+        elif origin is not None and origin in record:
+            value = record[origin]
+        elif default is not None:
+            value = default
+        else:
+            return  # absent stays absent
+        if value is None and default is not None:
+            value = default
+        if lookup:
+            if into is Side.DATAVERSE and value is not None and lookup in maps:
+                referenced = maps[lookup].map  # the common case, inline: F&O holds the referenced key value
+                key: dict[str, JsonValue] = {}
+                for name, is_company in _dataverse_key_template(referenced):
+                    if is_company:
+                        if row.company is None:
+                            raise TransformError("the referenced map is company-specific but this row has no company")
+                        key[name] = row.company.upper()
+                    else:
+                        key[name] = plain(value)
+                row.lookups[target] = LookupRef(referenced.name, referenced.dataverse.entity_set, key)
+                return
+            _lookup(row, f, into, target, value, maps, resolve)
+            return
+        if converter is not None:
+            value = converter(value)
+        if is_key:
+            row.key[target] = value
+        else:
+            row.values[target] = value
+
+    return step
 
 
 def compile_map(
@@ -238,17 +295,16 @@ def compile_map(
     to_fno: Mapping[str, Expression],
     filters: Mapping[Side, Expression],
 ) -> CompiledMap:
-    plans: dict[Side, tuple[FieldPlan, ...]] = {}
     copies: dict[Side, tuple[tuple[str, str], ...]] = {}
     constants: dict[Side, dict[str, JsonValue]] = {}
-    views: dict[Side, frozenset[str]] = {}
+    steps: dict[Side, tuple[tuple[FieldMap, Step], ...]] = {}
     for into in Side:
         expressions = to_dataverse if into is Side.DATAVERSE else to_fno
         company = m.company_field(into) if m.company is not None else None
         key = set(m.key(into))
-        steps = []
         plain_copies: list[tuple[str, str]] = []
         fixed: dict[str, JsonValue] = {}
+        work: list[tuple[FieldMap, Step]] = []
         for f in m.fields:
             target = f.dataverse if into is Side.DATAVERSE else f.fno
             if not m.flows(f, into) or target is None or (company is not None and target == company):
@@ -258,37 +314,21 @@ def compile_map(
             plain_field = not converts and not f.lookup and target not in key and target not in expressions
             if plain_field and origin is not None and f.default is None:
                 plain_copies.append((origin, target))  # the common case: one dict lookup per row
-                continue
-            if plain_field and origin is None:
+            elif plain_field and origin is None:
                 fixed[target] = f.default  # a column only this side has: always its default
-                continue
-            steps.append(
-                FieldPlan(
-                    field=f,
-                    target=target,
-                    origin=origin,
-                    expression=expressions.get(target),
-                    is_key=target in key,
-                    converter=_converter(f, into) if converts else None,
-                )
-            )
-        plans[into] = tuple(steps)
-        copies[into] = tuple(plain_copies)
-        constants[into] = fixed
-        source = into.other
-        used: set[str] = set().union(*(e.fields for e in expressions.values())) if expressions else set()
-        if source in filters:
-            used |= filters[source].fields
-        views[source] = frozenset(used)
-    return CompiledMap(m, to_dataverse, to_fno, filters, plans, copies, constants, views)
+            else:
+                work.append((f, _step(f, into, target, origin, expressions.get(target), target in key)))
+        copies[into], constants[into], steps[into] = tuple(plain_copies), fixed, tuple(work)
+    runs = {side: e.reading(plain) for side, e in filters.items()}
+    return CompiledMap(m, to_dataverse, to_fno, filters, copies, constants, steps, runs)
 
 
 def passes_filter(compiled: CompiledMap, side: Side, record: Mapping[str, JsonValue]) -> bool:
-    expression = compiled.filters.get(side)
-    if expression is None:
+    run = compiled.filter_runs.get(side)
+    if run is None:
         return True
     try:
-        return bool(expression.evaluate({k: plain(record.get(k)) for k in expression.fields}))
+        return bool(run(record))
     except ExpressionError:
         return False
 
@@ -303,7 +343,7 @@ def transform(
     """`record` (a row of `source`) → the row to write into the other side."""
     m = compiled.map
     into = source.other
-    resolve = resolver or NoResolver()
+    resolve = resolver or _NO_RESOLVER
     row = TargetRow(
         map=m.name,
         into=into,
@@ -325,38 +365,13 @@ def transform(
                     "companies", m.company.table_entity_set, {m.company.code: code.upper()}
                 )
 
-    view_fields = compiled.view_fields.get(source)
-    view = {k: plain(record.get(k)) for k in view_fields} if view_fields else {}
-    values, keys = row.values, row.key
-    values.update({target: record[origin] for origin, target in compiled.copies[into] if origin in record})
-    values.update(compiled.constants[into])
-    for plan in compiled.plans[into]:
-        f = plan.field
+    row.values.update({target: record[origin] for origin, target in compiled.copies[into] if origin in record})
+    row.values.update(compiled.constants[into])
+    for f, step in compiled.steps[into]:
         try:
-            if plan.expression is not None:
-                value: JsonValue = plan.expression.evaluate(view)
-                if isinstance(value, Decimal):
-                    value = {"$type": "decimal", "value": format(value, "f")}
-            elif plan.origin is not None and plan.origin in record:
-                value = record[plan.origin]
-            elif f.default is not None:
-                value = f.default
-            else:
-                continue  # absent stays absent
-            if value is None and f.default is not None:
-                value = f.default
-            if f.lookup:
-                _lookup(row, f, into, plan.target, value, maps, resolve)
-                continue
-            if plan.converter is not None:
-                value = plan.converter(value)
+            step(row, record, maps, resolve)
         except (TransformError, ExpressionError, ValueError) as exc:
             row.errors.append(f"{f.label}: {exc}")
-            continue
-        if plan.is_key:
-            keys[plan.target] = value
-        else:
-            values[plan.target] = value
     return row
 
 
