@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp  # a light load generator: httpx's own CPU per request would be the bottleneck
 
-from local.processes import free_port, python_module, start
+from local.processes import emulator_connection, free_port, python_module, start
 from local.servicebus.config import DEFAULT_CONFIG
 from tests.unit.events.builders import body, context, entity
 
@@ -93,7 +93,7 @@ def main() -> int:
         (broker_port,),
     )
     env = {
-        "ServiceBusConnection": f"Endpoint=sb://127.0.0.1:{broker_port};SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;",
+        "ServiceBusConnection": emulator_connection(broker_port),
         "FUNCTION_KEYS": json.dumps({"dataverse_webhook": KEY}),
     }
     try:

@@ -17,12 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceiveMode
 
-from local.processes import free_port, python_module, start
-
-CONNECTION = (
-    "Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
-    "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
-)
+from local.processes import emulator_connection, free_port, python_module, start
 
 
 def main() -> int:
@@ -43,7 +38,7 @@ def main() -> int:
         )
         try:
             broker.wait_ready(30)
-            return run(CONNECTION.format(port=port), args.messages, args.batch)
+            return run(emulator_connection(port), args.messages, args.batch)
         finally:
             broker.stop()
 

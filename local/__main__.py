@@ -12,14 +12,17 @@ import sys
 import time
 import urllib.request
 
-from local.processes import AzuritePorts, Service, StartupError, python_module, start, start_azurite
+from local.processes import (
+    AzuritePorts,
+    Service,
+    StartupError,
+    emulator_connection,
+    python_module,
+    start,
+    start_azurite,
+)
 from local.servicebus.config import DEFAULT_CONFIG
 from local.settings_file import load_into_environment
-
-EMULATOR_CONNECTION = (
-    "Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
-    "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
-)
 
 
 def _wait_healthy(url: str, timeout: float = 60.0) -> bool:
@@ -82,7 +85,7 @@ def main() -> int:
         print(f"starting the dev host on 127.0.0.1:{args.host_port}…", flush=True)
         host_env = {
             "AzureWebJobsStorage": azurite_ports.connection_string(),
-            "ServiceBusConnection": EMULATOR_CONNECTION.format(port=args.broker_port),
+            "ServiceBusConnection": emulator_connection(args.broker_port),
         }
         host = start(
             "dev host", python_module("local.host", "--port", str(args.host_port)), (args.host_port,), env=host_env

@@ -143,5 +143,13 @@ def start_azurite(ports: AzuritePorts, output: IO[bytes] | int | None = None) ->
     return service
 
 
+def emulator_connection(port: int, host: str = "127.0.0.1") -> str:
+    """The Service Bus emulator's connection string, which our local broker accepts as it is."""
+    return (
+        f"Endpoint=sb://{host}:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
+        "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
+    )
+
+
 def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]

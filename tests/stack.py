@@ -8,7 +8,16 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from local.processes import ROOT, AzuritePorts, Service, free_port, python_module, start, start_azurite
+from local.processes import (
+    ROOT,
+    AzuritePorts,
+    Service,
+    emulator_connection,
+    free_port,
+    python_module,
+    start,
+    start_azurite,
+)
 
 LOG_DIR = Path(tempfile.gettempdir()) / "sync-bridge-test-logs"
 
@@ -46,12 +55,6 @@ def dev_host(env: Mapping[str, str], app: str = "function_app:app", root: Path =
         service.stop()
 
 
-EMULATOR_CONNECTION = (
-    "Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
-    "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
-)
-
-
 @contextmanager
 def broker(config: Path) -> Iterator[str]:
     """The local Service Bus broker with `config`; yields the emulator connection string."""
@@ -64,6 +67,6 @@ def broker(config: Path) -> Iterator[str]:
     )
     try:
         service.wait_ready(30)
-        yield EMULATOR_CONNECTION.format(port=port)
+        yield emulator_connection(port)
     finally:
         service.stop()

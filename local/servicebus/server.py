@@ -41,7 +41,6 @@ from proton import _io as proton_io
 from proton.reactor import Container
 
 from local.servicebus.engine import (
-    DLQ_SUFFIX,
     BrokerError,
     Entity,
     Namespace,
@@ -767,6 +766,3 @@ def run(
     if handler_ready is not None:
         handler_ready(handler)
     Container(handler).run()
-
-
-__all__ = ["DLQ_SUFFIX", "BrokerHandler", "SasValidator", "run"]

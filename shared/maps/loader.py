@@ -59,16 +59,13 @@ class MapSet:
                 found.append(c)
         return found
 
-    def fno_names(self, virtual_table: str) -> FnoEntityNames | None:
+    def for_virtual_table(self, table: str) -> FnoEntityNames | None:
         """How the data events of a virtual table name the entity's fields (the catalog the F&O parser needs)."""
         for c in self.maps.values():
-            if (c.map.fno.virtual_table or "").lower() == virtual_table.lower():
+            if (c.map.fno.virtual_table or "").lower() == table.lower():
                 fields = {n.lower(): n for n in c.map.readable(Side.FNO)}
                 return FnoEntityNames(c.map.fno.entity, fields, tuple(c.map.fno.key))
         return None
-
-    def for_virtual_table(self, table: str) -> FnoEntityNames | None:
-        return self.fno_names(table)
 
 
 def _documents(path: Path, problems: list[Problem]) -> list[tuple[dict[str, Any], str]]:

@@ -19,8 +19,6 @@ from pydantic import JsonValue
 from shared.maps.expressions import Expression, ExpressionError
 from shared.maps.model import FieldMap, Side, TableMap, TypeConversion
 
-UNSET: Any = object()
-
 
 class LookupRef(NamedTuple):
     """A reference to a row of another map, on the target side, by that map's integration key."""
@@ -265,18 +263,6 @@ def _step(
         if value is None and default is not None:
             value = default
         if lookup:
-            if into is Side.DATAVERSE and value is not None and lookup in maps:
-                referenced = maps[lookup].map  # the common case, inline: F&O holds the referenced key value
-                key: dict[str, JsonValue] = {}
-                for name, is_company in _dataverse_key_template(referenced):
-                    if is_company:
-                        if row.company is None:
-                            raise TransformError("the referenced map is company-specific but this row has no company")
-                        key[name] = row.company.upper()
-                    else:
-                        key[name] = plain(value)
-                row.lookups[target] = LookupRef(referenced.name, referenced.dataverse.entity_set, key)
-                return
             _lookup(row, f, into, target, value, maps, resolve)
             return
         if converter is not None:
@@ -431,12 +417,12 @@ def _lookup(
         # F&O holds the referenced row's own key value: its Dataverse key follows from the referenced map.
         key: dict[str, JsonValue] = {}
         for name, is_company in _dataverse_key_template(referenced):
-            if is_company:
-                if row.company is None:
-                    raise TransformError("the referenced map is company-specific but this row has no company")
-                key[name] = row.company.upper()
-            else:
+            if not is_company:
                 key[name] = plain(value)
+            elif row.company is None:
+                raise TransformError("the referenced map is company-specific but this row has no company")
+            else:
+                key[name] = row.company.upper()
         row.lookups[target] = LookupRef(referenced.name, referenced.dataverse.entity_set, key)
         return
     # Into F&O: Dataverse holds a lookup (a row id); its F&O key comes from what we know of that row.

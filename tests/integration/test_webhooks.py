@@ -11,7 +11,7 @@ import pytest
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusClient, ServiceBusReceivedMessage
 from azure.servicebus.exceptions import OperationTimeoutError
 
-from local.processes import free_port
+from local.processes import emulator_connection, free_port
 from local.servicebus.config import DEFAULT_CONFIG
 from tests import stack
 from tests.unit.events.builders import body, business_event, context, entity
@@ -163,7 +163,7 @@ def test_bad_input_gets_its_status_and_nothing_is_queued(
 
 
 def test_with_the_bus_down_the_answer_is_503_with_retry_after(storage_connection_string: str) -> None:
-    dead = f"Endpoint=sb://127.0.0.1:{free_port()};SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
+    dead = emulator_connection(free_port())  # nothing listens there
     env = {
         "AzureWebJobsStorage": storage_connection_string,
         "ServiceBusConnection": dead,
