@@ -7,16 +7,19 @@ In memory: messages live as long as the process. Connect with the emulator's con
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from local.servicebus.config import DEFAULT_CONFIG, load_config
 from local.servicebus.engine import Namespace
-from local.servicebus.server import BrokerHandler, SasValidator, run
+from local.servicebus.loop import run
+from local.servicebus.server import BrokerHandler, SasValidator
 
 log = logging.getLogger("local.servicebus")
 
@@ -43,15 +46,18 @@ def main() -> int:
     namespace = Namespace.from_queues(config.queues())
     sas = SasValidator(None, None) if args.no_auth else SasValidator(args.key_name, args.key)
 
-    def ready(handler: BrokerHandler) -> None:
-        def stop(*_: object) -> None:
-            handler.stopping = True
+    handler = BrokerHandler(namespace, args.host, args.port, sas, time.time)
+    # Queued messages are long-lived and hold no reference cycles: with the default thresholds the cyclic
+    # collector walks every one of them again and again, and a deep queue slows every operation.
+    gc.set_threshold(100_000, 50, 1000)
 
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+    def stop(*_: object) -> None:
+        handler.stopping = True
 
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
-        run(namespace, args.host, args.port, sas, ready)
+        run(handler, args.host, args.port)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", args.host, args.port, exc)
         return 1

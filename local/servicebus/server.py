@@ -9,7 +9,6 @@ import base64
 import hashlib
 import hmac
 import logging
-import select
 import time
 import urllib.parse
 import uuid
@@ -22,6 +21,7 @@ from proton import (
     UNDESCRIBED,
     Array,
     Condition,
+    Connection,
     Data,
     Delivery,
     Described,
@@ -37,8 +37,6 @@ from proton import (
     timestamp,
     uint,
 )
-from proton import _io as proton_io
-from proton.reactor import Container
 
 from local.servicebus.engine import (
     BrokerError,
@@ -152,28 +150,18 @@ class BrokerHandler(Handler):
         self.incoming: dict[Link, Entity] = {}  # client sender links on entities
         self.roles: dict[Link, str] = {}  # "cbs" | "mgmt:<path>" for our receiving ends of request links
         self.stopping = False
-        self.container: Container | None = None
 
-    # --- lifecycle ----------------------------------------------------------------------------------------------
+    # --- lifecycle ---------------------------------------------------------------------------------------------
 
-    def on_reactor_init(self, event: Event) -> None:
-        self.container = event.container
-        event.container.listen(f"{self.host}:{self.port}")
-        log.info(
-            "broker listening on amqp://%s:%d with %d queues", self.host, self.port, len(self.namespace.entities) // 2
-        )
-        event.container.schedule(TICK_SECONDS, self)
-
-    def on_timer_task(self, event: Event) -> None:
-        if self.stopping:
-            log.info("broker stopping")
-            event.container.stop()
-            return
+    def tick(self) -> None:
+        """What time decides (lock and session expiry, scheduled messages, TTL, session waiters), every tick."""
         now = self.now()
         for entity in self.namespace.tick(now):
             self.pump(entity)
         self._serve_waiters(now)
-        event.container.schedule(TICK_SECONDS, self)
+
+    def drop_connection(self, connection: Connection) -> None:
+        self._drop_links(lambda link: link.connection == connection)
 
     def on_connection_bound(self, event: Event) -> None:
         sasl = _need(event.transport).sasl()
@@ -727,42 +715,3 @@ def _terminus_filter(terminus: Terminus) -> dict[Any, Any]:
         return {}
     value = data.get_object()
     return dict(value) if isinstance(value, dict) else {}
-
-
-def _poll_select(
-    readers: Any, writers: Any, _errors: Any, timeout: float | None = None
-) -> tuple[list[Any], list[Any], list[Any]]:
-    """select() semantics on poll(): select() fails outright once a descriptor number passes 1023."""
-    poller = select.poll()
-    by_fd: dict[int, Any] = {}
-    flags: dict[int, int] = {}
-    for obj in readers:
-        by_fd[obj.fileno()] = obj
-        flags[obj.fileno()] = flags.get(obj.fileno(), 0) | select.POLLIN
-    for obj in writers:
-        by_fd[obj.fileno()] = obj
-        flags[obj.fileno()] = flags.get(obj.fileno(), 0) | select.POLLOUT
-    for fd, mask in flags.items():
-        poller.register(fd, mask)
-    ready = poller.poll(None if timeout is None else max(0.0, timeout) * 1000)
-    readable, writable = [], []
-    for fd, events in ready:
-        if events & (select.POLLIN | select.POLLHUP | select.POLLERR) and flags[fd] & select.POLLIN:
-            readable.append(by_fd[fd])
-        if events & (select.POLLOUT | select.POLLERR) and flags[fd] & select.POLLOUT:
-            writable.append(by_fd[fd])
-    return readable, writable, []
-
-
-def run(
-    namespace: Namespace,
-    host: str,
-    port: int,
-    sas: SasValidator,
-    handler_ready: Callable[[BrokerHandler], None] | None = None,
-) -> None:
-    proton_io.IO.select = staticmethod(_poll_select)  # type: ignore[method-assign,assignment]
-    handler = BrokerHandler(namespace, host, port, sas, time.time)
-    if handler_ready is not None:
-        handler_ready(handler)
-    Container(handler).run()
