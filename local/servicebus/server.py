@@ -163,14 +163,8 @@ class BrokerHandler(Handler):
     def drop_connection(self, connection: Connection) -> None:
         self._drop_links(lambda link: link.connection == connection)
 
-    def on_connection_bound(self, event: Event) -> None:
-        sasl = _need(event.transport).sasl()
-        sasl.allowed_mechs("ANONYMOUS")
-        sasl.allow_insecure_mechs = True
-
     def on_connection_remote_open(self, event: Event) -> None:
-        log.info("connection opened from %s", getattr(event.connection, "url", "?"))
-        _need(event.connection).open()
+        _need(event.connection).open()  # SASL (ANONYMOUS) is set up by the loop, before the first byte
 
     def on_connection_remote_close(self, event: Event) -> None:
         connection = _need(event.connection)
