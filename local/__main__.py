@@ -7,6 +7,9 @@ them, e.g. for tests, and point the dev host at whatever was started.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import os
 import signal
 import sys
 import time
@@ -21,7 +24,9 @@ from local.processes import (
     start,
     start_azurite,
 )
+from local.connect import connect_apps
 from local.servicebus.config import DEFAULT_CONFIG
+from local.sims.server import DEFAULT_TOKEN
 from local.settings_file import load_into_environment
 
 
@@ -38,11 +43,19 @@ def _wait_healthy(url: str, timeout: float = 60.0) -> bool:
     return False
 
 
+def function_keys() -> dict[str, str]:
+    keys = json.loads(os.environ.get("FUNCTION_KEYS") or "{}")
+    return {str(k): str(v) for k, v in keys.items()} if isinstance(keys, dict) else {}
+
+
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__)
     parser.add_argument("--host-port", type=int, default=7071)
     parser.add_argument("--broker-port", type=int, default=5672)
     parser.add_argument("--azurite-ports", default="10000,10001,10002", help="blob,queue,table")
+    parser.add_argument("--dataverse-port", type=int, default=7301)
+    parser.add_argument("--fno-port", type=int, default=7302)
+    parser.add_argument("--no-demo", action="store_true", help="start the stack without running the demo")
     return parser.parse_args()
 
 
@@ -82,10 +95,26 @@ def main() -> int:
         )
         services.append(broker)
         broker.wait_ready()
+        token = os.environ.get("LOCAL_BEARER_TOKEN") or DEFAULT_TOKEN
+        sims = {"dataverse": args.dataverse_port, "fno": args.fno_port}
+        for kind, port in sims.items():
+            print(f"starting the {kind} simulator on 127.0.0.1:{port} (seeded demo data)…", flush=True)
+            sim = start(
+                f"{kind} simulator",
+                python_module(f"local.sims.{kind}", "--port", str(port), "--seed"),
+                (port,),
+                env={"LOCAL_BEARER_TOKEN": token},
+            )
+            services.append(sim)
+            sim.wait_ready()
+        dataverse_url, fno_url = (f"http://127.0.0.1:{p}" for p in sims.values())
         print(f"starting the dev host on 127.0.0.1:{args.host_port}…", flush=True)
         host_env = {
             "AzureWebJobsStorage": azurite_ports.connection_string(),
             "ServiceBusConnection": emulator_connection(args.broker_port),
+            "DATAVERSE_URL": dataverse_url,
+            "FNO_URL": fno_url,
+            "LOCAL_BEARER_TOKEN": token,
         }
         host = start(
             "dev host", python_module("local.host", "--port", str(args.host_port)), (args.host_port,), env=host_env
@@ -94,12 +123,17 @@ def main() -> int:
         host.wait_ready()
         health = f"http://127.0.0.1:{args.host_port}/api/health"
         healthy = _wait_healthy(health)
+        host_url = f"http://127.0.0.1:{args.host_port}"
+        asyncio.run(connect_apps(host_url, dataverse_url, fno_url, token, function_keys()))
+        print("registered the bridge's webhooks with both simulators.", flush=True)
         print(
             "\nThe local stack is up:\n"
             f"  dev host (Functions)   http://127.0.0.1:{args.host_port}/api/\n"
             f"  health                 {health}  ({'healthy' if healthy else 'NOT healthy yet'})\n"
             f"  Azurite tables         http://127.0.0.1:{table}/devstoreaccount1\n"
             f"  Service Bus (local)    amqp://127.0.0.1:{args.broker_port}  (emulator connection string)\n"
+            f"  Dataverse simulator    {dataverse_url}/api/data/v9.2/\n"
+            f"  F&O simulator          {fno_url}/data/\n"
             "Press Ctrl-C to stop.",
             flush=True,
         )

@@ -62,6 +62,48 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("BUSINESS_EVENTS_FILE", "business_events_file")
     )
 
+    # --- The two apps -------------------------------------------------------------------------------------------
+    dataverse_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATAVERSE_URL", "dataverse_url"),
+        description="https://<org>.crm.dynamics.com (locally http://127.0.0.1:7301)",
+    )
+    fno_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("FNO_URL", "fno_url"),
+        description="https://<env>.operations.dynamics.com (locally http://127.0.0.1:7302)",
+    )
+    azure_tenant_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("AZURE_TENANT_ID", "azure_tenant_id")
+    )
+    dataverse_client_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATAVERSE_CLIENT_ID", "dataverse_client_id")
+    )
+    dataverse_client_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DATAVERSE_CLIENT_SECRET", "dataverse_client_secret")
+    )
+    fno_client_id: str | None = Field(default=None, validation_alias=AliasChoices("FNO_CLIENT_ID", "fno_client_id"))
+    fno_client_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("FNO_CLIENT_SECRET", "fno_client_secret")
+    )
+    local_bearer_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LOCAL_BEARER_TOKEN", "local_bearer_token"),
+        description="Only for the local simulators: a static token instead of azure-identity",
+    )
+    connector_max_in_flight: int = Field(
+        default=52, gt=0, validation_alias=AliasChoices("CONNECTOR_MAX_IN_FLIGHT", "connector_max_in_flight")
+    )
+    connector_retry_attempts: int = Field(
+        default=3, ge=1, validation_alias=AliasChoices("CONNECTOR_RETRY_ATTEMPTS", "connector_retry_attempts")
+    )
+    connector_retry_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        validation_alias=AliasChoices("CONNECTOR_RETRY_SECONDS", "connector_retry_seconds"),
+        description="Retry budget inside one apply; beyond it apply re-schedules the change",
+    )
+
     # --- Health ---------------------------------------------------------------------------------------------------
     health_timeout_seconds: float = Field(
         default=3.0, gt=0, validation_alias=AliasChoices("HEALTH_TIMEOUT_SECONDS", "health_timeout_seconds")

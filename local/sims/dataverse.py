@@ -1,0 +1,418 @@
+"""The Dataverse simulator: Web API v9.2 semantics at `/api/data/v9.2/`, and RemoteExecutionContext webhooks sent
+per the `serviceendpoints` / `sdkmessageprocessingsteps` / `sdkmessageprocessingstepimages` rows written to it.
+
+`python -m local.sims.dataverse [--port 7301] [--db FILE] [--seed]`
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+from xml.etree import ElementTree
+
+from local.sims.delivery import Deliverer, Notification
+from local.sims.engine import Change, Reply, Request, SimError, body_of, check_if_match, parse_key
+from local.sims.schema import ColumnType, Table
+from local.sims.store import Store, StoredRow, key_text
+from shared.connectors.wire import dumps
+
+CONTRACTS = "http://schemas.microsoft.com/xrm/2011/Contracts"
+ORGANIZATION_ID = "4f1d3d3a-1f7e-4c5b-9b1c-6a0d2b1e5c11"
+BUSINESS_UNIT_ID = "e2b9dd85-e89e-e711-8122-000d3aa2331c"
+SIZE_LIMIT = 256 * 1024
+MESSAGES = {"create": "Create", "update": "Update", "delete": "Delete"}
+AUTH_WEBHOOK_KEY, AUTH_HTTP_HEADER, AUTH_HTTP_QUERY = 4, 5, 6
+
+
+def wcf_date(iso: str) -> str:
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return f"/Date({int(moment.timestamp() * 1000)})/"
+
+
+class DataverseDialect:
+    name = "dataverse"
+    root = "/api/data/v9.2/"
+
+    def __init__(self, store: Store, organization: str = "sim.crm.dynamics.com") -> None:
+        self.store = store
+        self.organization = organization
+        self.deliverer = Deliverer()
+        self.tables: dict[str, Table] = {}
+        self.by_name: dict[str, Table] = {}
+        self.size_limit = SIZE_LIMIT
+
+    def bind(self, tables: list[Table]) -> None:
+        self.tables = {t.entity_set: t for t in tables}
+        self.by_name = {t.name: t for t in tables}
+
+    def etag(self, version: int) -> str:
+        return f'W/"{version}"'
+
+    def error_body(self, error: SimError) -> Any:
+        return {"error": {"code": error.code, "message": error.message}}
+
+    def locate(self, table: Table, key: dict[str, Any] | str, request: Request) -> StoredRow | None:
+        if isinstance(key, str):
+            return self.store.get(table.entity_set, key)
+        if sorted(key) != sorted(table.key):
+            raise SimError(
+                400,
+                f"The key {sorted(key)} is not an alternate key of {table.name} ({', '.join(table.key)}).",
+                "0x80060888",
+            )
+        return self.store.find(table.entity_set, key_text(key, table.key))
+
+    def visible(self, table: Table, row: StoredRow, request: Request) -> bool:
+        return True
+
+    def present(self, table: Table, row: StoredRow) -> dict[str, Any]:
+        out: dict[str, Any] = {"@odata.etag": self.etag(row.version)}
+        for name, value in row.data.items():
+            column = table.column(name)
+            out[f"_{name}_value" if column is not None and column.type is ColumnType.LOOKUP else name] = value
+        if table.primary_id:
+            out[table.primary_id] = row.id
+        out["versionnumber"] = row.version
+        out["createdon"] = row.created[:19] + "Z"
+        out["modifiedon"] = row.modified[:19] + "Z"
+        return out
+
+    # --- writes ---------------------------------------------------------------------------------------------------
+
+    def _accept(self, table: Table, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """The body as column values: unknown properties refused, lookups resolved (they must exist)."""
+        data: dict[str, Any] = {}
+        for prop, value in body.items():
+            if prop.endswith("@odata.bind"):
+                name = prop[: -len("@odata.bind")]
+                column = table.column(name)
+                if column is None or column.type is not ColumnType.LOOKUP:
+                    raise SimError(
+                        400,
+                        f"An undeclared property '{name}' which only has property annotations in the payload "
+                        "but no property value was found in the payload.",
+                        "0x80060888",
+                    )
+                data[name] = None if value is None else self._resolve_bind(str(value), column.target or "")
+                continue
+            if prop.startswith("@") or prop == table.primary_id:
+                continue
+            column = table.column(prop)
+            if column is None or column.type is ColumnType.LOOKUP:
+                raise SimError(
+                    400,
+                    f"Could not find a property named '{prop}' on type 'Microsoft.Dynamics.CRM.{table.name}'.",
+                    "0x80060888",
+                )
+            if column.type is ColumnType.CHOICE and value is not None and not isinstance(value, int):
+                raise SimError(
+                    400, f"Cannot convert the literal '{value}' to the expected type 'Edm.Int32'.", "0x80060888"
+                )
+            data[prop] = value
+        return data, list(data)
+
+    def _resolve_bind(self, reference: str, expected_set: str) -> str:
+        path = reference.split("/api/data/v9.2/")[-1].lstrip("/")
+        entity_set, _, rest = path.partition("(")
+        target = self.tables.get(entity_set)
+        if target is None or not rest.endswith(")"):
+            raise SimError(400, f"Invalid @odata.bind reference '{reference}'.", "0x80060888")
+        if expected_set and entity_set != expected_set:
+            raise SimError(400, f"'{reference}' does not reference a {expected_set} row.", "0x80060888")
+        key = parse_key(rest[:-1])
+        row = self.locate(target, key, Request("GET", "", {}, {}, b"", ""))
+        if row is None:
+            shown = key if isinstance(key, str) else ",".join(f"{k}={v}" for k, v in key.items())
+            raise SimError(404, f"{target.name} With Id = {shown} Does Not Exist", "0x80040217")
+        return row.id
+
+    def create(self, table: Table, request: Request, changes: list[Change]) -> Reply:
+        body = body_of(request)
+        data, submitted = self._accept(table, body)
+        row_id = str(body.get(table.primary_id or "") or uuid.uuid4()).lower()
+        if self.store.get(table.entity_set, row_id) is not None:
+            raise SimError(412, "Cannot insert duplicate key.", "0x80040237")
+        return self._insert(table, row_id, data, submitted, request, changes)
+
+    def _insert(
+        self,
+        table: Table,
+        row_id: str,
+        data: dict[str, Any],
+        submitted: list[str],
+        request: Request,
+        changes: list[Change],
+    ) -> Reply:
+        data.setdefault("statecode", 0)
+        data.setdefault("statuscode", 1)
+        key = key_text(data, table.key) if all(k in data for k in table.key) else json.dumps(["id", row_id])
+        if self.store.find(table.entity_set, key) is not None:
+            raise SimError(
+                412,
+                "A record that has the attribute values "
+                f"{', '.join(str(data.get(k)) for k in table.key)} already exists.",
+                "0x80060892",
+            )
+        row = self.store.insert(table.entity_set, row_id, key, data)
+        changes.append(Change(table, "create", None, row, submitted, request.query.get("tag"), request.user))
+        return self._written(table, row, request, created=True)
+
+    def _written(self, table: Table, row: StoredRow, request: Request, created: bool) -> Reply:
+        headers = {"OData-EntityId": f"{self._base()}{table.entity_set}({row.id})", "ETag": self.etag(row.version)}
+        if "return=representation" in request.headers.get("prefer", ""):
+            return Reply(201 if created else 200, self.present(table, row), headers)
+        return Reply(204, None, headers)
+
+    def _base(self) -> str:
+        return f"https://{self.organization}/api/data/v9.2/"
+
+    def patch(self, table: Table, key: dict[str, Any] | str, request: Request, changes: list[Change]) -> Reply:
+        existing = self.locate(table, key, request)
+        if_match = request.headers.get("if-match")
+        if request.headers.get("if-none-match") == "*" and existing is not None:
+            raise SimError(412, "A record with matching key values already exists.", "0x80040237")
+        if if_match and existing is None:
+            raise SimError(404, f"{table.name} With Id = {key} Does Not Exist", "0x80040217")
+        body = body_of(request)
+        data, submitted = self._accept(table, body)
+        if isinstance(key, dict):
+            for name, value in key.items():
+                if name in data and str(data[name]).lower() != str(value).lower():
+                    raise SimError(400, f"The key attribute '{name}' cannot be changed in the body.", "0x80060888")
+        if existing is None:
+            row_id = key if isinstance(key, str) else str(uuid.uuid4())
+            full = (dict(key) if isinstance(key, dict) else {}) | data
+            return self._insert(table, row_id, full, submitted, request, changes)
+        check_if_match(self, existing, request)
+        row = self.store.update(existing, existing.data | data)
+        changes.append(Change(table, "update", existing, row, submitted, request.query.get("tag"), request.user))
+        return self._written(table, row, request, created=False)
+
+    # --- webhooks -------------------------------------------------------------------------------------------------
+
+    def _rows(self, entity_set: str) -> list[StoredRow]:
+        return self.store.all(entity_set)
+
+    def steps_for(self, table: str, message: str) -> list[tuple[StoredRow, StoredRow, list[StoredRow]]]:
+        """(step, endpoint, images) of every enabled step registered for `message` on `table`."""
+        messages = {r.id: r.data.get("name") for r in self._rows("sdkmessages")}
+        filters = {r.id: r.data for r in self._rows("sdkmessagefilters")}
+        endpoints = {r.id: r for r in self._rows("serviceendpoints")}
+        images = self._rows("sdkmessageprocessingstepimages")
+        found = []
+        for step in self._rows("sdkmessageprocessingsteps"):
+            d = step.data
+            if d.get("statecode", 0) != 0 or messages.get(d.get("sdkmessageid") or "") != message:
+                continue
+            f = filters.get(d.get("sdkmessagefilterid") or "")
+            if f is None or f.get("primaryobjecttypecode") != table:
+                continue
+            endpoint = endpoints.get(d.get("eventhandler_serviceendpoint") or "")
+            if endpoint is None:
+                continue
+            own = [i for i in images if i.data.get("sdkmessageprocessingstepid") == step.id]
+            found.append((step, endpoint, own))
+        return found
+
+    def notify(self, changes: list[Change]) -> None:
+        for change in changes:
+            if change.table.system:
+                continue
+            message = MESSAGES[change.operation]
+            for step, endpoint, images in self.steps_for(change.table.name, message):
+                attributes = [
+                    a.strip() for a in str(step.data.get("filteringattributes") or "").split(",") if a.strip()
+                ]
+                if message == "Update" and attributes and not set(attributes) & set(change.submitted):
+                    continue
+                body = self.context(change, step, images)
+                headers = {
+                    "Content-Type": "application/json",
+                    "x-ms-dynamics-organization": self.organization,
+                    "x-ms-dynamics-entity-name": change.table.name,
+                    "x-ms-dynamics-request-name": message,
+                    "x-ms-correlation-request-id": body["CorrelationId"],
+                }
+                encoded = dumps(body).encode("utf-8")
+                if len(encoded) > self.size_limit:
+                    for cut in ("ParentContext", "InputParameters", "PreEntityImages", "PostEntityImages"):
+                        body[cut] = [] if cut != "ParentContext" else None
+                    encoded = dumps(body).encode("utf-8")
+                    headers["x-ms-dynamics-msg-size-exceeded"] = "true"
+                url = self._endpoint_url(endpoint, headers)
+                row = change.after or change.before
+                self.deliverer.submit(
+                    Notification(f"{change.table.name}:{row.id if row else ''}", url, headers, encoded)
+                )
+
+    def _endpoint_url(self, endpoint: StoredRow, headers: dict[str, str]) -> str:
+        url = str(endpoint.data.get("url") or "")
+        auth = int(endpoint.data.get("authtype") or 0)
+        value = str(endpoint.data.get("authvalue") or "")
+        if auth == AUTH_WEBHOOK_KEY:
+            return url + ("&" if "?" in url else "?") + urlencode({"code": value})
+        settings = _settings(value)
+        if auth == AUTH_HTTP_HEADER:
+            headers.update(settings)
+        elif auth == AUTH_HTTP_QUERY and settings:
+            return url + ("&" if "?" in url else "?") + urlencode(settings)
+        return url
+
+    def _value(self, table: Table, name: str, value: Any) -> Any:
+        column = table.column(name)
+        if value is None or column is None:
+            return value
+        if column.type is ColumnType.LOOKUP:
+            target = self.tables.get(column.target or "")
+            return {
+                "__type": f"EntityReference:{CONTRACTS}",
+                "Id": value,
+                "KeyAttributes": [],
+                "LogicalName": target.name if target else column.target,
+                "Name": None,
+                "RowVersion": None,
+            }
+        if column.type is ColumnType.CHOICE and isinstance(value, int):
+            return {"__type": f"OptionSetValue:{CONTRACTS}", "Value": value}
+        if column.type is ColumnType.DATETIME and isinstance(value, str):
+            return wcf_date(value)
+        return value
+
+    def entity(self, table: Table, row: StoredRow, names: list[str] | None) -> dict[str, Any]:
+        data = row.data if names is None else {n: row.data.get(n) for n in names if n in row.data}
+        attributes = [{"key": k, "value": self._value(table, k, v)} for k, v in data.items()]
+        if table.primary_id:
+            attributes.append({"key": table.primary_id, "value": row.id})
+        attributes.append({"key": "modifiedon", "value": wcf_date(row.modified)})
+        return {
+            "__type": f"Entity:{CONTRACTS}",
+            "Attributes": attributes,
+            "EntityState": None,
+            "FormattedValues": [],
+            "Id": row.id,
+            "KeyAttributes": [],
+            "LogicalName": table.name,
+            "RelatedEntities": [],
+            "RowVersion": str(row.version),
+        }
+
+    def context(self, change: Change, step: StoredRow, images: list[StoredRow]) -> dict[str, Any]:
+        table, row = change.table, change.after or change.before
+        assert row is not None
+        message = MESSAGES[change.operation]
+        if change.operation == "delete":
+            target: dict[str, Any] = {
+                "__type": f"EntityReference:{CONTRACTS}",
+                "Id": row.id,
+                "KeyAttributes": [],
+                "LogicalName": table.name,
+                "Name": None,
+                "RowVersion": None,
+            }
+        else:
+            assert change.after is not None
+            target = self.entity(table, change.after, None if change.operation == "create" else change.submitted)
+        pre, post = [], []
+        for image in images:
+            kind = int(image.data.get("imagetype") or 0)
+            columns = [a.strip() for a in str(image.data.get("attributes") or "").split(",") if a.strip()] or None
+            alias = str(image.data.get("entityalias") or "Image")
+            if kind in (0, 2) and change.before is not None:
+                pre.append({"key": alias, "value": self.entity(table, change.before, columns)})
+            if kind in (1, 2) and change.after is not None:
+                post.append({"key": alias, "value": self.entity(table, change.after, columns)})
+        mode = int(step.data.get("mode") or 1)
+        if mode == 1 and change.after is not None and not post:
+            post.append(
+                {
+                    "key": "AsynchronousStepPrimaryName",
+                    "value": self.entity(table, change.after, ["name"] if "name" in change.after.data else []),
+                }
+            )
+        shared = [{"key": "tag", "value": change.tag}] if change.tag else []
+        now = f"/Date({int(time.time() * 1000)})/"
+        correlation = str(uuid.uuid4())
+        parent = {
+            "BusinessUnitId": BUSINESS_UNIT_ID,
+            "CorrelationId": correlation,
+            "Depth": 1,
+            "InitiatingUserId": change.user,
+            "InputParameters": [{"key": "Target", "value": target}],
+            "MessageName": message,
+            "Mode": 0,
+            "OperationCreatedOn": now,
+            "OperationId": str(uuid.uuid4()),
+            "OrganizationId": ORGANIZATION_ID,
+            "OrganizationName": "sim",
+            "OutputParameters": [],
+            "ParentContext": None,
+            "PostEntityImages": [],
+            "PreEntityImages": [],
+            "PrimaryEntityId": row.id,
+            "PrimaryEntityName": table.name,
+            "RequestId": str(uuid.uuid4()),
+            "SecondaryEntityName": "none",
+            "SharedVariables": shared,
+            "Stage": 30,
+            "UserId": change.user,
+        }
+        return parent | {
+            "InitiatingUserAgent": "sim",
+            "IsExecutingOffline": False,
+            "IsInTransaction": False,
+            "IsOfflinePlayback": False,
+            "IsolationMode": 1,
+            "Mode": mode,
+            "OutputParameters": [{"key": "id", "value": row.id}] if change.operation == "create" else [],
+            "OwningExtension": {
+                "Id": step.id,
+                "KeyAttributes": [],
+                "LogicalName": "sdkmessageprocessingstep",
+                "Name": step.data.get("name"),
+                "RowVersion": None,
+            },
+            "ParentContext": parent,
+            "PostEntityImages": post,
+            "PreEntityImages": pre,
+            "SharedVariables": shared,
+            "Stage": int(step.data.get("stage") or 40),
+        }
+
+
+def _settings(xml: str) -> dict[str, str]:
+    """`<settings><setting name="x-api-key" value="…" /></settings>`: the HttpHeader / HttpQueryString auth value."""
+    if not xml.strip():
+        return {}
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError:
+        return {}
+    return {s.get("name", ""): s.get("value", "") for s in root.iter("setting") if s.get("name")}
+
+
+def registration_seed(store: Store, tables: list[Table]) -> None:
+    """The SDK messages and message filters real Dataverse has, so registration looks them up the real way."""
+    with store.transaction():
+        for message in MESSAGES.values():
+            message_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sdkmessage:{message}"))
+            if store.get("sdkmessages", message_id) is None:
+                store.insert("sdkmessages", message_id, key_text({"name": message}, ["name"]), {"name": message})
+            for table in tables:
+                if table.system:
+                    continue
+                filter_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"filter:{message}:{table.name}"))
+                data = {"primaryobjecttypecode": table.name, "sdkmessageid": message_id}
+                if store.get("sdkmessagefilters", filter_id) is None:
+                    store.insert(
+                        "sdkmessagefilters", filter_id, key_text(data, ["primaryobjecttypecode", "sdkmessageid"]), data
+                    )
+
+
+if __name__ == "__main__":
+    from local.sims.server import main
+
+    main("dataverse", 7301)

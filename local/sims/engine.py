@@ -1,0 +1,468 @@
+"""One OData engine for both simulators. The apps differ only in their `Dialect`: URL keys, ETag format, error
+body, upsert rules, lookups, company visibility and the change notifications they send.
+
+The core is synchronous over SQLite (`execute`), so a `$batch` change set is one SQLite transaction; the aiohttp
+shell adds auth, faults, the admin API and hands committed changes to the dialect's notifier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import random
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from aiohttp import web
+
+from local.sims.delivery import Deliverer
+from local.sims.query import FilterError, parse_filter
+from local.sims.schema import Table
+from local.sims.store import Store, StoredRow
+from shared.connectors.wire import dumps, loads
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_SEGMENT = re.compile(r"^(?P<set>[A-Za-z_][\w]*)(?:\((?P<key>.*)\))?$")
+
+
+class SimError(Exception):
+    def __init__(self, status: int, message: str, code: str = "", headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code
+        self.headers = dict(headers or {})
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Change:
+    """One committed write, as the app's change notifications describe it."""
+
+    table: Table
+    operation: str  # create | update | delete
+    before: StoredRow | None
+    after: StoredRow | None
+    submitted: list[str]
+    tag: str | None
+    user: str
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # after the API root, e.g. "accounts(accountnumber='A1')"
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    user: str
+
+
+class Dialect(Protocol):
+    name: str
+    root: str  # "/api/data/v9.2/" or "/data/"
+    deliverer: Deliverer
+
+    def etag(self, version: int) -> str: ...
+    def error_body(self, error: SimError) -> Any: ...
+    def locate(self, table: Table, key: dict[str, Any] | str, request: Request) -> StoredRow | None: ...
+    def present(self, table: Table, row: StoredRow) -> dict[str, Any]: ...
+    def visible(self, table: Table, row: StoredRow, request: Request) -> bool: ...
+    def create(self, table: Table, request: Request, changes: list[Change]) -> Reply: ...
+    def patch(self, table: Table, key: dict[str, Any] | str, request: Request, changes: list[Change]) -> Reply: ...
+    def notify(self, changes: list[Change]) -> None: ...
+
+
+def parse_key(text: str) -> dict[str, Any] | str:
+    """`(guid)` → the id; `(a='x',b=1)` → named values ('' unescaped, GUIDs lower-cased)."""
+    text = unquote(text).strip()
+    if _GUID.match(text):
+        return text.lower()
+    values: dict[str, Any] = {}
+    i = 0
+    while i < len(text):
+        eq = text.index("=", i)
+        name = text[i:eq].strip()
+        j = eq + 1
+        if j < len(text) and text[j] == "'":
+            k, chars = j + 1, []
+            while k < len(text):
+                if text[k] == "'" and k + 1 < len(text) and text[k + 1] == "'":
+                    chars.append("'")
+                    k += 2
+                elif text[k] == "'":
+                    break
+                else:
+                    chars.append(text[k])
+                    k += 1
+            values[name] = "".join(chars)
+            j = k + 1
+        else:
+            end = text.find(",", j)
+            end = len(text) if end < 0 else end
+            raw = text[j:end].strip()
+            values[name] = raw.lower() if _GUID.match(raw) else loads(raw) if raw else None
+            j = end
+        i = text.find(",", j)
+        if i < 0:
+            break
+        i += 1
+    if not values:
+        raise SimError(400, f"malformed key segment ({text})")
+    return values
+
+
+@dataclass
+class Faults:
+    throttle_share: float = 0.0
+    retry_after: float = 1.0
+    error_share: float = 0.0
+    error_status: int = 503
+    latency_ms: float = 0.0
+    remaining: int | None = None  # how many more faults to inject; None: no limit
+
+
+class Simulator:
+    def __init__(self, dialect: Dialect, tables: list[Table], store: Store, token: str) -> None:
+        self.dialect = dialect
+        self.tables = {t.entity_set: t for t in tables}
+        self.by_name = {t.name: t for t in tables}
+        self.store = store
+        self.token = token
+        self.faults = Faults()
+        self.writes: dict[str, int] = {}
+        self.requests = 0
+        self._random = random.Random(7)
+
+    # --- the synchronous core -------------------------------------------------------------------------------------
+
+    def table(self, entity_set: str) -> Table:
+        table = self.tables.get(entity_set)
+        if table is None:
+            raise SimError(404, f"Resource not found for the segment '{entity_set}'.", "0x8006088a")
+        return table
+
+    def execute(self, request: Request, changes: list[Change]) -> Reply:
+        m = _SEGMENT.match(request.path)
+        if m is None:
+            raise SimError(404, f"Resource not found for the segment '{request.path}'.", "0x8006088a")
+        table = self.table(m.group("set"))
+        key_text = m.group("key")
+        method = request.method
+        before = len(changes)
+        if key_text is None:
+            if method == "GET":
+                return self._list(table, request)
+            if method == "POST":
+                reply = self.dialect.create(table, request, changes)
+            else:
+                raise SimError(405, f"{method} is not supported on a collection")
+        else:
+            key = parse_key(key_text)
+            if method == "GET":
+                row = self.dialect.locate(table, key, request)
+                if row is None or not self.dialect.visible(table, row, request):
+                    raise _not_found(table, key)
+                return Reply(200, _select(self.dialect.present(table, row), request.query.get("$select")))
+            if method == "PATCH":
+                reply = self.dialect.patch(table, key, request, changes)
+            elif method == "DELETE":
+                reply = self._delete(table, key, request, changes)
+            else:
+                raise SimError(405, f"{method} is not supported on a row")
+        self.writes[table.entity_set] = self.writes.get(table.entity_set, 0) + (len(changes) - before)
+        return reply
+
+    def _list(self, table: Table, request: Request) -> Reply:
+        rows = [r for r in self.store.all(table.entity_set) if self.dialect.visible(table, r, request)]
+        documents = [self.dialect.present(table, r) for r in rows]
+        text = request.query.get("$filter")
+        if text:
+            try:
+                predicate = parse_filter(text)
+            except FilterError as exc:
+                raise SimError(400, f"Invalid $filter: {exc}", "0x80060888") from None
+            documents = [d for d in documents if predicate(d)]
+        skip = int(request.query.get("$skiptoken") or request.query.get("$skip") or 0)
+        top = request.query.get("$top")
+        prefer = request.headers.get("prefer", "")
+        page = re.search(r"odata\.maxpagesize=(\d+)", prefer)
+        size = int(page.group(1)) if page else 5000
+        end = len(documents) if top is None else min(len(documents), skip + int(top))
+        chunk = documents[skip : min(end, skip + size)]
+        body: dict[str, Any] = {"value": [_select(d, request.query.get("$select")) for d in chunk]}
+        if skip + size < end:
+            query = {k: v for k, v in request.query.items() if k not in ("$skiptoken", "$skip")}
+            query["$skiptoken"] = str(skip + size)
+            body["@odata.nextLink"] = self._link(table.entity_set, query)
+        return Reply(200, body)
+
+    def _link(self, path: str, query: Mapping[str, str]) -> str:
+        from urllib.parse import urlencode
+
+        return f"{self.base_url}{path}?{urlencode(query)}"
+
+    base_url = ""
+
+    def _delete(self, table: Table, key: dict[str, Any] | str, request: Request, changes: list[Change]) -> Reply:
+        row = self.dialect.locate(table, key, request)
+        if row is None or not self.dialect.visible(table, row, request):
+            raise _not_found(table, key)
+        check_if_match(self.dialect, row, request)
+        self.store.delete(row)
+        changes.append(Change(table, "delete", row, None, [], request.query.get("tag"), request.user))
+        return Reply(204)
+
+    # --- $batch ---------------------------------------------------------------------------------------------------
+
+    def batch(self, request: Request, changes: list[Change]) -> tuple[str, bytes]:
+        content_type = request.headers.get("content-type", "")
+        message = email.message_from_bytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + request.body, policy=email.policy.compat32
+        )
+        if not message.is_multipart():
+            raise SimError(400, "a $batch body must be multipart/mixed")
+        continue_on_error = "odata.continue-on-error" in request.headers.get("prefer", "")
+        boundary = f"batchresponse_{uuid.uuid4()}"
+        out: list[str] = []
+        failed = False
+        parts: list[Any] = list(message.get_payload())  # type: ignore[arg-type]
+        for part in parts:
+            if failed and not continue_on_error:
+                break
+            if part.is_multipart():
+                group = [p for p in part.get_payload()]
+                done, ok = self._change_set(group, request, changes)
+                failed = failed or not ok
+                if ok or self.dialect.name == "fno":
+                    inner = f"changesetresponse_{uuid.uuid4()}"
+                    out += [f"--{boundary}", f"Content-Type: multipart/mixed; boundary={inner}", ""]
+                    for content_id, reply in done:
+                        out += [f"--{inner}", *_http_part(content_id, reply)]
+                    out += [f"--{inner}--", ""]
+                else:  # Dataverse answers a failed change set with the failing response alone
+                    content_id, reply = done[-1]
+                    out += [f"--{boundary}", *_http_part(content_id, reply)]
+            else:
+                inner_request = self._inner(part, request)
+                try:
+                    with self.store.transaction():
+                        reply = self.execute(inner_request, changes)
+                except SimError as exc:
+                    reply, failed = self.error_reply(exc), True
+                out += [f"--{boundary}", *_http_part(part.get("Content-ID"), reply)]
+        out += [f"--{boundary}--", ""]
+        return f"multipart/mixed; boundary={boundary}", "\r\n".join(out).encode("utf-8")
+
+    def _change_set(
+        self, parts: list[Any], request: Request, changes: list[Change]
+    ) -> tuple[list[tuple[str | None, Reply]], bool]:
+        done: list[tuple[str | None, Reply]] = []
+        pending: list[Change] = []
+        try:
+            with self.store.transaction():
+                for part in parts:
+                    content_id = part.get("Content-ID")
+                    try:
+                        done.append((content_id, self.execute(self._inner(part, request), pending)))
+                    except SimError as exc:
+                        done.append((content_id, self.error_reply(exc)))
+                        raise
+        except SimError:
+            for change in pending:  # rolled back: neither written nor counted
+                self.writes[change.table.entity_set] -= 1
+            return done, False
+        changes.extend(pending)
+        return done, True
+
+    def _inner(self, part: Any, outer: Request) -> Request:
+        payload = part.get_payload(decode=True) or b""
+        head, _, body = payload.replace(b"\r\n", b"\n").partition(b"\n\n")
+        lines = head.decode("utf-8").split("\n")
+        method, url, *_ = lines[0].split(" ")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        split = urlsplit(url)
+        path = split.path
+        root = self.dialect.root
+        path = path[path.index(root) + len(root) :] if root in path else path.lstrip("/")
+        return Request(method, unquote(path), dict(parse_qsl(split.query)), headers, body.strip(b"\n"), outer.user)
+
+    def error_reply(self, error: SimError) -> Reply:
+        return Reply(error.status, self.dialect.error_body(error), {"Content-Type": "application/json"} | error.headers)
+
+    # --- the aiohttp shell ----------------------------------------------------------------------------------------
+
+    def app(self, admin: web.RouteTableDef | None = None) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        root = self.dialect.root
+        app.router.add_route("*", root + "{tail:.*}", self._http)
+        app.router.add_post("/_admin/faults", self._set_faults)
+        app.router.add_delete("/_admin/faults", self._clear_faults)
+        app.router.add_post("/_admin/reset", self._reset)
+        app.router.add_get("/_admin/stats", self._stats)
+        app.router.add_get("/_admin/tables/{entity_set}", self._dump)
+        if admin is not None:
+            app.router.add_routes(admin)
+        return app
+
+    async def _http(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return self._json(self.error_reply(SimError(401, "Bearer token missing or invalid.", "0x80072560")))
+        fault = await self._fault()
+        if fault is not None:
+            return self._json(fault)
+        self.base_url = f"{request.scheme}://{request.host}{self.dialect.root}"
+        inner = Request(
+            request.method,
+            unquote(request.path[len(self.dialect.root) :]),
+            dict(request.query),
+            {k.lower(): v for k, v in request.headers.items()},
+            await request.read(),
+            request.headers.get("x-sim-user") or str(uuid.uuid5(uuid.NAMESPACE_URL, self.token)),
+        )
+        changes: list[Change] = []
+        if inner.path == "$batch" and inner.method == "POST":
+            try:
+                content_type, body = self.batch(inner, changes)
+            except SimError as exc:
+                return self._json(self.error_reply(exc))
+            self.dialect.notify(changes)
+            return web.Response(status=200, body=body, headers={"Content-Type": content_type, "OData-Version": "4.0"})
+        try:
+            with self.store.transaction():
+                reply = self.execute(inner, changes)
+        except SimError as exc:
+            return self._json(self.error_reply(exc))
+        self.dialect.notify(changes)
+        return self._json(reply)
+
+    async def _fault(self) -> Reply | None:
+        f = self.faults
+        if f.latency_ms:
+            await asyncio.sleep(f.latency_ms / 1000)
+        if f.remaining is not None and f.remaining <= 0:
+            return None
+        draw = self._random.random()
+        reply = None
+        if draw < f.throttle_share:
+            reply = self.error_reply(
+                SimError(
+                    429,
+                    "Number of requests exceeded the limit of 6000 over time window of 300 seconds.",
+                    "0x80072322",
+                    {"Retry-After": f"{f.retry_after:g}"},
+                )
+            )
+        elif draw < f.throttle_share + f.error_share:
+            if f.error_status in (502, 504):
+                return Reply(
+                    f.error_status, "<html><body><h1>502 Bad Gateway</h1></body></html>", {"Content-Type": "text/html"}
+                )
+            reply = self.error_reply(SimError(f.error_status, "The service is temporarily unavailable."))
+        if reply is not None and f.remaining is not None:
+            f.remaining -= 1
+        return reply
+
+    @staticmethod
+    def _json(reply: Reply) -> web.Response:
+        headers = {"OData-Version": "4.0"} | reply.headers
+        if reply.body is None:
+            return web.Response(status=reply.status, headers=headers)
+        if isinstance(reply.body, str):
+            return web.Response(status=reply.status, text=reply.body, headers=headers)
+        headers.setdefault("Content-Type", "application/json; odata.metadata=minimal")
+        return web.Response(status=reply.status, body=dumps(reply.body).encode("utf-8"), headers=headers)
+
+    async def _set_faults(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.faults = Faults(**body)
+        return web.json_response({"faults": body})
+
+    async def _clear_faults(self, request: web.Request) -> web.Response:
+        self.faults = Faults()
+        return web.json_response({"faults": None})
+
+    async def _reset(self, request: web.Request) -> web.Response:
+        self.store.reset()
+        self.writes.clear()
+        self.faults = Faults()
+        return web.json_response({"reset": True})
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response({"writes": self.writes, "requests": self.requests} | self.extra_stats())
+
+    def extra_stats(self) -> dict[str, Any]:
+        return {}
+
+    async def _dump(self, request: web.Request) -> web.Response:
+        table = self.tables.get(request.match_info["entity_set"])
+        if table is None:
+            return web.json_response({"error": "no such table"}, status=404)
+        rows = [self.dialect.present(table, r) for r in self.store.all(table.entity_set)]
+        return web.Response(body=dumps({"value": rows}).encode(), content_type="application/json")
+
+
+def _select(document: dict[str, Any], select: str | None) -> dict[str, Any]:
+    if not select:
+        return document
+    wanted = {s.strip() for s in select.split(",")}
+    return {k: v for k, v in document.items() if k in wanted or k.startswith("@odata.")}
+
+
+def _http_part(content_id: str | None, reply: Reply) -> list[str]:
+    lines = ["Content-Type: application/http", "Content-Transfer-Encoding: binary"]
+    if content_id:
+        lines.append(f"Content-ID: {content_id}")
+    reason = {
+        200: "OK",
+        201: "Created",
+        204: "No Content",
+        400: "Bad Request",
+        404: "Not Found",
+        412: "Precondition Failed",
+        429: "Too Many Requests",
+    }.get(reply.status, "Status")
+    lines += ["", f"HTTP/1.1 {reply.status} {reason}"]
+    headers = dict(reply.headers)
+    if reply.body is not None:
+        headers.setdefault("Content-Type", "application/json; odata.metadata=minimal")
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    lines += ["", dumps(reply.body) if reply.body is not None else ""]
+    return lines
+
+
+def _not_found(table: Table, key: dict[str, Any] | str) -> SimError:
+    if isinstance(key, str):
+        return SimError(404, f"{table.name} With Id = {key} Does Not Exist", "0x80040217")
+    return SimError(404, f"A record with the specified key values does not exist in {table.name} entity", "0x80040217")
+
+
+def check_if_match(dialect: Dialect, row: StoredRow, request: Request) -> None:
+    wanted = request.headers.get("if-match")
+    if wanted and wanted != "*" and wanted != dialect.etag(row.version):
+        raise SimError(412, "The version of the existing record doesn't match the RowVersion property provided.")
+
+
+def body_of(request: Request) -> dict[str, Any]:
+    if not request.body.strip():
+        return {}
+    try:
+        document = loads(request.body)
+    except ValueError as exc:
+        raise SimError(400, f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise SimError(400, "The request body must be a JSON object.")
+    return document

@@ -1,0 +1,121 @@
+"""Start a simulator: tables from the maps, SQLite storage, optional seed fixtures, the aiohttp app.
+
+Both simulators require `Authorization: Bearer <LOCAL_BEARER_TOKEN>` and answer 401 without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from local.sims.dataverse import DataverseDialect, registration_seed
+from local.sims.engine import Request, SimError, Simulator
+from local.sims.fno import FnoDialect
+from local.sims.schema import dataverse_tables, fno_tables
+from local.sims.store import Store
+from shared.connectors.wire import dumps
+from shared.maps.loader import load_maps
+
+SEED_DIR = Path(__file__).parent / "seed"
+DEFAULT_TOKEN = "local-bearer-token"
+log = logging.getLogger("sims")
+
+
+def build(kind: str, db: str = ":memory:", token: str | None = None) -> Simulator:
+    maps = load_maps()
+    store = Store(db)
+    token = token or os.environ.get("LOCAL_BEARER_TOKEN") or DEFAULT_TOKEN
+    if kind == "dataverse":
+        dataverse = DataverseDialect(store)
+        tables = dataverse_tables(maps)
+        dataverse.bind(tables)
+        registration_seed(store, tables)
+        return _DataverseSimulator(dataverse, tables, store, token)
+    fno = FnoDialect(store)
+    return _FnoSimulator(fno, fno_tables(maps), store, token)
+
+
+class _DataverseSimulator(Simulator):
+    dialect: DataverseDialect
+
+    def extra_stats(self) -> dict[str, Any]:
+        d = self.dialect.deliverer
+        return {"webhooks": {"sent": d.sent, "failed": d.failed, "pending": d.pending}}
+
+
+class _FnoSimulator(Simulator):
+    dialect: FnoDialect
+
+    def extra_stats(self) -> dict[str, Any]:
+        d = self.dialect.deliverer
+        return {"webhooks": {"sent": d.sent, "failed": d.failed, "pending": d.pending}}
+
+    def admin_routes(self) -> web.RouteTableDef:
+        routes = web.RouteTableDef()
+
+        @routes.post("/_admin/data-events")
+        async def set_endpoint(request: web.Request) -> web.Response:
+            body = await request.json()
+            if not isinstance(body, dict) or not isinstance(body.get("url"), str):
+                return web.json_response({"error": "give {url, headers?}"}, status=400)
+            self.dialect.endpoint = {"url": body["url"], "headers": body.get("headers") or {}}
+            return web.json_response({"data_events": self.dialect.endpoint})
+
+        return routes
+
+
+def seed(simulator: Simulator, kind: str, path: Path | None = None) -> int:
+    """Insert the fixture rows through the engine itself, so lookups resolve and keys are checked as for any
+    write. Fixtures list entity sets in dependency order."""
+    fixture = json.loads((path or SEED_DIR / f"{kind}.json").read_text())
+    count = 0
+    with simulator.store.transaction():
+        for entity_set, rows in fixture.items():
+            for row in rows:
+                simulator.execute(
+                    Request("POST", entity_set, {"cross-company": "true"}, {}, dumps(row).encode(), "seed"), []
+                )
+                count += 1
+    simulator.writes.clear()  # the counters count what happens after the demo starts
+    return count
+
+
+async def serve(kind: str, host: str, port: int, db: str, with_seed: bool) -> None:
+    simulator = build(kind, db)
+    if with_seed and sum(simulator.store.count(t) for t in simulator.tables) <= 64:
+        try:
+            log.info("seeded %d rows", seed(simulator, kind))
+        except SimError as exc:
+            log.error("seed failed: %s", exc.message)
+            raise
+    admin = simulator.admin_routes() if isinstance(simulator, _FnoSimulator) else None
+    runner = web.AppRunner(simulator.app(admin), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    print(f"{kind} simulator listening on http://{host}:{port}{simulator.dialect.root}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await simulator.dialect.deliverer.close()
+    await runner.cleanup()
+
+
+def main(kind: str, default_port: int) -> None:
+    parser = argparse.ArgumentParser(prog=f"python -m local.sims.{kind}")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=default_port)
+    parser.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
+    parser.add_argument("--seed", action="store_true", help="load the demo fixtures (local/sims/seed)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {kind}-sim %(levelname)s %(message)s")
+    asyncio.run(serve(kind, args.host, args.port, args.db, args.seed))

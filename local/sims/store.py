@@ -1,0 +1,113 @@
+"""SQLite storage for a simulator: one table of JSON rows, a monotonically increasing version per write, atomic
+transactions for `$batch` change sets. A file, or `:memory:` for tests."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from shared.connectors.wire import dumps, loads
+
+
+@dataclass
+class StoredRow:
+    entity_set: str
+    id: str
+    key: str
+    data: dict[str, Any]
+    version: int
+    created: str
+    modified: str
+
+
+def key_text(values: Mapping[str, Any], names: list[str]) -> str:
+    """Keys compare case-insensitively, as in both apps' SQL collation."""
+    return json.dumps([str(values.get(n, "")).lower() for n in names])
+
+
+class Store:
+    def __init__(self, path: str = ":memory:") -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS rows (entity_set TEXT, id TEXT, key TEXT, data TEXT, version INTEGER, "
+            "created TEXT, modified TEXT, PRIMARY KEY (entity_set, id))"
+        )
+        self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS rows_key ON rows (entity_set, key)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS counter (version INTEGER)")
+        if self._db.execute("SELECT COUNT(*) FROM counter").fetchone()[0] == 0:
+            self._db.execute("INSERT INTO counter VALUES (1000)")
+        self._depth = 0
+
+    def _row(self, r: tuple[Any, ...]) -> StoredRow:
+        return StoredRow(r[0], r[1], r[2], loads(r[3]), r[4], r[5], r[6])
+
+    def _next_version(self) -> int:
+        self._db.execute("UPDATE counter SET version = version + 1")
+        return int(self._db.execute("SELECT version FROM counter").fetchone()[0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Atomic: everything inside commits together or not at all (nested use joins the outer one)."""
+        self._depth += 1
+        if self._depth == 1:
+            self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            if self._depth == 1:
+                self._db.execute("ROLLBACK")
+            raise
+        else:
+            if self._depth == 1:
+                self._db.execute("COMMIT")
+        finally:
+            self._depth -= 1
+
+    def get(self, entity_set: str, row_id: str) -> StoredRow | None:
+        r = self._db.execute("SELECT * FROM rows WHERE entity_set=? AND id=?", (entity_set, row_id.lower())).fetchone()
+        return self._row(r) if r else None
+
+    def find(self, entity_set: str, key: str) -> StoredRow | None:
+        r = self._db.execute("SELECT * FROM rows WHERE entity_set=? AND key=?", (entity_set, key)).fetchone()
+        return self._row(r) if r else None
+
+    def all(self, entity_set: str) -> list[StoredRow]:
+        cursor = self._db.execute("SELECT * FROM rows WHERE entity_set=? ORDER BY rowid", (entity_set,))
+        return [self._row(r) for r in cursor]
+
+    def insert(self, entity_set: str, row_id: str, key: str, data: dict[str, Any]) -> StoredRow:
+        now = datetime.now(UTC).isoformat()
+        version = self._next_version()
+        self._db.execute(
+            "INSERT INTO rows VALUES (?,?,?,?,?,?,?)", (entity_set, row_id.lower(), key, dumps(data), version, now, now)
+        )
+        return StoredRow(entity_set, row_id.lower(), key, data, version, now, now)
+
+    def update(self, row: StoredRow, data: dict[str, Any]) -> StoredRow:
+        now = datetime.now(UTC).isoformat()
+        version = self._next_version()
+        self._db.execute(
+            "UPDATE rows SET data=?, version=?, modified=? WHERE entity_set=? AND id=?",
+            (dumps(data), version, now, row.entity_set, row.id),
+        )
+        return StoredRow(row.entity_set, row.id, row.key, data, version, row.created, now)
+
+    def delete(self, row: StoredRow) -> None:
+        self._db.execute("DELETE FROM rows WHERE entity_set=? AND id=?", (row.entity_set, row.id))
+
+    def reset(self) -> None:
+        self._db.execute("DELETE FROM rows")
+
+    def count(self, entity_set: str) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM rows WHERE entity_set=?", (entity_set,)).fetchone()[0])
+
+
+def number(value: Any) -> Any:
+    return Decimal(str(value)) if isinstance(value, float) else value

@@ -1,0 +1,113 @@
+"""Dataverse Web API v9.2 client (../shared/reference/dataverse.md): reads, upserts by alternate key, conditional
+writes, deletes, lookups by `@odata.bind`, `?tag=` on every write, and `$batch`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from shared.connectors.batch import BatchOperation
+from shared.connectors.odata import Key, ODataClient, WriteResult
+from shared.connectors.wire import key_segment, loads, to_wire
+
+_ENTITY_ID = re.compile(r"\(([0-9a-fA-F-]{36})\)\s*$")
+
+
+class WriteMode(StrEnum):
+    UPSERT = "upsert"  # PATCH, no condition: created or updated
+    CREATE = "create"  # If-None-Match: *  → 412 when the row exists
+    UPDATE = "update"  # If-Match: *       → 404 when it does not
+
+
+Bind = tuple[str, Key]  # (entity set, id or alternate key) of the row a lookup points at
+
+
+def bind_value(target: Bind | None) -> str | None:
+    if target is None:
+        return None
+    entity_set, key = target
+    return f"/{entity_set}{key_segment(key)}"
+
+
+def write_body(values: Mapping[str, Any], lookups: Mapping[str, Bind | None] | None, key: Key | None) -> dict[str, Any]:
+    """The PATCH/POST body: alternate-key columns left out (they are in the URL), lookups as `@odata.bind`."""
+    skip = set(key) if isinstance(key, Mapping) else set()
+    body = {name: to_wire(value) for name, value in values.items() if name not in skip}
+    for name, target in (lookups or {}).items():
+        if name not in skip:
+            body[f"{name}@odata.bind"] = bind_value(target)
+    return body
+
+
+class DataverseClient(ODataClient):
+    def _write(
+        self,
+        entity_set: str,
+        key: Key,
+        values: Mapping[str, Any],
+        *,
+        lookups: Mapping[str, Bind | None] | None = None,
+        mode: WriteMode = WriteMode.UPSERT,
+        if_match: str | None = None,
+        tag: str | None = None,
+        return_row: bool = False,
+    ) -> BatchOperation:
+        headers: dict[str, str] = {}
+        if if_match is not None:
+            headers["If-Match"] = if_match
+        elif mode is WriteMode.CREATE:
+            headers["If-None-Match"] = "*"
+        elif mode is WriteMode.UPDATE:
+            headers["If-Match"] = "*"
+        if return_row:
+            headers["Prefer"] = "return=representation"
+        path = self.path(entity_set, key) + (f"?tag={tag}" if tag else "")
+        return BatchOperation("PATCH", path, write_body(values, lookups, key), headers)
+
+    def write_operation(self, entity_set: str, key: Key, values: Mapping[str, Any], **kw: Any) -> BatchOperation:
+        """The same request as `write`, for a `$batch`."""
+        return self._write(entity_set, key, values, **kw)
+
+    async def write(self, entity_set: str, key: Key, values: Mapping[str, Any], **kw: Any) -> WriteResult:
+        """Upsert (default), create-only or update-only by id or alternate key; with `if_match` an ETag-conditional
+        update (`ConcurrencyConflict` on 412). `tag` marks the write so its webhook is recognised as ours."""
+        op = self._write(entity_set, key, values, **kw)
+        response = await self.transport.request(
+            op.method, op.path.split("?")[0], params=_tag_params(op.path), body=op.body, headers=op.headers
+        )
+        entity_url = response.headers.get("OData-EntityId")
+        row = loads(response.content) if response.content else None
+        return WriteResult(
+            response.status_code, response.headers.get("ETag") or (row or {}).get("@odata.etag"), entity_url, row
+        )
+
+    async def create(self, entity_set: str, values: Mapping[str, Any], **kw: Any) -> WriteResult:
+        """POST a new row (the server assigns its id)."""
+        tag = kw.pop("tag", None)
+        lookups = kw.pop("lookups", None)
+        response = await self.transport.request(
+            "POST", entity_set, params={"tag": tag} if tag else None, body=write_body(values, lookups, None)
+        )
+        entity_url = response.headers.get("OData-EntityId")
+        return WriteResult(response.status_code, response.headers.get("ETag"), entity_url)
+
+    async def delete_row(
+        self, entity_set: str, key: Key, *, if_match: str | None = None, tag: str | None = None
+    ) -> None:
+        headers = {"If-Match": if_match} if if_match else {}
+        await self.transport.request(
+            "DELETE", self.path(entity_set, key), params={"tag": tag} if tag else None, headers=headers
+        )
+
+
+def entity_id(entity_url: str | None) -> str | None:
+    """The row GUID at the end of an `OData-EntityId` URL."""
+    match = _ENTITY_ID.search(entity_url or "")
+    return match.group(1).lower() if match else None
+
+
+def _tag_params(path: str) -> dict[str, str] | None:
+    _, _, query = path.partition("?tag=")
+    return {"tag": query} if query else None
