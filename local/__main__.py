@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 
+from local.connect import connect_apps
 from local.processes import (
     AzuritePorts,
     Service,
@@ -24,10 +25,9 @@ from local.processes import (
     start,
     start_azurite,
 )
-from local.connect import connect_apps
 from local.servicebus.config import DEFAULT_CONFIG
-from local.sims.server import DEFAULT_TOKEN
 from local.settings_file import load_into_environment
+from local.sims.server import DEFAULT_TOKEN
 
 
 def _wait_healthy(url: str, timeout: float = 60.0) -> bool:

@@ -18,3 +18,16 @@ def azurite() -> Iterator[AzuritePorts]:
 @pytest.fixture(scope="session")
 def storage_connection_string(azurite: AzuritePorts) -> str:
     return azurite.connection_string()
+
+
+@pytest.fixture(scope="session")
+def dataverse_sim() -> Iterator[str]:
+    """The Dataverse simulator, seeded; tests use their own keys so they never collide."""
+    with stack.simulator("dataverse") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def fno_sim() -> Iterator[str]:
+    with stack.simulator("fno") as url:
+        yield url

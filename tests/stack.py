@@ -70,3 +70,25 @@ def broker(config: Path) -> Iterator[str]:
         yield emulator_connection(port)
     finally:
         service.stop()
+
+
+SIM_TOKEN = "test-bearer-token"
+
+
+@contextmanager
+def simulator(kind: str, seed: bool = True) -> Iterator[str]:
+    """The Dataverse or F&O simulator (in-memory SQLite); yields its base URL."""
+    port = free_port()
+    args = ["--port", str(port)] + (["--seed"] if seed else [])
+    service = start(
+        f"{kind} simulator",
+        python_module(f"local.sims.{kind}", *args),
+        (port,),
+        env={"PYTHONPATH": str(ROOT), "LOCAL_BEARER_TOKEN": SIM_TOKEN},
+        output=log_file(f"sim-{kind}"),
+    )
+    try:
+        service.wait_ready(30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        service.stop()

@@ -368,10 +368,11 @@ class Simulator:
             )
         elif draw < f.throttle_share + f.error_share:
             if f.error_status in (502, 504):
-                return Reply(
+                reply = Reply(
                     f.error_status, "<html><body><h1>502 Bad Gateway</h1></body></html>", {"Content-Type": "text/html"}
                 )
-            reply = self.error_reply(SimError(f.error_status, "The service is temporarily unavailable."))
+            else:
+                reply = self.error_reply(SimError(f.error_status, "The service is temporarily unavailable."))
         if reply is not None and f.remaining is not None:
             f.remaining -= 1
         return reply

@@ -93,7 +93,7 @@ class DataverseClient(ODataClient):
         entity_url = response.headers.get("OData-EntityId")
         return WriteResult(response.status_code, response.headers.get("ETag"), entity_url)
 
-    async def delete_row(
+    async def delete(  # type: ignore[override]
         self, entity_set: str, key: Key, *, if_match: str | None = None, tag: str | None = None
     ) -> None:
         headers = {"If-Match": if_match} if if_match else {}

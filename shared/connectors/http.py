@@ -153,7 +153,7 @@ class ODataTransport:
             left = policy.total_seconds - (time.monotonic() - started)
             return not (isinstance(error, Throttled) and error.retry_after > left)
 
-        backoff = wait_exponential_jitter(initial=policy.backoff_initial, max=policy.backoff_max)
+        backoff = wait_exponential_jitter(multiplier=policy.backoff_initial, max=policy.backoff_max)
 
         def wait(state: RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
