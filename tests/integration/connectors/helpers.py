@@ -54,8 +54,8 @@ class Receiver:
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     status: int = 200
 
-    async def wait_for(self, count: int, timeout: float = 10.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
+    async def wait_for(self, count: int, seconds: float = 10.0) -> None:
+        deadline = asyncio.get_running_loop().time() + seconds
         while len(self.received) < count:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"{len(self.received)} notifications, expected {count}")
