@@ -2,8 +2,9 @@
 
 import azure.functions as func
 
-from functions import admin, webhooks
+from functions import admin, apply, webhooks
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(admin.bp)
 app.register_functions(webhooks.bp)
+app.register_functions(apply.bp)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from azure.servicebus import ServiceBusMessage
@@ -59,6 +60,8 @@ class ServiceBusChangePublisher:
         self._sender: ServiceBusSender | None = None
         self._waiting: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._scheduler: ServiceBusSender | None = None
+        self._schedule_lock = asyncio.Lock()
 
     async def publish(self, events: Sequence[ChangeEvent]) -> None:
         if not events:
@@ -115,5 +118,24 @@ class ServiceBusChangePublisher:
             except Exception:  # closing a broken link may fail too; the next send opens a new one
                 log.debug("closing a failed sender", exc_info=True)
 
+    async def schedule(self, event: ChangeEvent, after: float, attempt: int) -> None:
+        """The change again, `after` seconds from now, as a new message (its own id, so duplicate detection keeps
+        it) in the same session."""
+        message = to_message(event)
+        message.message_id = f"{event.event_id}:retry:{attempt}"
+        message.application_properties = {**(message.application_properties or {}), "attempt": attempt}
+        async with self._schedule_lock:
+            if self._scheduler is None:
+                self._scheduler = self._client.get_queue_sender(self._queue)
+            try:
+                await self._scheduler.schedule_messages(message, datetime.now(UTC) + timedelta(seconds=after))
+            except (ServiceBusError, OSError) as exc:
+                scheduler, self._scheduler = self._scheduler, None
+                await scheduler.close()
+                raise BusUnavailable(f"could not schedule a retry: {type(exc).__name__}") from exc
+
     async def close(self) -> None:
         await self._reset()
+        if self._scheduler is not None:
+            await self._scheduler.close()
+            self._scheduler = None

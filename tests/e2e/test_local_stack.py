@@ -37,6 +37,7 @@ def test_the_stack_starts_healthy_and_ctrl_c_stops_everything() -> None:
     host_port, broker_port = free_port(), free_port()
     azurite = ",".join(str(free_port()) for _ in range(3))
     argv = [sys.executable, "-m", "local", "--host-port", str(host_port), "--broker-port", str(broker_port)]
+    argv += ["--dataverse-port", str(free_port()), "--fno-port", str(free_port())]
     stack = subprocess.Popen(
         [*argv, "--azurite-ports", azurite], cwd=ROOT, stdout=log_file("local-stack"), stderr=subprocess.STDOUT
     )

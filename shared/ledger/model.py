@@ -1,0 +1,59 @@
+"""What the ledger knows about one synced row (one entity per map and integration key)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import BaseModel, Field
+
+from shared.maps.model import Side
+
+
+def key_text(key: dict[str, Any]) -> str:
+    """The integration key as a Table Storage RowKey: stable order, case-folded, forbidden characters escaped."""
+    text = "|".join(f"{name}={str(value).lower()}" for name, value in sorted(key.items()))
+    return quote(text, safe="=|-_.~ @:,;!$&()*+'")
+
+
+class SideState(BaseModel):
+    row_id: str | None = None  # Dataverse GUID / F&O virtual id, when known
+    version: str | None = None  # the last version of this side we synced (applied from it, or wrote into it)
+    values: dict[str, Any] = Field(default_factory=dict)  # normalised values of this side as last synced
+    last_event: str | None = None
+
+
+class LedgerEntry(BaseModel):
+    map: str
+    key: dict[str, Any]  # the integration key, in F&O field names
+    fno: SideState = Field(default_factory=SideState)
+    dataverse: SideState = Field(default_factory=SideState)
+    deleted: bool = False
+    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    etag: str | None = Field(default=None, exclude=True)  # Table Storage's, for optimistic concurrency
+
+    def side(self, side: Side) -> SideState:
+        return self.fno if side is Side.FNO else self.dataverse
+
+
+class ConflictRecord(BaseModel):
+    map: str
+    key: dict[str, Any]
+    policy: str
+    winner: str  # fno | dataverse | none (manual: parked)
+    fields: dict[str, dict[str, Any]]  # target column → {base, source, target}
+    source: str
+    event_id: str
+    status: str = "resolved"  # resolved | open (manual)
+    at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+class ErrorRecord(BaseModel):
+    map: str
+    event_id: str
+    event: dict[str, Any]
+    request: str
+    message: str
+    status: int | None = None
+    at: datetime = Field(default_factory=lambda: datetime.now(UTC))

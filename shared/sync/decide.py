@@ -1,0 +1,103 @@
+"""The pure decisions of apply: what counts as a change, an echo, a stale event, and who wins a conflict.
+
+Values are compared in a normalised form (`normalize`) so that both apps' spellings of the same value agree:
+`10.5`, `"10.50"` and `Decimal("10.500")` are one number; a lookup is the id it points at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from shared.maps.model import Conflict, ConflictPolicy, Side
+from shared.maps.transform import plain
+
+_MISSING = object()
+
+
+def normalize(value: Any) -> Any:
+    """One comparable, JSON-safe form per value."""
+    if isinstance(value, dict) and value.get("$type") == "lookup":
+        return str(value.get("id") or "").lower() or None
+    value = plain(value)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float | Decimal):
+        try:
+            number = Decimal(str(value)).normalize()
+        except InvalidOperation:
+            return str(value)
+        return format(number, "f")
+    if isinstance(value, list):
+        return [normalize(v) for v in value]
+    if isinstance(value, str):
+        return value
+    return str(value)
+
+
+def fingerprint(record: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """The normalised values of `names` that `record` carries (absent stays absent)."""
+    return {n: normalize(record[n]) for n in names if n in record}
+
+
+def changes_since(values: Mapping[str, Any], base: Mapping[str, Any]) -> set[str]:
+    return {n for n, v in values.items() if base.get(n, _MISSING) != v}
+
+
+def is_newer(version: str | None, than: str | None) -> bool:
+    """Row versions are numbers that only grow; unknown versions never make an event stale."""
+    if not version or not than or not version.isdigit() or not than.isdigit():
+        return True
+    return int(version) > int(than)
+
+
+@dataclass
+class Resolution:
+    """Which target columns to write from the source, which to copy back from the target into the source, and the
+    conflicts found on the way. `park` (manual policy): write nothing, leave the row for a person."""
+
+    write: set[str] = field(default_factory=set)
+    back: set[str] = field(default_factory=set)
+    conflicts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    winner: Side | None = None
+    park: bool = False
+
+
+def resolve(
+    conflict: Conflict,
+    source: Side,
+    proposed: Mapping[str, Any],
+    current: Mapping[str, Any] | None,
+    base: Mapping[str, Any] | None,
+    columns: Iterable[str],
+    source_time: datetime | None = None,
+    target_time: datetime | None = None,
+) -> Resolution:
+    """Three-way: `proposed` (the source's values as target columns), `current` (the target row now) and `base`
+    (the target as we last synced it), all normalised. Changes on one side only flow; the same column changed on
+    both sides to different values is a conflict, settled by the map's policy."""
+    if current is None or base is None:  # a new row, or one we never synced: nothing to conflict with
+        return Resolution(write=set(proposed), winner=source)
+    source_changed = changes_since(proposed, base)
+    target_changed = {c for c in columns if c in current and current.get(c) != base.get(c, _MISSING)}
+    overlap = {c for c in source_changed & target_changed if proposed[c] != current.get(c)}
+    agreed = {c for c in source_changed & target_changed if proposed[c] == current.get(c)}
+    result = Resolution(write=source_changed - target_changed, back=target_changed - source_changed - agreed)
+    if not overlap:
+        return result
+    result.conflicts = {c: {"base": base.get(c), "source": proposed[c], "target": current.get(c)} for c in overlap}
+    policy = conflict.policy
+    if policy is ConflictPolicy.MANUAL:
+        return Resolution(conflicts=result.conflicts, park=True)
+    winner = conflict.master
+    if policy is ConflictPolicy.LAST_WRITER_WINS and source_time is not None and target_time is not None:
+        winner = source if source_time >= target_time else source.other
+    result.winner = winner
+    if winner is source:
+        result.write |= overlap
+    else:
+        result.back |= overlap
+    return result

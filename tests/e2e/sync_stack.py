@@ -1,0 +1,115 @@
+"""The whole local stack for apply tests: Azurite, the broker, both simulators and the dev host, webhooks
+registered; helpers to act as a person in either app and to wait for the bridge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+
+from local.connect import connect_apps
+from local.processes import AzuritePorts
+from local.servicebus.config import DEFAULT_CONFIG
+from shared.connectors.auth import StaticToken
+from shared.connectors.dataverse import DataverseClient
+from shared.connectors.fno import FnoClient
+from shared.connectors.http import ODataTransport
+from tests import stack
+
+KEYS = {"master": "e2e-master", "default": "e2e-default", "dataverse_webhook": "e2e-dv", "fno_webhook": "e2e-fno"}
+PERSON = {"x-sim-user": "7a1e5b0c-0000-4000-8000-000000000001"}  # a person, not the bridge's application user
+T = TypeVar("T")
+
+
+@dataclass
+class SyncStack:
+    host: str
+    dataverse_url: str
+    fno_url: str
+
+    def dataverse(self) -> DataverseClient:
+        transport = ODataTransport(f"{self.dataverse_url}/api/data/v9.2/", StaticToken(stack.SIM_TOKEN),
+                                   default_headers=PERSON)  # fmt: skip
+        return DataverseClient(transport)
+
+    def fno(self) -> FnoClient:
+        transport = ODataTransport(f"{self.fno_url}/data/", StaticToken(stack.SIM_TOKEN), default_headers=PERSON)
+        return FnoClient(transport)
+
+    async def stats(self, app: str) -> dict[str, Any]:
+        url = self.dataverse_url if app == "dataverse" else self.fno_url
+        async with httpx.AsyncClient() as http:
+            result: dict[str, Any] = (await http.get(f"{url}/_admin/stats")).json()
+            return result
+
+    async def writes(self, app: str, entity_set: str) -> int:
+        return int((await self.stats(app))["writes"].get(entity_set, 0))
+
+    async def faults(self, app: str, **settings: Any) -> None:
+        url = self.dataverse_url if app == "dataverse" else self.fno_url
+        async with httpx.AsyncClient() as http:
+            if settings:
+                (await http.post(f"{url}/_admin/faults", json=settings)).raise_for_status()
+            else:
+                (await http.delete(f"{url}/_admin/faults")).raise_for_status()
+
+    async def admin(self, method: str, path: str) -> Any:
+        async with httpx.AsyncClient(timeout=30) as http:
+            response = await http.request(
+                method, f"{self.host}/api/{path}", headers={"x-functions-key": KEYS["master"]}
+            )
+            response.raise_for_status()
+            return response.json()
+
+    async def settle(self, seconds: float = 1.5) -> None:
+        """Wait until both simulators have delivered every webhook and the bridge has had time to apply them."""
+        for _ in range(int(seconds * 10)):
+            pending = 0
+            for app in ("dataverse", "fno"):
+                pending += (await self.stats(app))["webhooks"]["pending"]
+            if pending == 0:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(seconds)
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], seconds: float = 20.0) -> T:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        value = await probe()
+        if check(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not reached within {seconds} s; last value: {value!r}")
+        await asyncio.sleep(0.2)
+
+
+@contextmanager
+def sync_stack(azurite: AzuritePorts) -> Iterator[SyncStack]:
+    with ExitStack() as stack_:
+        connection = stack_.enter_context(stack.broker(DEFAULT_CONFIG))
+        dataverse_url = stack_.enter_context(stack.simulator("dataverse"))
+        fno_url = stack_.enter_context(stack.simulator("fno"))
+        env = {
+            "AzureWebJobsStorage": azurite.connection_string(),
+            "ServiceBusConnection": connection,
+            "DATAVERSE_URL": dataverse_url,
+            "FNO_URL": fno_url,
+            "LOCAL_BEARER_TOKEN": stack.SIM_TOKEN,
+            "FUNCTION_KEYS": json.dumps(KEYS),
+            "CONNECTOR_RETRY_ATTEMPTS": "2",
+            "CONNECTOR_RETRY_SECONDS": "2",
+        }
+        host = stack_.enter_context(stack.dev_host(env))
+        asyncio.run(connect_apps(host, dataverse_url, fno_url, stack.SIM_TOKEN, KEYS))
+        yield SyncStack(host, dataverse_url, fno_url)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}".upper()
