@@ -43,10 +43,17 @@ async def test_customer_created_in_fno_reaches_dataverse_once(bridge: SyncStack)
     before = await bridge.writes("dataverse", "accounts"), await bridge.writes("fno", "CustomersV3")
     async with bridge.fno() as fno:
         await fno.create(
-            "CustomersV3", {"dataAreaId": "usmf", "CustomerAccount": number},
-            {"OrganizationName": "  Northwind Traders  ", "PartyType": "Organization", "CustomerGroupId": "10",
-             "CreditLimit": 2500, "CreditLimitIsMandatory": "Yes", "PrimaryContactEmail": "Buyer@Northwind.Example"},
-        )  # fmt: skip
+            "CustomersV3",
+            {"dataAreaId": "usmf", "CustomerAccount": number},
+            {
+                "OrganizationName": "  Northwind Traders  ",
+                "PartyType": "Organization",
+                "CustomerGroupId": "10",
+                "CreditLimit": 2500,
+                "CreditLimitIsMandatory": "Yes",
+                "PrimaryContactEmail": "Buyer@Northwind.Example",
+            },
+        )
     account = await eventually(lambda: _account(bridge, "USMF", number), lambda a: a is not None)
     assert account is not None
     assert account["name"] == "Northwind Traders" and account["emailaddress1"] == "buyer@northwind.example"
@@ -63,8 +70,11 @@ async def test_customer_created_in_fno_reaches_dataverse_once(bridge: SyncStack)
 async def test_account_updated_in_dataverse_reaches_fno_and_nothing_echoes(bridge: SyncStack) -> None:
     number = unique("D")
     async with bridge.fno() as fno:
-        await fno.create("CustomersV3", {"dataAreaId": "usmf", "CustomerAccount": number},
-                         {"OrganizationName": "Before", "PartyType": "Organization", "CustomerGroupId": "10"})  # fmt: skip
+        await fno.create(
+            "CustomersV3",
+            {"dataAreaId": "usmf", "CustomerAccount": number},
+            {"OrganizationName": "Before", "PartyType": "Organization", "CustomerGroupId": "10"},
+        )
     account = await eventually(lambda: _account(bridge, "USMF", number), lambda a: a is not None)
     await bridge.settle()
     before = await bridge.writes("dataverse", "accounts"), await bridge.writes("fno", "CustomersV3")
@@ -82,8 +92,11 @@ async def test_account_updated_in_dataverse_reaches_fno_and_nothing_echoes(bridg
 async def test_a_missing_customer_group_is_synced_first(bridge: SyncStack) -> None:
     number = unique("G")
     async with bridge.fno() as fno:  # group 30 exists in F&O only (seed)
-        await fno.create("CustomersV3", {"dataAreaId": "usmf", "CustomerAccount": number},
-                         {"OrganizationName": "Needs group 30", "PartyType": "Organization", "CustomerGroupId": "30"})  # fmt: skip
+        await fno.create(
+            "CustomersV3",
+            {"dataAreaId": "usmf", "CustomerAccount": number},
+            {"OrganizationName": "Needs group 30", "PartyType": "Organization", "CustomerGroupId": "30"},
+        )
     account = await eventually(lambda: _account(bridge, "USMF", number), lambda a: a is not None)
     assert account is not None and account["_msdyn_customergroupid_value"]
     async with bridge.dataverse() as dataverse:
@@ -95,8 +108,11 @@ async def test_company_striping_keeps_the_same_account_number_apart(bridge: Sync
     number = unique("S")
     async with bridge.fno() as fno:
         for company, name in (("usmf", "In USMF"), ("usrt", "In USRT")):
-            await fno.create("CustomersV3", {"dataAreaId": company, "CustomerAccount": number},
-                             {"OrganizationName": name, "PartyType": "Organization", "CustomerGroupId": "10"})  # fmt: skip
+            await fno.create(
+                "CustomersV3",
+                {"dataAreaId": company, "CustomerAccount": number},
+                {"OrganizationName": name, "PartyType": "Organization", "CustomerGroupId": "10"},
+            )
     usmf = await eventually(lambda: _account(bridge, "USMF", number), lambda a: a is not None)
     usrt = await eventually(lambda: _account(bridge, "USRT", number), lambda a: a is not None)
     assert usmf and usrt and (usmf["name"], usrt["name"]) == ("In USMF", "In USRT")
