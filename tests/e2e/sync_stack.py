@@ -32,6 +32,7 @@ class SyncStack:
     host: str
     dataverse_url: str
     fno_url: str
+    servicebus: str
 
     def dataverse(self) -> DataverseClient:
         transport = ODataTransport(f"{self.dataverse_url}/api/data/v9.2/", StaticToken(stack.SIM_TOKEN),
@@ -108,7 +109,7 @@ def sync_stack(azurite: AzuritePorts) -> Iterator[SyncStack]:
         }
         host = stack_.enter_context(stack.dev_host(env))
         asyncio.run(connect_apps(host, dataverse_url, fno_url, stack.SIM_TOKEN, KEYS))
-        yield SyncStack(host, dataverse_url, fno_url)
+        yield SyncStack(host, dataverse_url, fno_url, connection)
 
 
 def unique(prefix: str) -> str:

@@ -129,3 +129,93 @@ async def test_delete_in_fno_deactivates_the_account(bridge: SyncStack) -> None:
         await fno.delete("CustomersV3", key)
     account = await eventually(lambda: _account(bridge, "USMF", number), lambda a: bool(a and a["statecode"] == 1))
     assert account is not None and account["statuscode"] == 2
+
+
+async def _synced_customer(bridge: SyncStack, prefix: str) -> tuple[str, dict[str, Any]]:
+    number = unique(prefix)
+    async with bridge.fno() as fno:
+        await fno.create(
+            "CustomersV3",
+            {"dataAreaId": "usmf", "CustomerAccount": number},
+            {"OrganizationName": "Original", "PartyType": "Organization", "CustomerGroupId": "10"},
+        )
+    account = await eventually(lambda: _account(bridge, "USMF", number), lambda a: a is not None)
+    assert account is not None
+    await bridge.settle()
+    return number, account
+
+
+async def test_concurrent_edits_merge_with_fno_as_master_and_are_recorded(bridge: SyncStack) -> None:
+    number, account = await _synced_customer(bridge, "M")
+    await bridge.admin("POST", "maps/customers/pause")  # hold both sides' changes so they meet for real
+    try:
+        async with bridge.fno() as fno:
+            await fno.update(
+                "CustomersV3", {"dataAreaId": "usmf", "CustomerAccount": number}, {"OrganizationName": "F&O name"}
+            )
+        async with bridge.dataverse() as dataverse:
+            await dataverse.write(
+                "accounts", str(account["accountid"]), {"name": "DV name", "telephone1": "+1 555 0199"}
+            )
+        await bridge.settle()
+        assert (await _account(bridge, "USMF", number) or {}).get("name") == "DV name"  # held, nothing applied
+    finally:
+        released = await bridge.admin("POST", "maps/customers/resume")
+    assert released["released"] >= 2
+    customer = await eventually(
+        lambda: _customer(bridge, "usmf", number), lambda c: bool(c and c.get("PrimaryContactPhone") == "+1 555 0199")
+    )
+    assert customer is not None and customer["OrganizationName"] == "F&O name"  # overlapping field: the master wins
+    final = await eventually(lambda: _account(bridge, "USMF", number), lambda a: bool(a and a["name"] == "F&O name"))
+    assert final is not None and final["telephone1"] == "+1 555 0199"  # non-overlapping: both changes kept
+    conflicts = (await bridge.admin("GET", "conflicts?map=customers"))["conflicts"]
+    mine = [c for c in conflicts if c["key"].get("CustomerAccount") == number]
+    assert mine and mine[0]["winner"] == "fno" and mine[0]["policy"] == "merge"
+    field = next(iter(mine[0]["fields"].values()))
+    assert {field["source"], field["target"]} == {"F&O name", "DV name"} and field["base"] == "Original"
+
+
+async def test_throttled_and_failing_targets_catch_up_when_the_fault_clears(bridge: SyncStack) -> None:
+    number = unique("T")
+    await bridge.faults("dataverse", throttle_share=0.7, error_share=0.3, error_status=503, retry_after=1, remaining=8)
+    try:
+        async with bridge.fno() as fno:
+            await fno.create(
+                "CustomersV3",
+                {"dataAreaId": "usmf", "CustomerAccount": number},
+                {"OrganizationName": "Arrives anyway", "PartyType": "Organization", "CustomerGroupId": "10"},
+            )
+        account = await eventually(lambda: _account(bridge, "USMF", number), lambda a: a is not None, seconds=60)
+    finally:
+        await bridge.faults("dataverse")
+    assert account is not None and account["name"] == "Arrives anyway"
+
+
+async def test_a_validation_error_is_logged_and_dead_lettered(bridge: SyncStack) -> None:
+    from azure.servicebus import ServiceBusSubQueue
+    from azure.servicebus.aio import ServiceBusClient
+
+    number = unique("V")
+    async with bridge.fno() as fno:
+        await fno.create(
+            "CustomersV3",
+            {"dataAreaId": "usmf", "CustomerAccount": number},
+            {"OrganizationName": "Bad flag", "PartyType": "Organization", "CreditLimitIsMandatory": "Maybe"},
+        )
+
+    async def errors() -> list[dict[str, Any]]:
+        found = (await bridge.admin("GET", "errors?map=customers"))["errors"]
+        return [e for e in found if e["event"]["keys"].get("CustomerAccount") == number]
+
+    logged = await eventually(errors, bool)
+    assert "NoYes" in logged[0]["message"] and logged[0]["event"]["entity"] == "CustomersV3"
+
+    async def dead_lettered() -> list[str]:
+        async with ServiceBusClient.from_connection_string(bridge.servicebus) as client:
+            receiver = client.get_queue_receiver("changes", sub_queue=ServiceBusSubQueue.DEAD_LETTER)
+            async with receiver:
+                return [str(m) for m in await receiver.peek_messages(max_message_count=100, sequence_number=0)]
+
+    letters = await eventually(dead_lettered, lambda found: any(number in body for body in found), seconds=60)
+    assert letters
+    assert await _account(bridge, "USMF", number) is None
