@@ -16,6 +16,7 @@ import time
 import urllib.request
 
 from local.connect import connect_apps
+from local.demo import run_demo
 from local.processes import (
     AzuritePorts,
     Service,
@@ -126,6 +127,8 @@ def main() -> int:
         host_url = f"http://127.0.0.1:{args.host_port}"
         asyncio.run(connect_apps(host_url, dataverse_url, fno_url, token, function_keys()))
         print("registered the bridge's webhooks with both simulators.", flush=True)
+        if not args.no_demo:
+            asyncio.run(run_demo(dataverse_url, fno_url, token))
         print(
             "\nThe local stack is up:\n"
             f"  dev host (Functions)   http://127.0.0.1:{args.host_port}/api/\n"
