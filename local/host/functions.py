@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -69,6 +70,15 @@ def handler_name(handler: Callable[..., Any]) -> str:
     return str(getattr(handler, "__name__", "function"))
 
 
+def disabled(name: str) -> bool:
+    """The Functions host's switch: app setting `AzureWebJobs.<name>.Disabled` (`AzureWebJobs__<name>__Disabled`
+    where dots cannot be used) set to true."""
+    for setting in (f"AzureWebJobs.{name}.Disabled", f"AzureWebJobs__{name}__Disabled"):
+        if os.environ.get(setting, "").strip().lower() in ("true", "1"):
+            return True
+    return False
+
+
 def catalog(app: func.FunctionApp) -> FunctionCatalog:
     found = FunctionCatalog()
     for function in app.get_functions():
@@ -77,7 +87,9 @@ def catalog(app: func.FunctionApp) -> FunctionCatalog:
         metadata = json.loads(function.get_function_json())
         trigger = next((b for b in metadata["bindings"] if b.get("type", "").endswith("Trigger")), None)
         wants_context = "context" in inspect.signature(handler).parameters
-        if trigger is None:
+        if disabled(name):
+            found.unsupported.append(f"{name} (disabled by AzureWebJobs.{name}.Disabled)")
+        elif trigger is None:
             found.unsupported.append(f"{name} (no trigger)")
         elif trigger["type"] == "httpTrigger":
             found.http.append(

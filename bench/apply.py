@@ -1,0 +1,146 @@
+"""Apply throughput and latency through the whole local stack (Azurite, broker, both simulators, dev host).
+
+1. Throughput: 600 customers created in F&O as fast as the simulator takes them; applied changes per second until
+   every one is in Dataverse (target ≥ 150/s).
+2. Latency: a steady 50 changes/s for 10 s; p95 change-to-target latency, from the F&O write to the apply that wrote
+   Dataverse, read from apply's log lines (target ≤ 2 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from local.connect import connect_apps
+from local.processes import AzuritePorts, emulator_connection, free_port, python_module, start, start_azurite
+from local.servicebus.config import DEFAULT_CONFIG
+from shared.connectors.auth import StaticToken
+from shared.connectors.fno import FnoClient
+from shared.connectors.http import ODataTransport
+
+TOKEN = "bench-token"
+KEYS = {"master": "m", "default": "d"}
+LOG = Path("/tmp/bench-apply-devhost.log")
+
+
+def applied(after: float) -> list[float]:
+    latencies = []
+    for line in LOG.read_text(errors="replace").splitlines():
+        if '"outcome": "applied"' in line and '"source": "fno"' in line:
+            match = re.search(r'"latency_ms": ([0-9.]+)', line)
+            if match:
+                latencies.append(float(match.group(1)))
+    return latencies[int(after) :]
+
+
+async def create(fno: FnoClient, prefix: str, i: int) -> None:
+    await fno.create(
+        "CustomersV3",
+        {"dataAreaId": "usmf", "CustomerAccount": f"{prefix}{i:05d}"},
+        {"OrganizationName": f"Bench {i}", "PartyType": "Organization", "CustomerGroupId": "10"},
+    )
+
+
+async def main() -> None:
+    services = []
+    try:
+        ports = AzuritePorts.free()
+        services.append(start_azurite(ports))
+        broker_port, host_port = free_port(), free_port()
+        broker = start(
+            "servicebus",
+            python_module("local.servicebus", "--config", str(DEFAULT_CONFIG), "--port", str(broker_port)),
+            (broker_port,),
+        )
+        services.append(broker)
+        urls = {}
+        for kind in ("dataverse", "fno"):
+            port = free_port()
+            sim = start(
+                kind,
+                python_module(f"local.sims.{kind}", "--port", str(port), "--seed"),
+                (port,),
+                env={"LOCAL_BEARER_TOKEN": TOKEN},
+            )
+            services.append(sim)
+            sim.wait_ready()
+            urls[kind] = f"http://127.0.0.1:{port}"
+        broker.wait_ready()
+        env = {
+            "AzureWebJobsStorage": ports.connection_string(),
+            "ServiceBusConnection": emulator_connection(broker_port),
+            "DATAVERSE_URL": urls["dataverse"],
+            "FNO_URL": urls["fno"],
+            "LOCAL_BEARER_TOKEN": TOKEN,
+            "FUNCTION_KEYS": json.dumps(KEYS),
+        }
+        host = start(
+            "dev host",
+            python_module("local.host", "--port", str(host_port)),
+            (host_port,),
+            env=env,
+            output=LOG.open("wb"),  # noqa: ASYNC230
+        )
+        services.append(host)
+        host.wait_ready()
+        await connect_apps(f"http://127.0.0.1:{host_port}", urls["dataverse"], urls["fno"], TOKEN, KEYS)
+        fno = FnoClient(ODataTransport(f"{urls['fno']}/data/", StaticToken(TOKEN)))
+        await create(fno, "WARM", 0)
+        await asyncio.sleep(3)
+        # 1. throughput
+        count, seen = 600, len(applied(0))
+        started = time.monotonic()
+        sem = asyncio.Semaphore(32)
+
+        async def one(i: int) -> None:
+            async with sem:
+                await create(fno, "TP", i)
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+        while len(applied(seen)) < count and time.monotonic() - started < 120:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+        elapsed = time.monotonic() - started
+        done = len(applied(seen))
+        print(
+            f"throughput: {done}/{count} changes applied in {elapsed:.1f} s = {done / elapsed:.0f} changes/s"
+            " (target ≥ 150)"
+        )
+        # 2. latency at 50/s
+        await asyncio.sleep(2)
+        seen = len(applied(0))
+        prefix = f"L{uuid.uuid4().hex[:3]}"
+        tick = time.monotonic()
+        writes = []
+        for i in range(500):
+            writes.append(asyncio.ensure_future(create(fno, prefix, i)))
+            tick += 0.02
+            await asyncio.sleep(max(0.0, tick - time.monotonic()))
+        deadline = time.monotonic() + 60
+        while len(applied(seen)) < 500 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+        await asyncio.gather(*writes)
+        latencies = sorted(applied(seen))
+        if latencies:
+            p95 = latencies[int(len(latencies) * 0.95) - 1]
+            print(
+                f"latency at 50 changes/s: {len(latencies)} applied; median {statistics.median(latencies):.0f} ms, "
+                f"p95 {p95:.0f} ms (target ≤ 2000 ms)"
+            )
+        await fno.close()
+    finally:
+        for service in reversed(services):
+            service.stop()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    asyncio.run(main())
