@@ -406,7 +406,8 @@ class Simulator:
         return web.json_response({"writes": self.writes, "requests": self.requests} | self.extra_stats())
 
     def extra_stats(self) -> dict[str, Any]:
-        return {}
+        d = self.dialect.deliverer
+        return {"webhooks": {"sent": d.sent, "failed": d.failed, "pending": d.pending}}
 
     async def _dump(self, request: web.Request) -> web.Response:
         table = self.tables.get(request.match_info["entity_set"])

@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -38,25 +37,13 @@ def build(kind: str, db: str = ":memory:", token: str | None = None) -> Simulato
         tables = dataverse_tables(maps)
         dataverse.bind(tables)
         registration_seed(store, tables)
-        return _DataverseSimulator(dataverse, tables, store, token)
+        return Simulator(dataverse, tables, store, token)
     fno = FnoDialect(store)
     return _FnoSimulator(fno, fno_tables(maps), store, token)
 
 
-class _DataverseSimulator(Simulator):
-    dialect: DataverseDialect
-
-    def extra_stats(self) -> dict[str, Any]:
-        d = self.dialect.deliverer
-        return {"webhooks": {"sent": d.sent, "failed": d.failed, "pending": d.pending}}
-
-
 class _FnoSimulator(Simulator):
     dialect: FnoDialect
-
-    def extra_stats(self) -> dict[str, Any]:
-        d = self.dialect.deliverer
-        return {"webhooks": {"sent": d.sent, "failed": d.failed, "pending": d.pending}}
 
     def admin_routes(self) -> web.RouteTableDef:
         routes = web.RouteTableDef()

@@ -3,12 +3,12 @@ with `If-Match`, upsert as PATCH then POST on 404, delete, and `$batch` (whose f
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shared.connectors.batch import BatchOperation
 from shared.connectors.errors import NotFound
-from shared.connectors.odata import ODataClient, Row, WriteResult
+from shared.connectors.odata import ODataClient, WriteResult
 from shared.connectors.wire import loads, to_wire
 
 CROSS_COMPANY = {"cross-company": "true"}
@@ -21,16 +21,6 @@ def _body(values: Mapping[str, Any], leave_out: Sequence[str] = ()) -> dict[str,
 class FnoClient(ODataClient):
     def _read_params(self, select: Sequence[str] | None) -> dict[str, str]:
         return CROSS_COMPANY | super()._read_params(select)
-
-    def list(
-        self,
-        entity_set: str,
-        *,
-        filter: str | None = None,
-        select: Sequence[str] | None = None,
-        page_size: int = 5000,
-    ) -> AsyncIterator[Row]:
-        return super().list(entity_set, filter=filter, select=select, page_size=page_size)
 
     def update_operation(
         self, entity_set: str, key: Mapping[str, Any], values: Mapping[str, Any], if_match: str = "*"

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.bus.publisher import ServiceBusChangePublisher
-from shared.clients import get_clients
 from shared.events.bindings import DEFAULT_BINDINGS, load_bindings
 from shared.events.model import ChangeEvent
 from shared.ingest.service import EntityFilter, IngestService
-from shared.maps.loader import MAPS_DIR, MapSet, load_maps
+from shared.maps.loader import MapSet
 from shared.maps.model import Side
 from shared.settings import get_settings
+from shared.wiring import get_maps, get_publisher
 
 _service: IngestService | None = None
 
@@ -20,12 +19,11 @@ def get_ingest_service() -> IngestService:
     global _service
     if _service is None:
         settings = get_settings()
-        publisher = ServiceBusChangePublisher(
-            get_clients().servicebus, settings.changes_queue, settings.enqueue_timeout_seconds
-        )
         path = Path(settings.business_events_file) if settings.business_events_file else DEFAULT_BINDINGS
-        maps = load_maps(sorted(Path(settings.maps_dir or MAPS_DIR).glob("*.yaml")))
-        _service = IngestService(publisher, load_bindings(path), catalog=maps, entity_filter=mapped_entities(maps))
+        maps = get_maps()
+        _service = IngestService(
+            get_publisher(), load_bindings(path), catalog=maps, entity_filter=mapped_entities(maps)
+        )
     return _service
 
 

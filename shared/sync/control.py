@@ -19,7 +19,8 @@ class MapControl:
 
     @classmethod
     def default(cls) -> MapControl:
-        from shared.sync.wiring import get_ledger, get_maps, get_publisher
+        from shared.sync.wiring import get_ledger
+        from shared.wiring import get_maps, get_publisher
 
         return cls(get_maps(), get_ledger(), get_publisher())
 

@@ -127,13 +127,6 @@ class DataverseRows:
     async def delete(self, m: TableMap, key: Mapping[str, Any], tag: str) -> None:
         await self.client.delete(m.dataverse.entity_set, await self.key(m, key), tag=tag)
 
-    async def deactivate(self, m: TableMap, key: Mapping[str, Any], tag: str) -> Written:
-        result = await self.client.write(
-            m.dataverse.entity_set, await self.key(m, key), {"statecode": 1, "statuscode": 2},
-            mode=WriteMode.UPDATE, tag=tag, return_row=True,
-        )  # fmt: skip
-        return Written(result.etag, None, dataverse_record(result.row) if result.row else None)
-
 
 class FnoRows:
     def __init__(self, client: FnoClient) -> None:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import JsonValue
 
@@ -449,10 +448,3 @@ def _time(text: str | None) -> datetime | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-
-
-class Scheduler(Protocol):
-    async def schedule(self, event: ChangeEvent, after: float, attempt: int) -> None: ...
-
-
-_ = time

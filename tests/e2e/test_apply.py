@@ -163,10 +163,14 @@ async def test_concurrent_edits_merge_with_fno_as_master_and_are_recorded(bridge
         released = await bridge.admin("POST", "maps/customers/resume")
     assert released["released"] >= 2
     customer = await eventually(
-        lambda: _customer(bridge, "usmf", number), lambda c: bool(c and c.get("PrimaryContactPhone") == "+1 555 0199")
+        lambda: _customer(bridge, "usmf", number),
+        lambda c: bool(c and c.get("PrimaryContactPhone") == "+1 555 0199"),
+        seconds=45,  # held changes of two rows' sessions meet the dev host's session idle waits
     )
     assert customer is not None and customer["OrganizationName"] == "F&O name"  # overlapping field: the master wins
-    final = await eventually(lambda: _account(bridge, "USMF", number), lambda a: bool(a and a["name"] == "F&O name"))
+    final = await eventually(
+        lambda: _account(bridge, "USMF", number), lambda a: bool(a and a["name"] == "F&O name"), seconds=45
+    )
     assert final is not None and final["telephone1"] == "+1 555 0199"  # non-overlapping: both changes kept
     conflicts = (await bridge.admin("GET", "conflicts?map=customers"))["conflicts"]
     mine = [c for c in conflicts if c["key"].get("CustomerAccount") == number]
