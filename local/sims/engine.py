@@ -141,6 +141,7 @@ class Simulator:
         self.faults = Faults()
         self.writes: dict[str, int] = {}
         self.requests = 0
+        self.faults_served = 0
         self._random = random.Random(7)
 
     # --- the synchronous core -------------------------------------------------------------------------------------
@@ -373,8 +374,10 @@ class Simulator:
                 )
             else:
                 reply = self.error_reply(SimError(f.error_status, "The service is temporarily unavailable."))
-        if reply is not None and f.remaining is not None:
-            f.remaining -= 1
+        if reply is not None:
+            self.faults_served += 1
+            if f.remaining is not None:
+                f.remaining -= 1
         return reply
 
     @staticmethod
@@ -403,7 +406,10 @@ class Simulator:
         return web.json_response({"reset": True})
 
     async def _stats(self, request: web.Request) -> web.Response:
-        return web.json_response({"writes": self.writes, "requests": self.requests} | self.extra_stats())
+        faults = {"remaining": self.faults.remaining, "served": self.faults_served}
+        return web.json_response(
+            {"writes": self.writes, "requests": self.requests, "faults": faults} | self.extra_stats()
+        )
 
     def extra_stats(self) -> dict[str, Any]:
         d = self.dialect.deliverer

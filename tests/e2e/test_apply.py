@@ -189,9 +189,11 @@ async def test_throttled_and_failing_targets_catch_up_when_the_fault_clears(brid
                 {"dataAreaId": "usmf", "CustomerAccount": number},
                 {"OrganizationName": "Arrives anyway", "PartyType": "Organization", "CustomerGroupId": "10"},
             )
-        account = await eventually(lambda: _account(bridge, "USMF", number), lambda a: a is not None, seconds=60)
+        # Only the bridge talks to Dataverse until it has absorbed every injected fault; then we look.
+        await eventually(lambda: bridge.stats("dataverse"), lambda s: s["faults"]["remaining"] == 0, seconds=60)
     finally:
         await bridge.faults("dataverse")
+    account = await eventually(lambda: _account(bridge, "USMF", number), lambda a: a is not None, seconds=60)
     assert account is not None and account["name"] == "Arrives anyway"
 
 
