@@ -47,6 +47,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("ServiceBusConnection__fullyQualifiedNamespace", "servicebus_namespace"),
     )
     changes_queue: str = Field(default="changes", validation_alias=AliasChoices("CHANGES_QUEUE", "changes_queue"))
+    session_lanes: int = Field(
+        default=16,  # = host.json maxConcurrentSessions: every lane has a receiver
+        ge=0,
+        le=1000,
+        validation_alias=AliasChoices("SESSION_LANES", "session_lanes"),
+        description="Sessions the changes are spread over (a row keeps its lane); 0: one session per row",
+    )
 
     # --- Ingest ---------------------------------------------------------------------------------------------------
     webhook_max_bytes: int = Field(

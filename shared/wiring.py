@@ -25,6 +25,6 @@ def get_publisher() -> ServiceBusChangePublisher:
     if _publisher is None:
         settings = get_settings()
         _publisher = ServiceBusChangePublisher(
-            get_clients().servicebus, settings.changes_queue, settings.enqueue_timeout_seconds
+            get_clients().servicebus, settings.changes_queue, settings.enqueue_timeout_seconds, settings.session_lanes
         )
     return _publisher

@@ -13,6 +13,7 @@ from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 from azure.servicebus.exceptions import MessageSizeExceededError, ServiceBusError
 
+from shared.bus.lanes import session_for
 from shared.events.model import ChangeEvent
 
 log = logging.getLogger(__name__)
@@ -26,11 +27,11 @@ class ChangePublisher(Protocol):
     async def publish(self, events: Sequence[ChangeEvent]) -> None: ...
 
 
-def to_message(event: ChangeEvent) -> ServiceBusMessage:
+def to_message(event: ChangeEvent, lanes: int) -> ServiceBusMessage:
     return ServiceBusMessage(
         event.model_dump_json(),
         message_id=event.event_id,  # duplicate detection drops a redelivered notification
-        session_id=event.session_id,  # one row's changes are applied in order
+        session_id=session_for(event, lanes),  # one row's changes are applied in order
         content_type="application/json",
         subject=event.entity,
         correlation_id=event.correlation_id,
@@ -53,8 +54,9 @@ class ServiceBusChangePublisher:
     retry, and duplicate detection drops what had already arrived).
     """
 
-    def __init__(self, client: ServiceBusClient, queue: str, timeout_seconds: float) -> None:
+    def __init__(self, client: ServiceBusClient, queue: str, timeout_seconds: float, lanes: int) -> None:
         self._client = client
+        self._lanes = lanes
         self._queue = queue
         self._timeout = timeout_seconds
         self._sender: ServiceBusSender | None = None
@@ -66,7 +68,7 @@ class ServiceBusChangePublisher:
     async def publish(self, events: Sequence[ChangeEvent]) -> None:
         if not events:
             return
-        pending = _Pending([to_message(e) for e in events], asyncio.get_running_loop().create_future())
+        pending = _Pending([to_message(e, self._lanes) for e in events], asyncio.get_running_loop().create_future())
         self._waiting.append(pending)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
@@ -121,7 +123,7 @@ class ServiceBusChangePublisher:
     async def schedule(self, event: ChangeEvent, after: float, attempt: int) -> None:
         """The change again, `after` seconds from now, as a new message (its own id, so duplicate detection keeps
         it) in the same session."""
-        message = to_message(event)
+        message = to_message(event, self._lanes)
         message.message_id = f"{event.event_id}:retry:{attempt}"
         message.application_properties = {**(message.application_properties or {}), "attempt": attempt}
         async with self._schedule_lock:

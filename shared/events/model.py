@@ -18,7 +18,6 @@ An absent column is simply not in `fields`; `changed_fields` lists the columns t
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,12 +63,9 @@ class ChangeEvent(BaseModel):
     reread_required: bool = Field(default=False, description="The payload was cut: apply must re-read the row")
 
     @property
-    def session_id(self) -> str:
-        """The Service Bus session: one row's changes are applied in order (at most 128 characters)."""
-        identity = f"{self.source}:{self.entity}:{self.row_id}".lower()
-        if len(identity) <= 128:
-            return identity
-        return f"{self.source}:{self.entity[:40]}:{hashlib.sha256(identity.encode()).hexdigest()}".lower()
+    def row_identity(self) -> str:
+        """Which source row this change is about; its changes must be applied in the order they happened."""
+        return f"{self.source}:{self.entity}:{self.row_id}".lower()
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from azure.servicebus.exceptions import OperationTimeoutError
 
 from local.processes import emulator_connection, free_port
 from local.servicebus.config import DEFAULT_CONFIG
+from shared.bus.lanes import lane_of
 from tests import stack
 from tests.unit.events.builders import body, business_event, context, entity
 
@@ -68,7 +69,7 @@ def test_a_dataverse_webhook_is_queued_with_its_ids_and_body(bridge: tuple[str, 
     (event_id,) = answer["event_ids"]
     (message,) = drain(sb)
     assert message.message_id == event_id
-    assert message.session_id == f"dataverse:account:{ACCOUNT}"
+    assert message.session_id == f"lane-{lane_of(f'dataverse:account:{ACCOUNT}', 16):02d}"
     assert message.application_properties == {b"source": b"dataverse", b"entity": b"account", b"operation": b"update"}
     queued = json.loads(str(message))
     assert queued["event_id"] == event_id and queued["schema_version"] == 1
