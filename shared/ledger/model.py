@@ -32,6 +32,7 @@ class LedgerEntry(BaseModel):
     deleted: bool = False
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     etag: str | None = Field(default=None, exclude=True)  # Table Storage's, for optimistic concurrency
+    indexed: set[tuple[Side, str]] = Field(default_factory=set, exclude=True)  # row ids already in the id index
 
     def side(self, side: Side) -> SideState:
         return self.fno if side is Side.FNO else self.dataverse

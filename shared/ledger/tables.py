@@ -11,14 +11,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableErrorCode, TableTransactionError
 from azure.data.tables.aio import TableServiceClient
 
 from shared.events.model import ChangeEvent
 from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry, key_text
 from shared.maps.model import Side
 
-TABLES = ("ledger", "ledgerindex", "conflicts", "errors", "mapstate", "held")
+TABLES = ("ledger", "conflicts", "errors", "mapstate", "held")
 
 
 class LedgerConflict(RuntimeError):
@@ -29,14 +30,34 @@ def _safe(text: str) -> str:
     return "".join(c if c not in "/\\#?" and ord(c) >= 32 else "_" for c in text)
 
 
+def _index_row_key(side: Side, row_id: str) -> str:
+    """Index rows share the map's partition with the entries; an integration key's RowKey always has `=`."""
+    return f"id:{side}:{_safe(row_id.lower())}"
+
+
+def _index_entity(map_name: str, side: Side, row_id: str, key: dict[str, Any]) -> dict[str, Any]:
+    return {"PartitionKey": map_name, "RowKey": _index_row_key(side, row_id), "Key": json.dumps(key)}
+
+
+IfNotModified = MatchConditions.IfNotModified
+_CONFLICT_CODES = {TableErrorCode.ENTITY_ALREADY_EXISTS, TableErrorCode.UPDATE_CONDITION_NOT_SATISFIED}
+
+
 class Ledger:
-    def __init__(self, service: TableServiceClient, prefix: str = "") -> None:
+    def __init__(self, service: TableServiceClient, prefix: str = "", running_ttl: float = 2.0) -> None:
         self._service = service
         self._prefix = prefix
         self._ready = False
+        self._tables: dict[str, Any] = {}
+        # A map seen running is trusted for a moment (one read per event would double apply's Table round trips);
+        # a paused map is always re-read, so a resume is never missed and held changes are never held again.
+        self._running_ttl = running_ttl
+        self._running_until: dict[str, float] = {}
 
     def _table(self, name: str) -> Any:
-        return self._service.get_table_client(f"{self._prefix}{name}")
+        if name not in self._tables:
+            self._tables[name] = self._service.get_table_client(f"{self._prefix}{name}")
+        return self._tables[name]
 
     async def ensure_tables(self) -> None:
         if self._ready:
@@ -58,40 +79,41 @@ class Ledger:
             return None
         entry = LedgerEntry.model_validate_json(entity["Entry"])
         entry.etag = entity.metadata["etag"]
+        entry.indexed = {(side, row_id) for side in Side if (row_id := entry.side(side).row_id)}
         return entry
 
     async def save(self, entry: LedgerEntry) -> LedgerEntry:
-        """Create (no ETag) or update (ETag must still match); `LedgerConflict` otherwise."""
+        """Create (no ETag) or update (ETag must still match); `LedgerConflict` otherwise. The row ids it learned go
+        into the id index in the same transaction (one partition per map), so the index never lags the entry."""
         await self.ensure_tables()
         entry.updated_at = datetime.now(UTC)
         entity = {"PartitionKey": entry.map, "RowKey": key_text(entry.key), "Entry": entry.model_dump_json()}
-        table = self._table("ledger")
-        try:
-            if entry.etag is None:
-                meta = await table.create_entity(entity)
-            else:
-                meta = await table.update_entity(
-                    entity, mode="replace", etag=entry.etag, match_condition=MatchConditions.IfNotModified
-                )
-        except (ResourceExistsError, ResourceModifiedError) as exc:
-            raise LedgerConflict(str(exc)) from None
-        entry.etag = meta.get("etag")
-        for side in Side:
-            row_id = entry.side(side).row_id
-            if row_id:
-                await self.index(entry.map, side, row_id, entry.key)
-        return entry
-
-    async def index(self, map_name: str, side: Side, row_id: str, key: dict[str, Any]) -> None:
-        await self._table("ledgerindex").upsert_entity(
-            {"PartitionKey": f"{map_name}:{side}", "RowKey": _safe(row_id.lower()), "Key": json.dumps(key)}
+        write: tuple[Any, ...] = (
+            ("create", entity)
+            if entry.etag is None
+            else ("update", entity, {"mode": "replace", "etag": entry.etag, "match_condition": IfNotModified})
         )
+        new = [
+            (side, row_id)
+            for side in Side
+            if (row_id := entry.side(side).row_id) and (side, row_id) not in entry.indexed
+        ]
+        index = [("upsert", _index_entity(entry.map, side, row_id, entry.key)) for side, row_id in new]
+        try:
+            results = await self._table("ledger").submit_transaction([write, *index])
+        except TableTransactionError as exc:
+            if getattr(exc, "error_code", None) in _CONFLICT_CODES:
+                raise LedgerConflict(str(exc.message)) from None
+            raise
+        entry.etag = results[0].get("etag")
+        entry.indexed |= set(new)
+        return entry
 
     async def key_for(self, map_name: str, side: Side, row_id: str) -> dict[str, Any] | None:
         """The integration key of a row known by its Dataverse GUID or F&O virtual id."""
         await self.ensure_tables()
         try:
-            entity = await self._table("ledgerindex").get_entity(f"{map_name}:{side}", _safe(row_id.lower()))
+            entity = await self._table("ledger").get_entity(map_name, _index_row_key(side, row_id))
         except ResourceNotFoundError:
             return None
         key: dict[str, Any] = json.loads(entity["Key"])
@@ -132,24 +154,45 @@ class Ledger:
 
     async def errors(self, map_name: str | None = None, since: datetime | None = None) -> list[ErrorRecord]:
         await self.ensure_tables()
-        found = [ErrorRecord.model_validate_json(e["Record"]) async for e in self._table("errors").list_entities()]
-        return [e for e in found if (map_name is None or e.map == map_name) and (since is None or e.at >= since)]
+        clauses: list[str] = []
+        parameters: dict[str, Any] = {}
+        if map_name is not None:
+            clauses.append("PartitionKey eq @m")
+            parameters["m"] = map_name
+        if since is not None:
+            clauses.append("At ge @since")
+            parameters["since"] = since
+        table = self._table("errors")
+        query = table.query_entities(" and ".join(clauses), parameters=parameters) if clauses else table.list_entities()
+        return [ErrorRecord.model_validate_json(e["Record"]) async for e in query]
 
     async def recent_error_count(self, map_name: str, minutes: float) -> int:
         return len(await self.errors(map_name, datetime.now(UTC) - timedelta(minutes=minutes)))
 
     # --- map state and held changes -------------------------------------------------------------------------------
 
+    async def is_paused(self, map_name: str) -> bool:
+        if time.monotonic() < self._running_until.get(map_name, 0.0):
+            return False
+        return bool((await self.map_state(map_name))["state"] == "paused")
+
     async def map_state(self, map_name: str) -> dict[str, Any]:
         await self.ensure_tables()
         try:
             entity = await self._table("mapstate").get_entity("map", map_name)
         except ResourceNotFoundError:
-            return {"state": "running"}
-        return {"state": entity["State"], "reason": entity.get("Reason", ""), "since": entity.get("Since")}
+            state: dict[str, Any] = {"state": "running"}
+        else:
+            state = {"state": entity["State"], "reason": entity.get("Reason", ""), "since": entity.get("Since")}
+        if state["state"] == "running":
+            self._running_until[map_name] = time.monotonic() + self._running_ttl
+        else:
+            self._running_until.pop(map_name, None)
+        return state
 
     async def set_map_state(self, map_name: str, state: str, reason: str = "") -> None:
         await self.ensure_tables()
+        self._running_until.pop(map_name, None)
         await self._table("mapstate").upsert_entity(
             {"PartitionKey": "map", "RowKey": map_name, "State": state, "Reason": reason,
              "Since": datetime.now(UTC).isoformat()}

@@ -37,9 +37,12 @@ class MapControl:
 
     async def resume(self, name: str) -> dict[str, Any]:
         await self.ledger.set_map_state(name, "running")
-        held = await self.ledger.held(name)
-        for row_key, event in held:
-            # Re-queued as a new message (duplicate detection would drop the original id), in arrival order.
-            await self.publisher.publish([event.model_copy(update={"event_id": f"{event.event_id}:resumed"})])
-            await self.ledger.release(name, [row_key])
-        return {"map": name, "released": len(held)} | await self.ledger.map_state(name)
+        released = 0
+        # Again until none is left: a change another instance held just before it saw the resume is released too.
+        while held := await self.ledger.held(name):
+            for row_key, event in held:
+                # Re-queued as a new message (duplicate detection would drop the original id), in arrival order.
+                await self.publisher.publish([event.model_copy(update={"event_id": f"{event.event_id}:resumed"})])
+                await self.ledger.release(name, [row_key])
+            released += len(held)
+        return {"map": name, "released": released} | await self.ledger.map_state(name)

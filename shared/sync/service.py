@@ -157,11 +157,11 @@ class ApplyService:
 
     async def _apply_map(self, compiled: CompiledMap, side: Side, event: ChangeEvent, depth: int) -> Outcome:
         m = compiled.map
-        if depth == 0 and (await self.ledger.map_state(m.name))["state"] == "paused":
+        if event.write_tag and event.write_tag.startswith(TAG_PREFIX):
+            return Outcome(m.name, "skipped-echo", "our own write (tag)")  # never applied, paused or not
+        if depth == 0 and await self.ledger.is_paused(m.name):
             await self.ledger.hold(m.name, event)
             return Outcome(m.name, "held", "the map is paused")
-        if event.write_tag and event.write_tag.startswith(TAG_PREFIX):
-            return Outcome(m.name, "skipped-echo", "our own write (tag)")
         if event.operation is Operation.DELETE:
             return await self._delete(m, side, event)
         for _ in range(MAX_DECISION_ROUNDS):
