@@ -6,6 +6,9 @@ which in the Functions Python worker (and our dev host) is the one loop all asyn
 
 from __future__ import annotations
 
+import ssl
+from functools import cache
+
 from azure.data.tables.aio import TableServiceClient
 from azure.servicebus.aio import ServiceBusClient
 
@@ -52,16 +55,25 @@ def _table_service(settings: Settings) -> TableServiceClient:
     return TableServiceClient(endpoint=endpoint, credential=DefaultAzureCredential())
 
 
+@cache
+def amqp_tls() -> ssl.SSLContext:
+    """One TLS context for every AMQP connection: the SDK otherwise loads the system CA store (~50 ms of CPU) each
+    time it opens a sender or receiver, even for the emulator's plain connection."""
+    return ssl.create_default_context()
+
+
 def _servicebus(settings: Settings) -> ServiceBusClient:
     if settings.servicebus_connection_string is not None:
-        return ServiceBusClient.from_connection_string(settings.servicebus_connection_string.get_secret_value())
+        return ServiceBusClient.from_connection_string(
+            settings.servicebus_connection_string.get_secret_value(), ssl_context=amqp_tls()
+        )
     if settings.servicebus_namespace is None:
         raise ConfigurationError(
             "no Service Bus configured: set ServiceBusConnection or ServiceBusConnection__fullyQualifiedNamespace"
         )
     from azure.identity.aio import DefaultAzureCredential
 
-    return ServiceBusClient(settings.servicebus_namespace, credential=DefaultAzureCredential())
+    return ServiceBusClient(settings.servicebus_namespace, credential=DefaultAzureCredential(), ssl_context=amqp_tls())
 
 
 _clients: Clients | None = None

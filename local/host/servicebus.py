@@ -14,10 +14,12 @@ import json
 import logging
 import os
 import re
+import ssl
 import time
 import traceback
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
 import azure.functions as func
@@ -76,6 +78,12 @@ class ServiceBusOptions:
             session_idle_timeout=parse_timespan(idle) if idle else defaults.session_idle_timeout,
             prefetch_count=int(sb.get("prefetchCount", defaults.prefetch_count)),
         )
+
+
+@cache
+def amqp_tls() -> ssl.SSLContext:
+    """One TLS context for all receivers: without it the SDK loads the CA store for every link it opens."""
+    return ssl.create_default_context()
 
 
 def _text(value: object) -> object:
@@ -152,7 +160,7 @@ class ServiceBusTriggerRunner:
             connection = os.environ.get(setting)
             if not connection:
                 raise RuntimeError(f"the Service Bus trigger's connection setting {setting!r} is not set")
-            self._clients[setting] = ServiceBusClient.from_connection_string(connection)
+            self._clients[setting] = ServiceBusClient.from_connection_string(connection, ssl_context=amqp_tls())
         return self._clients[setting]
 
     def start(self) -> None:
