@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from local.connect import connect_apps
-from local.processes import AzuritePorts, emulator_connection, free_port, python_module, start, start_azurite
+from local.processes import AzuritePorts, Service, emulator_connection, free_port, python_module, start, start_azurite
 from local.servicebus.config import DEFAULT_CONFIG
 from shared.connectors.auth import StaticToken
 from shared.connectors.fno import FnoClient
@@ -41,6 +41,30 @@ def applied(after: float) -> list[float]:
             if match:
                 latencies.append(float(match.group(1)))
     return latencies[int(after) :]
+
+
+def cpu_seconds(services: list[Service]) -> dict[str, float]:
+    """CPU time (user + system) of each service's process group, and of this benchmark's own process."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = dict.fromkeys([s.name for s in services], 0.0)
+    groups = {s.pid: s.name for s in services}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) in groups:  # fields: state, ppid, pgrp, …, utime (11), stime (12)
+            used[groups[int(fields[2])]] += (int(fields[11]) + int(fields[12])) / ticks
+    own = os.times()
+    return used | {"benchmark": own.user + own.system}
+
+
+def cpu_report(before: dict[str, float], after: dict[str, float], changes: int) -> str:
+    spent = {name: after[name] - before.get(name, 0.0) for name in after}
+    parts = ", ".join(
+        f"{name} {1000 * cpu / changes:.1f}" for name, cpu in sorted(spent.items(), key=lambda kv: -kv[1])
+    )
+    return f"CPU ms per change: {1000 * sum(spent.values()) / changes:.1f} in all ({parts})"
 
 
 async def create(fno: FnoClient, prefix: str, i: int) -> None:
@@ -99,6 +123,7 @@ async def main() -> None:
         await asyncio.sleep(3)
         # 1. throughput
         count, seen = 600, len(applied(0))
+        cpu_before = cpu_seconds(services)
         started = time.monotonic()
         sem = asyncio.Semaphore(32)
 
@@ -115,6 +140,7 @@ async def main() -> None:
             f"throughput: {done}/{count} changes applied in {elapsed:.1f} s = {done / elapsed:.0f} changes/s"
             " (target ≥ 150)"
         )
+        print(cpu_report(cpu_before, cpu_seconds(services), max(done, 1)))
         # 2. latency at 50/s
         await asyncio.sleep(2)
         seen = len(applied(0))
