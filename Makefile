@@ -6,10 +6,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
+INFRA_VENV := .venv-infra
+INFRA_STAMP := $(INFRA_VENV)/.installed
 
 .PHONY: run test setup lint typecheck bench clean
 
 setup: $(PIP_STAMP) $(NPM_STAMP)
+
+# checkov and pycep-parser for the offline infra checks, apart from the bridge's own packages.
+$(INFRA_STAMP): requirements-infra.txt
+	test -x $(INFRA_VENV)/bin/python || $(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-infra.txt
+	touch $@
 
 $(PIP_STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +31,7 @@ $(NPM_STAMP): package.json package-lock.json
 run: setup
 	$(PY) -m local
 
-test: setup
+test: setup $(INFRA_STAMP)
 	$(PY) -m pytest
 
 lint: setup
@@ -37,4 +45,4 @@ bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(INFRA_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
