@@ -82,7 +82,8 @@ def resolve(
     if current is None or base is None:  # a new row, or one we never synced: nothing to conflict with
         return Resolution(write=set(proposed), winner=source)
     source_changed = changes_since(proposed, base)
-    target_changed = {c for c in columns if c in current and current.get(c) != base.get(c, _MISSING)}
+    # A column absent from the base was empty when last synced.
+    target_changed = {c for c in columns if c in current and current.get(c) != base.get(c)}
     overlap = {c for c in source_changed & target_changed if proposed[c] != current.get(c)}
     agreed = {c for c in source_changed & target_changed if proposed[c] == current.get(c)}
     result = Resolution(write=source_changed - target_changed, back=target_changed - source_changed - agreed)

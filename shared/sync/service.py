@@ -287,8 +287,13 @@ class ApplyService:
         current = await self._read_target(m, into, row, entry)
         proposed = {c: normalize(v) for c, v in row.values.items()}
         base = entry.side(into).values if entry is not None and not entry.deleted else None
-        now = fingerprint(current.record, proposed.keys() | (base or {}).keys()) if current else None
-        columns = {c for c in (base or {}) if c not in row.key}
+        # The target's columns that can change on their own and flow back: those synced before, and every mapped
+        # column flowing into the source — also one never synced (empty when the row was first synced).
+        flowing_back = {
+            name for f in m.fields if m.flows(f, side) and (name := f.dataverse if into is Side.DATAVERSE else f.fno)
+        }
+        columns = ((base or {}).keys() | flowing_back) - row.key.keys()
+        now = fingerprint(current.record, proposed.keys() | columns) if current else None
         target_time = _time(current.modified) if current else None
         decision = resolve(m.conflict, side, proposed, now, base, columns, event.occurred_at, target_time)
         if decision.conflicts:
