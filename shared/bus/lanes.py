@@ -20,9 +20,10 @@ def lane_of(row_identity: str, lanes: int) -> int:
 
 
 def session_for(event: ChangeEvent, lanes: int) -> str:
-    """`lane-07` for lanes > 0; with lanes = 0, one session per row (strict, slow under bursts; at most 128 chars)."""
+    """`lane-07` for lanes > 0; with lanes = 0, one session per row (strict, slow under bursts; at most 128 chars).
+    A change that names its synced row (`ordering_key`) shares the lane of the other side's changes to that row."""
     if lanes > 0:
-        return f"lane-{lane_of(event.row_identity, lanes):02d}"
+        return f"lane-{lane_of(event.ordering_key or event.row_identity, lanes):02d}"
     identity = event.row_identity
     if len(identity) <= 128:
         return identity

@@ -61,6 +61,11 @@ class ChangeEvent(BaseModel):
     correlation_id: str | None = None
     write_tag: str | None = Field(default=None, description="The `tag` of the write that caused this change")
     reread_required: bool = Field(default=False, description="The payload was cut: apply must re-read the row")
+    ordering_key: str | None = Field(
+        default=None,
+        description="The synced row, the same from either side (map and the row's own key), so that both sides'"
+        " changes to it travel in one session and are applied one at a time",
+    )
 
     @property
     def row_identity(self) -> str:

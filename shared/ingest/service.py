@@ -11,6 +11,11 @@ from shared.events.fno import BusinessEventBinding, FnoCatalog, parse_fno
 from shared.events.model import ChangeEvent, Ignored, Source
 
 EntityFilter = Callable[[ChangeEvent], str | None]  # None: keep; else why the change is ignored
+RowOrdering = Callable[[ChangeEvent], str | None]  # the synced row, named alike from both sides
+
+
+def no_ordering(event: ChangeEvent) -> str | None:
+    return None
 
 
 def keep_everything(event: ChangeEvent) -> str | None:
@@ -34,11 +39,13 @@ class IngestService:
         bindings: Mapping[str, BusinessEventBinding],
         catalog: FnoCatalog | None = None,
         entity_filter: EntityFilter = keep_everything,
+        ordering: RowOrdering = no_ordering,
     ) -> None:
         self._publisher = publisher
         self._bindings = bindings
         self._catalog = catalog
         self._filter = entity_filter
+        self._ordering = ordering
 
     async def receive(self, source: Source, body: bytes, headers: Mapping[str, str]) -> IngestResult:
         """Raises InvalidNotification (nothing queued) or BusUnavailable (nothing acknowledged)."""
@@ -51,6 +58,6 @@ class IngestService:
             if isinstance(item, Ignored) or self._filter(item) is not None:
                 result.ignored.append(item)
             else:
-                result.accepted.append(item)
+                result.accepted.append(item.model_copy(update={"ordering_key": self._ordering(item)}))
         await self._publisher.publish(result.accepted)
         return result

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from shared.events.bindings import DEFAULT_BINDINGS, load_bindings
 from shared.events.model import ChangeEvent
+from shared.ingest.ordering import ordering_key
 from shared.ingest.service import EntityFilter, IngestService
 from shared.maps.loader import MapSet
 from shared.maps.model import Side
@@ -22,7 +23,11 @@ def get_ingest_service() -> IngestService:
         path = Path(settings.business_events_file) if settings.business_events_file else DEFAULT_BINDINGS
         maps = get_maps()
         _service = IngestService(
-            get_publisher(), load_bindings(path), catalog=maps, entity_filter=mapped_entities(maps)
+            get_publisher(),
+            load_bindings(path),
+            catalog=maps,
+            entity_filter=mapped_entities(maps),
+            ordering=lambda event: ordering_key(event, maps),
         )
     return _service
 
