@@ -167,7 +167,13 @@ class Ledger:
         return [ErrorRecord.model_validate_json(e["Record"]) async for e in query]
 
     async def recent_error_count(self, map_name: str, minutes: float) -> int:
-        return len(await self.errors(map_name, datetime.now(UTC) - timedelta(minutes=minutes)))
+        """Errors within the last `minutes`, counting only those since the map was last resumed: errors an operator
+        has already seen do not pause it again."""
+        since = datetime.now(UTC) - timedelta(minutes=minutes)
+        state = await self.map_state(map_name)
+        if state["state"] == "running" and state.get("since"):
+            since = max(since, datetime.fromisoformat(str(state["since"])))
+        return len(await self.errors(map_name, since))
 
     # --- map state and held changes -------------------------------------------------------------------------------
 
