@@ -1,16 +1,28 @@
 """Asynchronous webhook delivery in commit order per row: rows are spread over a few ordered lanes, each lane
-posts one notification at a time. Dataverse's rule: one more attempt only on 502, 503 or 504."""
+posts one notification at a time. Dataverse's rule: one more attempt only on 502, 503 or 504.
+
+Tests can make delivery as bad as the real services allow: every notification posted twice (at-least-once), and
+a shuffled stream (notifications gathered for a moment, then posted in random order across rows and within one).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import zlib
 from dataclasses import dataclass
 
 import aiohttp
 
 log = logging.getLogger("sims.delivery")
+
+
+@dataclass
+class Chaos:
+    duplicate: bool = False  # post every notification twice
+    shuffle: bool = False  # gather notifications for `window_seconds`, post them in random order
+    window_seconds: float = 0.5
 
 
 @dataclass
@@ -31,13 +43,31 @@ class Deliverer:
         self.failed = 0
         self.pending = 0
         self.last_status: int | None = None
+        self.chaos = Chaos()
+        self._gathered: list[Notification] = []
+        self._shuffler: asyncio.Task[None] | None = None
+        self._random = random.Random(11)
 
     def submit(self, notification: Notification) -> None:
         if not self._workers:
             self._workers = [asyncio.create_task(self._work(q)) for q in self._queues]
-        self.pending += 1
+        copies = 2 if self.chaos.duplicate else 1
+        self.pending += copies
+        if self.chaos.shuffle:
+            self._gathered += [notification] * copies
+            if self._shuffler is None or self._shuffler.done():
+                self._shuffler = asyncio.create_task(self._shuffle())
+            return
         lane = zlib.crc32(notification.row.encode()) % len(self._queues)
-        self._queues[lane].put_nowait(notification)
+        for _ in range(copies):
+            self._queues[lane].put_nowait(notification)
+
+    async def _shuffle(self) -> None:
+        await asyncio.sleep(self.chaos.window_seconds)
+        gathered, self._gathered = self._gathered, []
+        self._random.shuffle(gathered)
+        for n in gathered:  # one lane: the shuffled order is the order of arrival
+            self._queues[0].put_nowait(n)
 
     async def _post(self, n: Notification) -> int:
         if self._session is None:
@@ -67,6 +97,8 @@ class Deliverer:
                 self.pending -= 1
 
     async def close(self) -> None:
+        if self._shuffler is not None:
+            self._shuffler.cancel()
         for w in self._workers:
             w.cancel()
         if self._session is not None:

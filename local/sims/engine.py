@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from aiohttp import web
 
-from local.sims.delivery import Deliverer
+from local.sims.delivery import Chaos, Deliverer
 from local.sims.query import FilterError, parse_filter
 from local.sims.schema import Table
 from local.sims.store import Store, StoredRow
@@ -311,6 +311,8 @@ class Simulator:
         app.router.add_route("*", root + "{tail:.*}", self._http)
         app.router.add_post("/_admin/faults", self._set_faults)
         app.router.add_delete("/_admin/faults", self._clear_faults)
+        app.router.add_post("/_admin/delivery", self._set_delivery)
+        app.router.add_delete("/_admin/delivery", self._clear_delivery)
         app.router.add_post("/_admin/reset", self._reset)
         app.router.add_get("/_admin/stats", self._stats)
         app.router.add_get("/_admin/tables/{entity_set}", self._dump)
@@ -398,6 +400,18 @@ class Simulator:
     async def _clear_faults(self, request: web.Request) -> web.Response:
         self.faults = Faults()
         return web.json_response({"faults": None})
+
+    async def _set_delivery(self, request: web.Request) -> web.Response:
+        """Webhook delivery chaos: {"duplicate": true, "shuffle": true, "window_seconds": 0.5}."""
+        try:
+            self.dialect.deliverer.chaos = Chaos(**await request.json())
+        except (TypeError, ValueError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"delivery": vars(self.dialect.deliverer.chaos)})
+
+    async def _clear_delivery(self, request: web.Request) -> web.Response:
+        self.dialect.deliverer.chaos = Chaos()
+        return web.json_response({"delivery": None})
 
     async def _reset(self, request: web.Request) -> web.Response:
         self.store.reset()

@@ -60,6 +60,15 @@ class SyncStack:
             else:
                 (await http.delete(f"{url}/_admin/faults")).raise_for_status()
 
+    async def delivery(self, app: str, **chaos: Any) -> None:
+        """Webhook delivery chaos in a simulator (duplicate, shuffle); none given: back to orderly delivery."""
+        url = self.dataverse_url if app == "dataverse" else self.fno_url
+        async with httpx.AsyncClient() as http:
+            if chaos:
+                (await http.post(f"{url}/_admin/delivery", json=chaos)).raise_for_status()
+            else:
+                (await http.delete(f"{url}/_admin/delivery")).raise_for_status()
+
     async def admin(self, method: str, path: str) -> Any:
         async with httpx.AsyncClient(timeout=30) as http:
             response = await http.request(
@@ -92,7 +101,7 @@ async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], boo
 
 
 @contextmanager
-def sync_stack(azurite: AzuritePorts) -> Iterator[SyncStack]:
+def sync_stack(azurite: AzuritePorts, **extra_env: str) -> Iterator[SyncStack]:
     with ExitStack() as stack_:
         connection = stack_.enter_context(stack.broker(DEFAULT_CONFIG))
         dataverse_url = stack_.enter_context(stack.simulator("dataverse"))
@@ -106,7 +115,7 @@ def sync_stack(azurite: AzuritePorts) -> Iterator[SyncStack]:
             "FUNCTION_KEYS": json.dumps(KEYS),
             "CONNECTOR_RETRY_ATTEMPTS": "2",
             "CONNECTOR_RETRY_SECONDS": "2",
-        }
+        } | extra_env
         host = stack_.enter_context(stack.dev_host(env))
         asyncio.run(connect_apps(host, dataverse_url, fno_url, stack.SIM_TOKEN, KEYS))
         yield SyncStack(host, dataverse_url, fno_url, connection)

@@ -225,3 +225,152 @@ async def test_a_validation_error_is_logged_and_dead_lettered(bridge: SyncStack)
     letters = await eventually(dead_lettered, lambda found: any(number in body for body in found), seconds=60)
     assert letters
     assert await _account(bridge, "USMF", number) is None
+
+
+async def _company_id(bridge: SyncStack, code: str) -> uuid.UUID:
+    async with bridge.dataverse() as client:
+        return uuid.UUID(str((await client.get("cdm_companies", {"cdm_companycode": code})).values["cdm_companyid"]))
+
+
+async def test_account_created_in_dataverse_reaches_fno_once(bridge: SyncStack) -> None:
+    number = unique("N")
+    company = await _company_id(bridge, "USMF")
+    before = await bridge.writes("fno", "CustomersV3")
+    async with bridge.dataverse() as dataverse:
+        await dataverse.create(
+            "accounts",
+            {"name": "Made in Dataverse", "accountnumber": number, "customertypecode": 3, "creditlimit": 750},
+            lookups={
+                "msdyn_company": ("cdm_companies", str(company)),
+                "msdyn_customergroupid": ("msdyn_customergroups", {"msdyn_company": company, "msdyn_groupid": "10"}),
+            },
+        )
+    customer = await eventually(lambda: _customer(bridge, "usmf", number), lambda c: c is not None)
+    assert customer is not None and customer["OrganizationName"] == "Made in Dataverse"
+    assert customer["CustomerGroupId"] == "10" and str(customer["CreditLimit"]) in ("750", "750.00")
+    await bridge.settle()
+    assert await bridge.writes("fno", "CustomersV3") - before == 1  # the bridge's one write; no echo back
+
+
+async def test_customer_updated_in_fno_reaches_dataverse(bridge: SyncStack) -> None:
+    number, _ = await _synced_customer(bridge, "U")
+    before = await bridge.writes("dataverse", "accounts")
+    async with bridge.fno() as fno:
+        await fno.update(
+            "CustomersV3", {"dataAreaId": "usmf", "CustomerAccount": number}, {"PrimaryContactPhone": "+1 555 0100"}
+        )
+    account = await eventually(
+        lambda: _account(bridge, "USMF", number), lambda a: bool(a and a["telephone1"] == "+1 555 0100")
+    )
+    assert account is not None and account["name"] == "Original"
+    await bridge.settle()
+    assert await bridge.writes("dataverse", "accounts") - before == 1
+
+
+async def test_group_deleted_in_dataverse_is_deleted_in_fno(bridge: SyncStack) -> None:
+    group = unique("Q")[-6:]
+    key = {"dataAreaId": "usmf", "CustomerGroupId": group}
+    company = await _company_id(bridge, "USMF")
+
+    async def in_dataverse() -> dict[str, Any] | None:
+        async with bridge.dataverse() as client:
+            try:
+                return (
+                    await client.get("msdyn_customergroups", {"msdyn_company": company, "msdyn_groupid": group})
+                ).values
+            except NotFound:
+                return None
+
+    async def in_fno() -> dict[str, Any] | None:
+        async with bridge.fno() as client:
+            try:
+                return (await client.get("CustomerGroups", key)).values
+            except NotFound:
+                return None
+
+    async with bridge.fno() as fno:
+        await fno.create("CustomerGroups", key, {"Description": "Short-lived group"})
+    row = await eventually(in_dataverse, lambda r: r is not None)
+    assert row is not None
+    await bridge.settle(0.5)
+    async with bridge.dataverse() as dataverse:
+        await dataverse.delete("msdyn_customergroups", str(row["msdyn_customergroupid"]))
+    assert await eventually(in_fno, lambda r: r is None) is None  # the map's delete behaviour: delete
+
+
+async def test_notifications_delivered_twice_and_shuffled_reach_the_same_final_state(bridge: SyncStack) -> None:
+    rows = [await _synced_customer(bridge, "W") for _ in range(3)]
+    await bridge.delivery("fno", duplicate=True, shuffle=True, window_seconds=1.0)
+    await bridge.delivery("dataverse", duplicate=True, shuffle=True, window_seconds=1.0)
+    try:
+        async with bridge.fno() as fno, bridge.dataverse() as dataverse:
+            for version in range(1, 4):
+                for number, account in rows:
+                    await fno.update(
+                        "CustomersV3",
+                        {"dataAreaId": "usmf", "CustomerAccount": number},
+                        {"OrganizationName": f"{number} v{version}"},
+                    )
+                    await dataverse.write("accounts", str(account["accountid"]), {"telephone1": f"+1 555 010{version}"})
+        for number, _ in rows:
+            account = await eventually(
+                lambda n=number: _account(bridge, "USMF", n),
+                lambda a, n=number: bool(a and a["name"] == f"{n} v3"),
+                seconds=45,
+            )
+            customer = await eventually(
+                lambda n=number: _customer(bridge, "usmf", n),
+                lambda c: bool(c and c.get("PrimaryContactPhone") == "+1 555 0103"),
+                seconds=45,
+            )
+            assert account is not None and account["telephone1"] == "+1 555 0103"
+            assert customer is not None and customer["OrganizationName"] == f"{number} v3"
+    finally:
+        await bridge.delivery("fno")
+        await bridge.delivery("dataverse")
+
+
+async def test_pause_holds_changes_and_resume_applies_them_in_order(bridge: SyncStack) -> None:
+    number, _ = await _synced_customer(bridge, "P")
+    await bridge.admin("POST", "maps/customers/pause")
+    try:
+        async with bridge.fno() as fno:
+            for version in range(1, 4):
+                await fno.update(
+                    "CustomersV3",
+                    {"dataAreaId": "usmf", "CustomerAccount": number},
+                    {"OrganizationName": f"v{version}"},
+                )
+                await bridge.settle(0.3)
+        await bridge.settle(1.0)
+        maps = {m["map"]: m for m in (await bridge.admin("GET", "maps"))["maps"]}
+        assert maps["customers"]["state"] == "paused"
+        assert (await _account(bridge, "USMF", number) or {}).get("name") == "Original"  # held, none applied
+    finally:
+        released = await bridge.admin("POST", "maps/customers/resume")
+    assert released["released"] >= 3 and released["state"] == "running"
+    account = await eventually(lambda: _account(bridge, "USMF", number), lambda a: bool(a and a["name"] == "v3"))
+    assert account is not None
+
+
+async def test_an_alert_rule_pauses_a_map_after_repeated_errors(bridge: SyncStack) -> None:
+    numbers = [unique("A") for _ in range(5)]
+    try:
+        async with bridge.fno() as fno:
+            for number in numbers:
+                await fno.create(
+                    "CustomersV3",
+                    {"dataAreaId": "usmf", "CustomerAccount": number},
+                    {"OrganizationName": "Bad flag", "PartyType": "Organization", "CreditLimitIsMandatory": "Maybe"},
+                )
+
+        async def customers_map() -> dict[str, Any]:
+            found: dict[str, Any] = next(
+                m for m in (await bridge.admin("GET", "maps"))["maps"] if m["map"] == "customers"
+            )
+            return found
+
+        state = await eventually(customers_map, lambda m: m["state"] == "paused", seconds=60)
+        assert state["reason"].startswith("alert: 5 or more errors")
+    finally:
+        await bridge.admin("POST", "maps/customers/resume")
