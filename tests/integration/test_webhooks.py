@@ -69,11 +69,13 @@ def test_a_dataverse_webhook_is_queued_with_its_ids_and_body(bridge: tuple[str, 
     (event_id,) = answer["event_ids"]
     (message,) = drain(sb)
     assert message.message_id == event_id
-    assert message.session_id == f"lane-{lane_of(f'dataverse:account:{ACCOUNT}', 16):02d}"
+    # The lane follows the synced row (customers map, account number): F&O changes to it share the session.
+    assert message.session_id == f"lane-{lane_of('customers:us-001', 16):02d}"
     assert message.application_properties == {b"source": b"dataverse", b"entity": b"account", b"operation": b"update"}
     queued = json.loads(str(message))
     assert queued["event_id"] == event_id and queued["schema_version"] == 1
     assert queued["fields"]["name"] == "Contoso" and queued["entity"] == "account"
+    assert queued["ordering_key"] == "customers:us-001"
 
 
 def test_a_table_no_map_reads_is_acknowledged_and_not_queued(bridge: tuple[str, str]) -> None:
