@@ -52,22 +52,21 @@ class SyncStack:
     async def writes(self, app: str, entity_set: str) -> int:
         return int((await self.stats(app))["writes"].get(entity_set, 0))
 
-    async def faults(self, app: str, **settings: Any) -> None:
+    async def _sim_setting(self, app: str, setting: str, values: dict[str, Any]) -> None:
         url = self.dataverse_url if app == "dataverse" else self.fno_url
         async with httpx.AsyncClient() as http:
-            if settings:
-                (await http.post(f"{url}/_admin/faults", json=settings)).raise_for_status()
+            if values:
+                (await http.post(f"{url}/_admin/{setting}", json=values)).raise_for_status()
             else:
-                (await http.delete(f"{url}/_admin/faults")).raise_for_status()
+                (await http.delete(f"{url}/_admin/{setting}")).raise_for_status()
+
+    async def faults(self, app: str, **settings: Any) -> None:
+        """Injected faults in a simulator (throttling, errors, latency); none given: no faults."""
+        await self._sim_setting(app, "faults", settings)
 
     async def delivery(self, app: str, **chaos: Any) -> None:
         """Webhook delivery chaos in a simulator (duplicate, shuffle); none given: back to orderly delivery."""
-        url = self.dataverse_url if app == "dataverse" else self.fno_url
-        async with httpx.AsyncClient() as http:
-            if chaos:
-                (await http.post(f"{url}/_admin/delivery", json=chaos)).raise_for_status()
-            else:
-                (await http.delete(f"{url}/_admin/delivery")).raise_for_status()
+        await self._sim_setting(app, "delivery", chaos)
 
     async def admin(self, method: str, path: str) -> Any:
         async with httpx.AsyncClient(timeout=30) as http:
