@@ -171,6 +171,32 @@ def test_derived_values_from_expressions(tmp_path: Any) -> None:
     assert back.key == {"PersonId": "7"} and back.values == {"FirstName": "Grace", "LastName": "Hopper", "Points": 0}
 
 
+def test_defaults_fill_absent_and_null_values_and_a_bad_field_does_not_stop_the_others(tmp_path: Any) -> None:
+    path = tmp_path / "things.yaml"
+    path.write_text(
+        "name: things\n"
+        "fno: {entity: Things, key: [ThingId]}\n"
+        "dataverse: {table: msdyn_thing, entity_set: msdyn_things, key: [msdyn_thingid]}\n"
+        "fields:\n"
+        "  - {fno: ThingId, dataverse: msdyn_thingid}\n"
+        "  - {fno: Kind, dataverse: msdyn_kind, default: General}\n"
+        "  - {fno: Active, dataverse: msdyn_active, type: noyes_boolean}\n"
+        "  - {fno: Note, dataverse: msdyn_note, text: {trim: true, case: upper, max_length: 3}}\n"
+    )
+    things = load_maps([path])
+    compiled = things.maps["things"]
+
+    def run(record: dict[str, JsonValue]) -> Any:
+        return transform(compiled, Side.FNO, record, things.maps)
+
+    assert run({"ThingId": "1"}).values == {"msdyn_kind": "General"}  # absent: the default; others stay absent
+    assert run({"ThingId": "1", "Kind": None}).values == {"msdyn_kind": "General"}  # null: the default
+    bad = run({"ThingId": "1", "Kind": "Tool", "Active": "Maybe", "Note": "  abcdef "})
+    assert bad.key == {"msdyn_thingid": "1"}
+    assert bad.values == {"msdyn_kind": "Tool", "msdyn_note": "ABC"}  # the bad field left out, the rest written
+    assert bad.errors == ["Active ↔ msdyn_active: 'Maybe' is not NoYes (Yes/No)"]
+
+
 # --- the round trip --------------------------------------------------------------------------------------------
 
 
