@@ -18,6 +18,7 @@ from local.processes import AzuritePorts
 from local.servicebus.config import DEFAULT_CONFIG
 from shared.connectors.auth import StaticToken
 from shared.connectors.dataverse import DataverseClient
+from shared.connectors.errors import NotFound
 from shared.connectors.fno import FnoClient
 from shared.connectors.http import ODataTransport
 from tests import stack
@@ -118,6 +119,48 @@ def sync_stack(azurite: AzuritePorts, **extra_env: str) -> Iterator[SyncStack]:
         host = stack_.enter_context(stack.dev_host(env))
         asyncio.run(connect_apps(host, dataverse_url, fno_url, stack.SIM_TOKEN, KEYS))
         yield SyncStack(host, dataverse_url, fno_url, connection)
+
+
+# --- a person's view of the two apps ---------------------------------------------------------------------------
+
+
+async def dataverse_account(s: SyncStack, company: str, number: str) -> dict[str, Any] | None:
+    """The account a person sees in Dataverse, by company code and account number; None if there is none."""
+    company_guid = await company_id(s, company)
+    async with s.dataverse() as client:
+        try:
+            row = await client.get("accounts", {"msdyn_company": company_guid, "accountnumber": number})
+        except NotFound:
+            return None
+        return row.values
+
+
+async def fno_customer(s: SyncStack, company: str, number: str) -> dict[str, Any] | None:
+    async with s.fno() as client:
+        try:
+            return (await client.get("CustomersV3", {"dataAreaId": company, "CustomerAccount": number})).values
+        except NotFound:
+            return None
+
+
+async def synced_customer(bridge: SyncStack, prefix: str) -> tuple[str, dict[str, Any]]:
+    """A customer created in F&O and synced to Dataverse, everything settled: (account number, the account)."""
+    number = unique(prefix)
+    async with bridge.fno() as fno:
+        await fno.create(
+            "CustomersV3",
+            {"dataAreaId": "usmf", "CustomerAccount": number},
+            {"OrganizationName": "Original", "PartyType": "Organization", "CustomerGroupId": "10"},
+        )
+    account = await eventually(lambda: dataverse_account(bridge, "USMF", number), lambda a: a is not None)
+    assert account is not None
+    await bridge.settle()
+    return number, account
+
+
+async def company_id(bridge: SyncStack, code: str) -> uuid.UUID:
+    async with bridge.dataverse() as client:
+        return uuid.UUID(str((await client.get("cdm_companies", {"cdm_companycode": code})).values["cdm_companyid"]))
 
 
 def unique(prefix: str) -> str:

@@ -3,7 +3,6 @@ broker and the dev host — with no echoes, conflicts settled by policy, missing
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,31 +10,22 @@ import pytest
 
 from local.processes import AzuritePorts
 from shared.connectors.errors import NotFound
-from tests.e2e.sync_stack import SyncStack, eventually, sync_stack, unique
+from tests.e2e.sync_stack import (
+    SyncStack,
+    company_id,
+    dataverse_account,
+    eventually,
+    fno_customer,
+    sync_stack,
+    synced_customer,
+    unique,
+)
 
 
 @pytest.fixture(scope="module")
 def bridge(azurite: AzuritePorts) -> Iterator[SyncStack]:
     with sync_stack(azurite) as s:
         yield s
-
-
-async def _account(s: SyncStack, company: str, number: str) -> dict[str, Any] | None:
-    async with s.dataverse() as client:
-        company_id = (await client.get("cdm_companies", {"cdm_companycode": company})).values["cdm_companyid"]
-        try:
-            row = await client.get("accounts", {"msdyn_company": uuid.UUID(company_id), "accountnumber": number})
-        except NotFound:
-            return None
-        return row.values
-
-
-async def _customer(s: SyncStack, company: str, number: str) -> dict[str, Any] | None:
-    async with s.fno() as client:
-        try:
-            return (await client.get("CustomersV3", {"dataAreaId": company, "CustomerAccount": number})).values
-        except NotFound:
-            return None
 
 
 async def test_customer_created_in_fno_reaches_dataverse_once(bridge: SyncStack) -> None:
@@ -54,7 +44,7 @@ async def test_customer_created_in_fno_reaches_dataverse_once(bridge: SyncStack)
                 "PrimaryContactEmail": "Buyer@Northwind.Example",
             },
         )
-    account = await eventually(lambda: _account(bridge, "USMF", number), lambda a: a is not None)
+    account = await eventually(lambda: dataverse_account(bridge, "USMF", number), lambda a: a is not None)
     assert account is not None
     assert account["name"] == "Northwind Traders" and account["emailaddress1"] == "buyer@northwind.example"
     assert str(account["creditlimit"]) in ("2500", "2500.00") and account["msdyn_creditlimitismandatory"] is True
@@ -68,20 +58,12 @@ async def test_customer_created_in_fno_reaches_dataverse_once(bridge: SyncStack)
 
 
 async def test_account_updated_in_dataverse_reaches_fno_and_nothing_echoes(bridge: SyncStack) -> None:
-    number = unique("D")
-    async with bridge.fno() as fno:
-        await fno.create(
-            "CustomersV3",
-            {"dataAreaId": "usmf", "CustomerAccount": number},
-            {"OrganizationName": "Before", "PartyType": "Organization", "CustomerGroupId": "10"},
-        )
-    account = await eventually(lambda: _account(bridge, "USMF", number), lambda a: a is not None)
-    await bridge.settle()
+    number, account = await synced_customer(bridge, "D")
     before = await bridge.writes("dataverse", "accounts"), await bridge.writes("fno", "CustomersV3")
     async with bridge.dataverse() as dataverse:
-        await dataverse.write("accounts", str(account["accountid"]), {"name": "After", "telephone1": "+1 555 0100"})  # type: ignore[index]
+        await dataverse.write("accounts", str(account["accountid"]), {"name": "After", "telephone1": "+1 555 0100"})
     customer = await eventually(
-        lambda: _customer(bridge, "usmf", number), lambda c: bool(c and c.get("OrganizationName") == "After")
+        lambda: fno_customer(bridge, "usmf", number), lambda c: bool(c and c.get("OrganizationName") == "After")
     )
     assert customer is not None and customer["PrimaryContactPhone"] == "+1 555 0100"
     await bridge.settle()
@@ -97,7 +79,7 @@ async def test_a_missing_customer_group_is_synced_first(bridge: SyncStack) -> No
             {"dataAreaId": "usmf", "CustomerAccount": number},
             {"OrganizationName": "Needs group 30", "PartyType": "Organization", "CustomerGroupId": "30"},
         )
-    account = await eventually(lambda: _account(bridge, "USMF", number), lambda a: a is not None)
+    account = await eventually(lambda: dataverse_account(bridge, "USMF", number), lambda a: a is not None)
     assert account is not None and account["_msdyn_customergroupid_value"]
     async with bridge.dataverse() as dataverse:
         group = await dataverse.get("msdyn_customergroups", str(account["_msdyn_customergroupid_value"]))
@@ -113,8 +95,8 @@ async def test_company_striping_keeps_the_same_account_number_apart(bridge: Sync
                 {"dataAreaId": company, "CustomerAccount": number},
                 {"OrganizationName": name, "PartyType": "Organization", "CustomerGroupId": "10"},
             )
-    usmf = await eventually(lambda: _account(bridge, "USMF", number), lambda a: a is not None)
-    usrt = await eventually(lambda: _account(bridge, "USRT", number), lambda a: a is not None)
+    usmf = await eventually(lambda: dataverse_account(bridge, "USMF", number), lambda a: a is not None)
+    usrt = await eventually(lambda: dataverse_account(bridge, "USRT", number), lambda a: a is not None)
     assert usmf and usrt and (usmf["name"], usrt["name"]) == ("In USMF", "In USRT")
     assert usmf["_msdyn_company_value"] != usrt["_msdyn_company_value"]
 
@@ -124,29 +106,17 @@ async def test_delete_in_fno_deactivates_the_account(bridge: SyncStack) -> None:
     key = {"dataAreaId": "usmf", "CustomerAccount": number}
     async with bridge.fno() as fno:
         await fno.create("CustomersV3", key, {"OrganizationName": "Short-lived", "PartyType": "Organization"})
-        await eventually(lambda: _account(bridge, "USMF", number), lambda a: a is not None)
+        await eventually(lambda: dataverse_account(bridge, "USMF", number), lambda a: a is not None)
         await bridge.settle(0.5)
         await fno.delete("CustomersV3", key)
-    account = await eventually(lambda: _account(bridge, "USMF", number), lambda a: bool(a and a.get("statecode") == 1))
+    account = await eventually(
+        lambda: dataverse_account(bridge, "USMF", number), lambda a: bool(a and a.get("statecode") == 1)
+    )
     assert account is not None and account["statuscode"] == 2
 
 
-async def _synced_customer(bridge: SyncStack, prefix: str) -> tuple[str, dict[str, Any]]:
-    number = unique(prefix)
-    async with bridge.fno() as fno:
-        await fno.create(
-            "CustomersV3",
-            {"dataAreaId": "usmf", "CustomerAccount": number},
-            {"OrganizationName": "Original", "PartyType": "Organization", "CustomerGroupId": "10"},
-        )
-    account = await eventually(lambda: _account(bridge, "USMF", number), lambda a: a is not None)
-    assert account is not None
-    await bridge.settle()
-    return number, account
-
-
 async def test_concurrent_edits_merge_with_fno_as_master_and_are_recorded(bridge: SyncStack) -> None:
-    number, account = await _synced_customer(bridge, "M")
+    number, account = await synced_customer(bridge, "M")
     await bridge.admin("POST", "maps/customers/pause")  # hold both sides' changes so they meet for real
     try:
         async with bridge.fno() as fno:
@@ -158,18 +128,18 @@ async def test_concurrent_edits_merge_with_fno_as_master_and_are_recorded(bridge
                 "accounts", str(account["accountid"]), {"name": "DV name", "telephone1": "+1 555 0199"}
             )
         await bridge.settle()
-        assert (await _account(bridge, "USMF", number) or {}).get("name") == "DV name"  # held, nothing applied
+        assert (await dataverse_account(bridge, "USMF", number) or {}).get("name") == "DV name"  # held, nothing applied
     finally:
         released = await bridge.admin("POST", "maps/customers/resume")
     assert released["released"] >= 2
     customer = await eventually(
-        lambda: _customer(bridge, "usmf", number),
+        lambda: fno_customer(bridge, "usmf", number),
         lambda c: bool(c and c.get("PrimaryContactPhone") == "+1 555 0199"),
         seconds=45,  # held changes of two rows' sessions meet the dev host's session idle waits
     )
     assert customer is not None and customer["OrganizationName"] == "F&O name"  # overlapping field: the master wins
     final = await eventually(
-        lambda: _account(bridge, "USMF", number), lambda a: bool(a and a.get("name") == "F&O name"), seconds=45
+        lambda: dataverse_account(bridge, "USMF", number), lambda a: bool(a and a.get("name") == "F&O name"), seconds=45
     )
     assert final is not None and final["telephone1"] == "+1 555 0199"  # non-overlapping: both changes kept
     conflicts = (await bridge.admin("GET", "conflicts?map=customers"))["conflicts"]
@@ -193,7 +163,7 @@ async def test_throttled_and_failing_targets_catch_up_when_the_fault_clears(brid
         await eventually(lambda: bridge.stats("dataverse"), lambda s: s["faults"]["remaining"] == 0, seconds=60)
     finally:
         await bridge.faults("dataverse")
-    account = await eventually(lambda: _account(bridge, "USMF", number), lambda a: a is not None, seconds=60)
+    account = await eventually(lambda: dataverse_account(bridge, "USMF", number), lambda a: a is not None, seconds=60)
     assert account is not None and account["name"] == "Arrives anyway"
 
 
@@ -224,17 +194,12 @@ async def test_a_validation_error_is_logged_and_dead_lettered(bridge: SyncStack)
 
     letters = await eventually(dead_lettered, lambda found: any(number in body for body in found), seconds=60)
     assert letters
-    assert await _account(bridge, "USMF", number) is None
-
-
-async def _company_id(bridge: SyncStack, code: str) -> uuid.UUID:
-    async with bridge.dataverse() as client:
-        return uuid.UUID(str((await client.get("cdm_companies", {"cdm_companycode": code})).values["cdm_companyid"]))
+    assert await dataverse_account(bridge, "USMF", number) is None
 
 
 async def test_account_created_in_dataverse_reaches_fno_once(bridge: SyncStack) -> None:
     number = unique("N")
-    company = await _company_id(bridge, "USMF")
+    company = await company_id(bridge, "USMF")
     before = await bridge.writes("fno", "CustomersV3")
     async with bridge.dataverse() as dataverse:
         await dataverse.create(
@@ -245,7 +210,7 @@ async def test_account_created_in_dataverse_reaches_fno_once(bridge: SyncStack) 
                 "msdyn_customergroupid": ("msdyn_customergroups", {"msdyn_company": company, "msdyn_groupid": "10"}),
             },
         )
-    customer = await eventually(lambda: _customer(bridge, "usmf", number), lambda c: c is not None)
+    customer = await eventually(lambda: fno_customer(bridge, "usmf", number), lambda c: c is not None)
     assert customer is not None and customer["OrganizationName"] == "Made in Dataverse"
     assert customer["CustomerGroupId"] == "10" and str(customer["CreditLimit"]) in ("750", "750.00")
     await bridge.settle()
@@ -253,14 +218,14 @@ async def test_account_created_in_dataverse_reaches_fno_once(bridge: SyncStack) 
 
 
 async def test_customer_updated_in_fno_reaches_dataverse(bridge: SyncStack) -> None:
-    number, _ = await _synced_customer(bridge, "U")
+    number, _ = await synced_customer(bridge, "U")
     before = await bridge.writes("dataverse", "accounts")
     async with bridge.fno() as fno:
         await fno.update(
             "CustomersV3", {"dataAreaId": "usmf", "CustomerAccount": number}, {"PrimaryContactPhone": "+1 555 0100"}
         )
     account = await eventually(
-        lambda: _account(bridge, "USMF", number), lambda a: bool(a and a.get("telephone1") == "+1 555 0100")
+        lambda: dataverse_account(bridge, "USMF", number), lambda a: bool(a and a.get("telephone1") == "+1 555 0100")
     )
     assert account is not None and account["name"] == "Original"
     await bridge.settle()
@@ -270,7 +235,7 @@ async def test_customer_updated_in_fno_reaches_dataverse(bridge: SyncStack) -> N
 async def test_group_deleted_in_dataverse_is_deleted_in_fno(bridge: SyncStack) -> None:
     group = unique("Q")[-6:]
     key = {"dataAreaId": "usmf", "CustomerGroupId": group}
-    company = await _company_id(bridge, "USMF")
+    company = await company_id(bridge, "USMF")
 
     async def in_dataverse() -> dict[str, Any] | None:
         async with bridge.dataverse() as client:
@@ -299,7 +264,7 @@ async def test_group_deleted_in_dataverse_is_deleted_in_fno(bridge: SyncStack) -
 
 
 async def test_notifications_delivered_twice_and_shuffled_reach_the_same_final_state(bridge: SyncStack) -> None:
-    rows = [await _synced_customer(bridge, "W") for _ in range(3)]
+    rows = [await synced_customer(bridge, "W") for _ in range(3)]
     await bridge.delivery("fno", duplicate=True, shuffle=True, window_seconds=1.0)
     await bridge.delivery("dataverse", duplicate=True, shuffle=True, window_seconds=1.0)
     try:
@@ -314,12 +279,12 @@ async def test_notifications_delivered_twice_and_shuffled_reach_the_same_final_s
                     await dataverse.write("accounts", str(account["accountid"]), {"telephone1": f"+1 555 010{version}"})
         for number, _ in rows:
             account = await eventually(
-                lambda n=number: _account(bridge, "USMF", n),
+                lambda n=number: dataverse_account(bridge, "USMF", n),
                 lambda a, n=number: bool(a and a["name"] == f"{n} v3"),
                 seconds=45,
             )
             customer = await eventually(
-                lambda n=number: _customer(bridge, "usmf", n),
+                lambda n=number: fno_customer(bridge, "usmf", n),
                 lambda c: bool(c and c.get("PrimaryContactPhone") == "+1 555 0103"),
                 seconds=45,
             )
@@ -331,7 +296,7 @@ async def test_notifications_delivered_twice_and_shuffled_reach_the_same_final_s
 
 
 async def test_pause_holds_changes_and_resume_applies_them_in_order(bridge: SyncStack) -> None:
-    number, _ = await _synced_customer(bridge, "P")
+    number, _ = await synced_customer(bridge, "P")
     await bridge.admin("POST", "maps/customers/pause")
     try:
         async with bridge.fno() as fno:
@@ -345,11 +310,13 @@ async def test_pause_holds_changes_and_resume_applies_them_in_order(bridge: Sync
         await bridge.settle(1.0)
         maps = {m["map"]: m for m in (await bridge.admin("GET", "maps"))["maps"]}
         assert maps["customers"]["state"] == "paused"
-        assert (await _account(bridge, "USMF", number) or {}).get("name") == "Original"  # held, none applied
+        assert (await dataverse_account(bridge, "USMF", number) or {}).get("name") == "Original"  # held, none applied
     finally:
         released = await bridge.admin("POST", "maps/customers/resume")
     assert released["released"] >= 3 and released["state"] == "running"
-    account = await eventually(lambda: _account(bridge, "USMF", number), lambda a: bool(a and a.get("name") == "v3"))
+    account = await eventually(
+        lambda: dataverse_account(bridge, "USMF", number), lambda a: bool(a and a.get("name") == "v3")
+    )
     assert account is not None
 
 

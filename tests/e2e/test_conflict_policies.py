@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 from local.processes import AzuritePorts
-from tests.e2e.sync_stack import SyncStack, eventually, sync_stack
-from tests.e2e.test_apply import _account, _customer, _synced_customer
+from tests.e2e.sync_stack import SyncStack, dataverse_account, eventually, fno_customer, sync_stack, synced_customer
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = {
@@ -69,7 +68,7 @@ async def _conflict(bridge: SyncStack, number: str) -> dict[str, Any]:
 
 async def test_concurrent_edits_settle_by_the_policy(policy_bridge: tuple[str, SyncStack]) -> None:
     policy, bridge = policy_bridge
-    number, account = await _synced_customer(bridge, policy[:2].upper())
+    number, account = await synced_customer(bridge, policy[:2].upper())
     await _edit_both(bridge, number, account)
     conflict = await _conflict(bridge, number)
     assert conflict["policy"] == policy
@@ -79,16 +78,16 @@ async def test_concurrent_edits_settle_by_the_policy(policy_bridge: tuple[str, S
     if policy == "manual":  # nothing is overwritten; the conflict waits for a person
         assert conflict["winner"] == "none" and conflict["status"] == "open"
         await bridge.settle(2.0)
-        assert (await _customer(bridge, "usmf", number) or {}).get("OrganizationName") == "F&O name"
-        assert (await _account(bridge, "USMF", number) or {}).get("name") == "DV name"
+        assert (await fno_customer(bridge, "usmf", number) or {}).get("OrganizationName") == "F&O name"
+        assert (await dataverse_account(bridge, "USMF", number) or {}).get("name") == "DV name"
         return
 
     # master: Dataverse is the master; last_writer_wins: Dataverse wrote last (the map's master is F&O, so a
     # Dataverse win shows the timestamps decided).
     assert conflict["winner"] == "dataverse" and conflict["status"] == "resolved"
     customer = await eventually(
-        lambda: _customer(bridge, "usmf", number), lambda c: bool(c and c.get("OrganizationName") == "DV name"), 30
+        lambda: fno_customer(bridge, "usmf", number), lambda c: bool(c and c.get("OrganizationName") == "DV name"), 30
     )
     assert customer is not None
     await bridge.settle(2.0)
-    assert (await _account(bridge, "USMF", number) or {}).get("name") == "DV name"
+    assert (await dataverse_account(bridge, "USMF", number) or {}).get("name") == "DV name"
