@@ -1,9 +1,11 @@
 """Apply throughput and latency through the whole local stack (Azurite, broker, both simulators, dev host).
 
-1. Throughput: 600 customers created in F&O as fast as the simulator takes them; applied changes per second until
-   every one is in Dataverse (target ≥ 150/s).
-2. Latency: a steady 50 changes/s for 10 s; p95 change-to-target latency, from the F&O write to the apply that wrote
-   Dataverse, read from apply's log lines (target ≤ 2 s).
+Changes come from both simulators: every other customer is created in F&O, the rest as accounts in Dataverse.
+
+1. Throughput: 600 customers created as fast as the simulators take them; applied changes per second until every
+   one is in the other app (target ≥ 150/s).
+2. Latency: a steady 50 changes/s for 10 s; p95 change-to-target latency, from the person's write to the apply that
+   wrote the other app, read from apply's log lines (target ≤ 2 s).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import statistics
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -25,6 +28,7 @@ from local.connect import connect_apps
 from local.processes import AzuritePorts, Service, emulator_connection, free_port, python_module, start, start_azurite
 from local.servicebus.config import DEFAULT_CONFIG
 from shared.connectors.auth import StaticToken
+from shared.connectors.dataverse import DataverseClient
 from shared.connectors.fno import FnoClient
 from shared.connectors.http import ODataTransport
 
@@ -36,7 +40,7 @@ LOG = Path("/tmp/bench-apply-devhost.log")
 def applied(after: float) -> list[float]:
     latencies = []
     for line in LOG.read_text(errors="replace").splitlines():
-        if '"outcome": "applied"' in line and '"source": "fno"' in line:
+        if '"outcome": "applied"' in line and '"writes": 0' not in line:
             match = re.search(r'"latency_ms": ([0-9.]+)', line)
             if match:
                 latencies.append(float(match.group(1)))
@@ -67,12 +71,32 @@ def cpu_report(before: dict[str, float], after: dict[str, float], changes: int) 
     return f"CPU ms per change: {1000 * sum(spent.values()) / changes:.1f} in all ({parts})"
 
 
-async def create(fno: FnoClient, prefix: str, i: int) -> None:
-    await fno.create(
-        "CustomersV3",
-        {"dataAreaId": "usmf", "CustomerAccount": f"{prefix}{i:05d}"},
-        {"OrganizationName": f"Bench {i}", "PartyType": "Organization", "CustomerGroupId": "10"},
-    )
+@dataclass
+class People:
+    """A person in each app; even-numbered customers are made in F&O, odd ones in Dataverse."""
+
+    fno: FnoClient
+    dataverse: DataverseClient
+    company: str  # USMF's cdm_companyid
+
+    async def create(self, prefix: str, i: int) -> None:
+        number = f"{prefix}{i:05d}"
+        if i % 2 == 0:
+            await self.fno.create(
+                "CustomersV3",
+                {"dataAreaId": "usmf", "CustomerAccount": number},
+                {"OrganizationName": f"Bench {i}", "PartyType": "Organization", "CustomerGroupId": "10"},
+            )
+            return
+        await self.dataverse.create(
+            "accounts",
+            {"name": f"Bench {i}", "accountnumber": number, "customertypecode": 3},
+            lookups={"msdyn_company": ("cdm_companies", self.company)},
+        )
+
+    async def close(self) -> None:
+        await self.fno.close()
+        await self.dataverse.close()
 
 
 async def main() -> None:
@@ -118,8 +142,15 @@ async def main() -> None:
         services.append(host)
         host.wait_ready()
         await connect_apps(f"http://127.0.0.1:{host_port}", urls["dataverse"], urls["fno"], TOKEN, KEYS)
-        fno = FnoClient(ODataTransport(f"{urls['fno']}/data/", StaticToken(TOKEN)))
-        await create(fno, "WARM", 0)
+        dataverse = DataverseClient(ODataTransport(f"{urls['dataverse']}/api/data/v9.2/", StaticToken(TOKEN)))
+        usmf = await dataverse.get("cdm_companies", {"cdm_companycode": "USMF"})
+        people = People(
+            FnoClient(ODataTransport(f"{urls['fno']}/data/", StaticToken(TOKEN))),
+            dataverse,
+            usmf.values["cdm_companyid"],
+        )
+        await people.create("WARM", 0)
+        await people.create("WARM", 1)
         await asyncio.sleep(3)
         # 1. throughput
         count, seen = 600, len(applied(0))
@@ -129,7 +160,7 @@ async def main() -> None:
 
         async def one(i: int) -> None:
             async with sem:
-                await create(fno, "TP", i)
+                await people.create("TP", i)
 
         await asyncio.gather(*(one(i) for i in range(count)))
         while len(applied(seen)) < count and time.monotonic() - started < 120:  # noqa: ASYNC110
@@ -148,7 +179,7 @@ async def main() -> None:
         tick = time.monotonic()
         writes = []
         for i in range(500):
-            writes.append(asyncio.ensure_future(create(fno, prefix, i)))
+            writes.append(asyncio.ensure_future(people.create(prefix, i)))
             tick += 0.02
             await asyncio.sleep(max(0.0, tick - time.monotonic()))
         deadline = time.monotonic() + 60
@@ -162,7 +193,7 @@ async def main() -> None:
                 f"latency at 50 changes/s: {len(latencies)} applied; median {statistics.median(latencies):.0f} ms, "
                 f"p95 {p95:.0f} ms (target ≤ 2000 ms)"
             )
-        await fno.close()
+        await people.close()
     finally:
         for service in reversed(services):
             service.stop()
