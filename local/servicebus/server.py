@@ -15,8 +15,10 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from cproton import ffi as _ffi
+from cproton import lib as _pn
 from proton import (
     UNDESCRIBED,
     Array,
@@ -27,12 +29,12 @@ from proton import (
     Described,
     Disposition,
     Endpoint,
-    Event,
     Handler,
     Link,
     Message,
     Session,
     Terminus,
+    Transport,
     symbol,
     timestamp,
     uint,
@@ -58,6 +60,25 @@ DOTNET_EPOCH_TICKS = 621355968000000000
 CREDIT = 1000
 MAX_MESSAGE_SIZE = 1024 * 1024
 TICK_SECONDS = 0.05
+
+
+class EndpointEvent(Protocol):
+    """What the handler reads of a Proton event: the endpoints it concerns (the loop wraps each one only if read)."""
+
+    @property
+    def connection(self) -> Connection | None: ...
+
+    @property
+    def session(self) -> Session | None: ...
+
+    @property
+    def link(self) -> Link | None: ...
+
+    @property
+    def delivery(self) -> Delivery | None: ...
+
+    @property
+    def transport(self) -> Transport | None: ...
 
 
 def _ticks(epoch_seconds: float) -> int:
@@ -163,39 +184,39 @@ class BrokerHandler(Handler):
     def drop_connection(self, connection: Connection) -> None:
         self._drop_links(lambda link: link.connection == connection)
 
-    def on_connection_remote_open(self, event: Event) -> None:
+    def on_connection_remote_open(self, event: EndpointEvent) -> None:
         _need(event.connection).open()  # SASL (ANONYMOUS) is set up by the loop, before the first byte
 
-    def on_connection_remote_close(self, event: Event) -> None:
+    def on_connection_remote_close(self, event: EndpointEvent) -> None:
         connection = _need(event.connection)
         self._drop_links(lambda link: link.connection == connection)
         connection.close()
 
-    def on_transport_closed(self, event: Event) -> None:
+    def on_transport_closed(self, event: EndpointEvent) -> None:
         connection = event.connection
         if connection is not None:
             self._drop_links(lambda link: link.connection == connection)
 
-    def on_transport_error(self, event: Event) -> None:
+    def on_transport_error(self, event: EndpointEvent) -> None:
         cond = _need(event.transport).condition
         if cond is not None and cond.name != "amqp:connection:framing-error":
             log.warning("transport error: %s %s", cond.name, cond.description)
 
-    def on_session_remote_open(self, event: Event) -> None:
+    def on_session_remote_open(self, event: EndpointEvent) -> None:
         _need(event.session).open()
 
-    def on_session_remote_close(self, event: Event) -> None:
+    def on_session_remote_close(self, event: EndpointEvent) -> None:
         session = _need(event.session)
         self._drop_links(lambda link: link.session == session)
         session.close()
 
-    def on_link_remote_close(self, event: Event) -> None:
+    def on_link_remote_close(self, event: EndpointEvent) -> None:
         closed = _need(event.link)
         self._drop_links(lambda link: link == closed)
         if not closed.state & Endpoint.LOCAL_CLOSED:
             closed.close()
 
-    def on_link_remote_detach(self, event: Event) -> None:
+    def on_link_remote_detach(self, event: EndpointEvent) -> None:
         self.on_link_remote_close(event)
 
     def _drop_links(self, matches: Callable[[Link], bool]) -> None:
@@ -217,7 +238,7 @@ class BrokerHandler(Handler):
 
     # --- attach -------------------------------------------------------------------------------------------------
 
-    def on_link_remote_open(self, event: Event) -> None:
+    def on_link_remote_open(self, event: EndpointEvent) -> None:
         link = _need(event.link)
         link.source.copy(link.remote_source)
         link.target.copy(link.remote_target)
@@ -329,7 +350,7 @@ class BrokerHandler(Handler):
 
     # --- deliveries -----------------------------------------------------------------------------------------------
 
-    def on_link_flow(self, event: Event) -> None:
+    def on_link_flow(self, event: EndpointEvent) -> None:
         link = _need(event.link)
         if link.is_sender:
             rl = self.receivers.get(link)
@@ -340,7 +361,7 @@ class BrokerHandler(Handler):
                     if replies.link == link:
                         self._flush(replies)
 
-    def on_delivery(self, event: Event) -> None:
+    def on_delivery(self, event: EndpointEvent) -> None:
         delivery = _need(event.delivery)
         link = _need(event.link)
         if link.is_receiver:
@@ -425,28 +446,30 @@ class BrokerHandler(Handler):
 
     def _on_settlement(self, link: Link, delivery: Delivery) -> None:
         rl = self.receivers.get(link)
-        tag = _raw_tag(delivery)
-        token = rl.unsettled.pop(tag, None) if rl is not None else None
-        state = delivery.remote_state
+        token = rl.unsettled.pop(_raw_tag(delivery), None) if rl is not None else None
         if rl is None or token is None:
             delivery.settle()
             return
+        outcome = _pn.pn_delivery_remote_state(delivery._impl)
         entity, now = rl.entity, self.now()
-        remote = delivery.remote
         try:
-            if state == Disposition.ACCEPTED:
+            if outcome == _pn.PN_ACCEPTED:
                 entity.complete(token, now, rl.receiver)
-            elif state == Disposition.RELEASED:
+            elif outcome == _pn.PN_RELEASED:
                 entity.release(token, now)
-            elif state == Disposition.MODIFIED:
-                if remote.undeliverable:
+            elif outcome == _pn.PN_MODIFIED:
+                undeliverable = delivery.remote.undeliverable
+                if undeliverable:
                     entity.defer(token, now, rl.receiver)
                 else:
                     entity.abandon(token, now, rl.receiver)
-            elif state == Disposition.REJECTED:
+                delivery.local.failed = True
+                delivery.local.undeliverable = bool(undeliverable)
+            elif outcome == _pn.PN_REJECTED:
+                condition = delivery.remote.condition
                 info: dict[Any, Any] = {}
-                if remote.condition is not None and isinstance(remote.condition.info, dict):
-                    info = remote.condition.info
+                if condition is not None and isinstance(condition.info, dict):
+                    info = condition.info
                 reason = _text(info.get("DeadLetterReason", info.get(symbol("DeadLetterReason"))))
                 desc = _text(info.get("DeadLetterErrorDescription", info.get(symbol("DeadLetterErrorDescription"))))
                 entity.dead_letter_locked(token, reason, desc, now, rl.receiver)
@@ -458,12 +481,10 @@ class BrokerHandler(Handler):
             delivery.update(Disposition.REJECTED)
             delivery.settle()
             return
-        # The SDK blocks until a settled disposition with the same outcome comes back: echo it.
-        if state == Disposition.MODIFIED:
-            delivery.local.failed = True
-            delivery.local.undeliverable = bool(remote.undeliverable)
-        delivery.update(state)
-        delivery.settle()
+        # The SDK blocks until a settled disposition with the same outcome comes back: echo it. (Straight to the C
+        # engine: `Delivery.update` first copies local data, annotations and condition, which an echo has none of.)
+        _pn.pn_delivery_update(delivery._impl, outcome)
+        _pn.pn_delivery_settle(delivery._impl)
         self.pump(entity)
 
     # --- $cbs -----------------------------------------------------------------------------------------------------
@@ -653,16 +674,14 @@ def _array(kind: Any, *values: Any) -> Array:
 
 def _raw_tag(delivery: Delivery) -> bytes:
     """The delivery tag's bytes (Proton's `Delivery.tag` decodes them as UTF-8, which a lock token is not)."""
-    from cproton import ffi, lib
-
-    tag = lib.pn_delivery_tag(delivery._impl)
-    return bytes(ffi.unpack(tag.start, tag.size))
+    tag = _pn.pn_delivery_tag(delivery._impl)
+    return bytes(_ffi.buffer(tag.start, tag.size))
 
 
-def _guard(method: Callable[[BrokerHandler, Event], None]) -> Callable[[BrokerHandler, Event], None]:
+def _guard(method: Callable[[BrokerHandler, EndpointEvent], None]) -> Callable[[BrokerHandler, EndpointEvent], None]:
     """One bad frame or bug must not take the broker down: log it and keep serving the other connections."""
 
-    def guarded(self: BrokerHandler, event: Event) -> None:
+    def guarded(self: BrokerHandler, event: EndpointEvent) -> None:
         try:
             method(self, event)
         except Exception:
