@@ -315,6 +315,22 @@ def _identity(value: Value) -> Value:
     return value
 
 
+def _field_compared(
+    name: str, constant: Value, op: str, read: Callable[[Value], Value]
+) -> Callable[[Mapping[str, Value]], Value]:
+    """`field == literal` (or `!=`), the usual filter, as one closure: what `compare_equal` does over two calls."""
+    equal = op == "=="
+    kind = type(constant)
+
+    def field_compared(record: Mapping[str, Value]) -> Value:
+        a = read(record.get(name))
+        if type(a) is kind or a is None or constant is None:
+            return (a == constant) is equal
+        return _compare(op, a, constant)
+
+    return field_compared
+
+
 def _compile(node: Node, read: Callable[[Value], Value]) -> Callable[[Mapping[str, Value]], Value]:
     """The tree as nested closures: the same semantics as `_eval`, without walking the tree on every row."""
     if isinstance(node, Literal):
@@ -344,6 +360,8 @@ def _compile(node: Node, read: Callable[[Value], Value]) -> Callable[[Mapping[st
         return lambda record: bool(left(record)) or bool(right(record))
     if op in ("==", "!="):
         equal = op == "=="
+        if isinstance(node.left, Field) and isinstance(node.right, Literal):
+            return _field_compared(node.left.name, node.right.value, op, read)
 
         def compare_equal(record: Mapping[str, Value]) -> Value:
             a, b = left(record), right(record)

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import partial
+from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from pydantic import JsonValue
@@ -26,6 +28,10 @@ class LookupRef(NamedTuple):
     map: str
     entity_set: str
     key: dict[str, JsonValue]
+
+
+# Built with tuple.__new__: NamedTuple's generated __new__ is a Python frame, and a row makes several of these.
+_new_lookup_ref: Callable[[tuple[str, str, dict[str, JsonValue]]], LookupRef] = partial(tuple.__new__, LookupRef)  # type: ignore[arg-type]
 
 
 class MissingReference(NamedTuple):
@@ -67,6 +73,10 @@ class NoResolver:
 
 
 _NO_RESOLVER = NoResolver()
+# Enum members as module globals for the per-row paths: in 3.11 `Side.FNO` is a descriptor call, not a dict hit.
+_FNO, _DATAVERSE = Side.FNO, Side.DATAVERSE
+_ENUM_CHOICE, _NOYES, _DATE = TypeConversion.ENUM_CHOICE, TypeConversion.NOYES_BOOLEAN, TypeConversion.DATE
+_DATETIME, _DECIMAL, _TEXT = TypeConversion.DATETIME, TypeConversion.DECIMAL, TypeConversion.TEXT
 
 
 class TransformError(ValueError):
@@ -97,13 +107,24 @@ def plain_record(record: Mapping[str, JsonValue]) -> dict[str, Any]:
     return {k: plain(v) for k, v in record.items()}
 
 
+_EXPONENTS: dict[int, Decimal] = {}
+
+
 def _decimal_text(value: Any, scale: int | None) -> str:
     try:
-        number = Decimal(str(value))
+        number = value if isinstance(value, Decimal) else Decimal(value if isinstance(value, str) else str(value))
     except InvalidOperation:
         raise TransformError(f"{value!r} is not a number") from None
     if scale is not None:
-        number = number.quantize(Decimal(1).scaleb(-scale))
+        exponent = _EXPONENTS.get(scale)
+        if exponent is None:
+            exponent = _EXPONENTS[scale] = Decimal(1).scaleb(-scale)
+        try:
+            number = number.quantize(exponent)
+        except InvalidOperation:
+            raise TransformError(f"{value!r} has too many digits for {scale} decimal places") from None
+        text = str(number)  # plain notation unless tiny (below 1E-6): then format's fixed point
+        return text if "E" not in text else format(number, "f")
     return format(number, "f")
 
 
@@ -127,7 +148,7 @@ def _convert(f: FieldMap, into: Side, value: JsonValue) -> JsonValue:
         return None
     raw = plain(value)
     if f.value_map is not None:
-        if into is Side.DATAVERSE:
+        if into is _DATAVERSE:
             key = str(raw)
             if key not in f.value_map:
                 raise TransformError(f"no value_map entry for {raw!r}")
@@ -139,23 +160,23 @@ def _convert(f: FieldMap, into: Side, value: JsonValue) -> JsonValue:
             mapped = inverse[_map_key(raw)]
         raw = mapped
     kind = f.type
-    if kind is TypeConversion.ENUM_CHOICE:
-        return {"$type": "choice", "value": raw} if into is Side.DATAVERSE else raw
-    if kind is TypeConversion.NOYES_BOOLEAN:
-        if into is Side.DATAVERSE:
+    if kind is _ENUM_CHOICE:
+        return {"$type": "choice", "value": raw} if into is _DATAVERSE else raw
+    if kind is _NOYES:
+        if into is _DATAVERSE:
             if raw in ("Yes", "No"):
                 return bool(raw == "Yes")
             if isinstance(raw, bool):
                 return raw
             raise TransformError(f"{raw!r} is not NoYes (Yes/No)")
         return "Yes" if raw else "No"
-    if kind is TypeConversion.DATE:
+    if kind is _DATE:
         day = str(raw)[:10]
         datetime.strptime(day, "%Y-%m-%d")  # raises ValueError with the bad value
-        return day if into is Side.DATAVERSE else f"{day}T12:00:00Z"
-    if kind is TypeConversion.DATETIME:
+        return day if into is _DATAVERSE else f"{day}T12:00:00Z"
+    if kind is _DATETIME:
         return {"$type": "datetime", "value": _iso_utc(raw)}
-    if kind is TypeConversion.DECIMAL:
+    if kind is _DECIMAL:
         return {"$type": "decimal", "value": _decimal_text(raw, f.scale)}
     if f.text is not None and isinstance(raw, str):
         text = raw.strip() if f.text.trim else raw
@@ -166,46 +187,13 @@ def _convert(f: FieldMap, into: Side, value: JsonValue) -> JsonValue:
         if f.text.max_length is not None:
             text = text[: f.text.max_length]
         return text
-    if f.value_map is not None or kind is TypeConversion.TEXT:
+    if f.value_map is not None or kind is _TEXT:
         return raw  # type: ignore[no-any-return]
     return value
 
 
 def _converter(f: FieldMap, into: Side) -> Callable[[JsonValue], JsonValue]:
-    """`_convert` for one field and direction, specialised for the common single-rule cases."""
-    if f.value_map is None and f.type is None and f.text is not None:
-        rule = f.text
-
-        def text(value: JsonValue) -> JsonValue:
-            if not isinstance(value, str):
-                return value
-            out = value.strip() if rule.trim else value
-            if rule.case == "upper":
-                out = out.upper()
-            elif rule.case == "lower":
-                out = out.lower()
-            return out[: rule.max_length] if rule.max_length is not None else out
-
-        return text
-    if f.value_map is None and f.type is TypeConversion.NOYES_BOOLEAN and into is Side.DATAVERSE:
-
-        def noyes(value: JsonValue) -> JsonValue:
-            if value == "Yes":
-                return True
-            if value == "No" or value is None:
-                return False if value == "No" else None
-            return _convert(f, into, value)
-
-        return noyes
-    if f.value_map is None and f.type is TypeConversion.DECIMAL and f.text is None:
-        scale = f.scale
-
-        def decimal(value: JsonValue) -> JsonValue:
-            if value is None:
-                return None
-            return {"$type": "decimal", "value": _decimal_text(plain(value), scale)}
-
-        return decimal
+    """`_convert` for one field and direction."""
     return lambda value: _convert(f, into, value)
 
 
@@ -219,22 +207,34 @@ def _map_key(value: Any) -> str:
 Step = Callable[["TargetRow", Mapping[str, JsonValue], Mapping[str, "CompiledMap"], "ReferenceResolver"], None]
 
 
+@dataclass(frozen=True, slots=True)
+class Writing:
+    """The work for every row written into one side, decided once from the map (see `compile_map`).
+
+    `copy` takes the fields that pass as they are, `constants` are columns only the target has (always their
+    default), `company` stripes the row, and `steps` are one small function per field that needs more (keys,
+    conversions, lookups, expressions, defaults), each with the field's label for its errors.
+    """
+
+    into: Side
+    entity_set: str
+    source_filter: Callable[[Mapping[str, JsonValue]], Any] | None
+    copy: Callable[[Mapping[str, JsonValue]], dict[str, JsonValue]]
+    constants: dict[str, JsonValue]
+    company: Callable[[TargetRow, Mapping[str, JsonValue], ReferenceResolver], None] | None
+    steps: tuple[tuple[str, Step], ...]
+
+
 @dataclass(frozen=True)
 class CompiledMap:
-    """A validated map with its expressions parsed and its per-direction work decided once (see the loader).
-
-    Per side written into: `copies` (fields taken as they are), `constants` (columns only the target has, always
-    their default) and `steps` (one small function per field that needs more: keys, conversions, lookups,
-    expressions, defaults).
-    """
+    """A validated map with its expressions parsed and its per-direction work decided once (see the loader)."""
 
     map: TableMap
     to_dataverse: Mapping[str, Expression]  # Dataverse column → expression over F&O fields
     to_fno: Mapping[str, Expression]  # F&O field → expression over Dataverse columns
     filters: Mapping[Side, Expression]
-    copies: Mapping[Side, tuple[tuple[str, str], ...]] = field(default_factory=dict)
-    constants: Mapping[Side, dict[str, JsonValue]] = field(default_factory=dict)
-    steps: Mapping[Side, tuple[tuple[FieldMap, Step], ...]] = field(default_factory=dict)
+    into_dataverse: Writing
+    into_fno: Writing
     filter_runs: Mapping[Side, Callable[[Mapping[str, JsonValue]], Any]] = field(default_factory=dict)
 
 
@@ -243,8 +243,10 @@ def _step(
 ) -> Step:
     """The work for one field in one direction, as one function (decided here, not on every row)."""
     converter = _converter(f, into) if (f.value_map is not None or f.type is not None or f.text is not None) else None
-    derive = expression.reading(plain) if expression is not None else None
     default = f.default
+    if expression is None and origin is not None and default is None:
+        return _taken(f, into, target, origin, converter, is_key)
+    derive = expression.reading(plain) if expression is not None else None
     lookup = f.lookup
 
     def step(
@@ -275,22 +277,211 @@ def _step(
     return step
 
 
+_ABSENT: Any = object()
+
+
+def _taken(
+    f: FieldMap,
+    into: Side,
+    target: str,
+    origin: str,
+    converter: Callable[[JsonValue], JsonValue] | None,
+    is_key: bool,
+) -> Step:
+    """The common step: a source field taken as it is or converted, no expression, no default."""
+    if f.lookup is not None and into is Side.DATAVERSE:
+        return _lookup_into_dataverse(f, target, origin)
+    if f.lookup is not None:
+        return _lookup_into_fno(f, target, origin)
+
+    if f.value_map is None and f.type is None and f.text is not None and not is_key:
+        return _text_taken(f, target, origin)
+    if f.value_map is None and f.type is TypeConversion.DECIMAL and f.text is None and not is_key:
+        return _decimal_taken(f, target, origin)
+    if f.value_map is None and f.type is TypeConversion.NOYES_BOOLEAN and f.text is None and not is_key:
+        return _noyes_taken(f, into, target, origin)
+
+    def taken(
+        row: TargetRow, record: Mapping[str, JsonValue], maps: Mapping[str, CompiledMap], resolve: ReferenceResolver
+    ) -> None:
+        value = record.get(origin, _ABSENT)
+        if value is _ABSENT:
+            return  # absent stays absent
+        if converter is not None:
+            value = converter(value)
+        (row.key if is_key else row.values)[target] = value
+
+    return taken
+
+
+# The most common converted fields as one frame each (read, convert, write): a call saved per field and row.
+
+
+def _text_taken(f: FieldMap, target: str, origin: str) -> Step:
+    assert f.text is not None
+    trim, case, max_length = f.text.trim, f.text.case, f.text.max_length
+
+    def text(
+        row: TargetRow, record: Mapping[str, JsonValue], maps: Mapping[str, CompiledMap], resolve: ReferenceResolver
+    ) -> None:
+        value = record.get(origin, _ABSENT)
+        if value is _ABSENT:
+            return
+        if isinstance(value, str):
+            if trim:
+                value = value.strip()
+            if case == "upper":
+                value = value.upper()
+            elif case == "lower":
+                value = value.lower()
+            if max_length is not None:
+                value = value[:max_length]
+        row.values[target] = value
+
+    return text
+
+
+def _noyes_taken(f: FieldMap, into: Side, target: str, origin: str) -> Step:
+    if into is Side.FNO:
+
+        def yes_no(
+            row: TargetRow, record: Mapping[str, JsonValue], maps: Mapping[str, CompiledMap], resolve: ReferenceResolver
+        ) -> None:
+            value = record.get(origin, _ABSENT)
+            if value is _ABSENT:
+                return
+            if value is True or value is False:
+                row.values[target] = "Yes" if value else "No"
+            else:
+                row.values[target] = _convert(f, _FNO, value)
+
+        return yes_no
+
+    def noyes(
+        row: TargetRow, record: Mapping[str, JsonValue], maps: Mapping[str, CompiledMap], resolve: ReferenceResolver
+    ) -> None:
+        value = record.get(origin, _ABSENT)
+        if value is _ABSENT:
+            return
+        if value == "Yes":
+            row.values[target] = True
+        elif value == "No":
+            row.values[target] = False
+        else:
+            row.values[target] = _convert(f, _DATAVERSE, value)
+
+    return noyes
+
+
+def _decimal_taken(f: FieldMap, target: str, origin: str) -> Step:
+    scale = f.scale
+    exponent = Decimal(1).scaleb(-scale) if scale is not None else None
+
+    def decimal(
+        row: TargetRow, record: Mapping[str, JsonValue], maps: Mapping[str, CompiledMap], resolve: ReferenceResolver
+    ) -> None:
+        value = record.get(origin, _ABSENT)
+        if value is _ABSENT:
+            return
+        if value is None:
+            row.values[target] = None
+            return
+        if isinstance(value, dict) and value.get("$type") in ("decimal", "money"):
+            value = value.get("value")  # the text itself: one Decimal built, not two
+        if exponent is not None and isinstance(value, str):  # the usual case, without _decimal_text's frame
+            try:
+                text = str(Decimal(value).quantize(exponent))
+            except InvalidOperation:
+                text = "E"  # not a number, or too many digits: _decimal_text says which
+            if "E" not in text:
+                row.values[target] = {"$type": "decimal", "value": text}
+                return
+        row.values[target] = {"$type": "decimal", "value": _decimal_text(value, scale)}
+
+    return decimal
+
+
+def _referenced_map(f: FieldMap, maps: Mapping[str, CompiledMap]) -> TableMap:
+    if f.lookup is None or f.lookup not in maps:
+        raise TransformError(f"lookup to unknown map {f.lookup!r}")
+    return maps[f.lookup].map
+
+
+def _lookup_into_dataverse(f: FieldMap, target: str, origin: str) -> Step:
+    """F&O holds the referenced row's own key value: its Dataverse key follows from the referenced map, worked out
+    on the first row and kept (the referenced map's entity set and key template do not change)."""
+    known: list[Any] = [None, None]  # [maps it was worked out from, (name, entity set, key template)]
+
+    def looked_up(
+        row: TargetRow, record: Mapping[str, JsonValue], maps: Mapping[str, CompiledMap], resolve: ReferenceResolver
+    ) -> None:
+        value = record.get(origin, _ABSENT)
+        if value is _ABSENT:
+            return
+        if value is None:
+            row.lookups[target] = None  # clear the reference
+            return
+        if known[0] is not maps:
+            referenced = _referenced_map(f, maps)
+            known[:] = maps, (referenced.name, referenced.dataverse.entity_set, _dataverse_key_template(referenced))
+        name, entity_set, template = known[1]
+        own = plain(value) if isinstance(value, dict) else value
+        key: dict[str, JsonValue] = {}
+        for column, is_company in template:
+            if not is_company:
+                key[column] = own
+            elif row.company is None:
+                raise TransformError("the referenced map is company-specific but this row has no company")
+            else:
+                key[column] = row.company.upper()
+        row.lookups[target] = _new_lookup_ref((name, entity_set, key))
+
+    return looked_up
+
+
+def _lookup_into_fno(f: FieldMap, target: str, origin: str) -> Step:
+    """Dataverse holds a lookup (a row id); its F&O key value comes from what the ledger knows of that row."""
+    known: list[Any] = [None, None]  # [maps it was worked out from, (referenced map, its own key field or None)]
+
+    def looked_up(
+        row: TargetRow, record: Mapping[str, JsonValue], maps: Mapping[str, CompiledMap], resolve: ReferenceResolver
+    ) -> None:
+        value = record.get(origin, _ABSENT)
+        if value is _ABSENT:
+            return
+        if value is None:
+            row.values[target] = None
+            return
+        if known[0] is not maps:
+            referenced = _referenced_map(f, maps)
+            own = [k for k in referenced.fno.key if k != referenced.company_field(Side.FNO)]
+            known[:] = maps, (referenced.name, own[0] if len(own) == 1 else None)
+        name, own_field = known[1]
+        reference_id = value.get("id") if isinstance(value, dict) and value.get("$type") == "lookup" else plain(value)
+        fno_key = resolve.fno_key(name, str(reference_id))
+        if fno_key is None:
+            row.missing.append(MissingReference(target, name, value))
+        else:
+            row.values[target] = fno_key.get(own_field) if own_field is not None else None
+
+    return looked_up
+
+
 def compile_map(
     m: TableMap,
     to_dataverse: Mapping[str, Expression],
     to_fno: Mapping[str, Expression],
     filters: Mapping[Side, Expression],
 ) -> CompiledMap:
-    copies: dict[Side, tuple[tuple[str, str], ...]] = {}
-    constants: dict[Side, dict[str, JsonValue]] = {}
-    steps: dict[Side, tuple[tuple[FieldMap, Step], ...]] = {}
+    runs = {side: e.reading(plain) for side, e in filters.items()}
+    writing: dict[Side, Writing] = {}
     for into in Side:
         expressions = to_dataverse if into is Side.DATAVERSE else to_fno
         company = m.company_field(into) if m.company is not None else None
         key = set(m.key(into))
         plain_copies: list[tuple[str, str]] = []
         fixed: dict[str, JsonValue] = {}
-        work: list[tuple[FieldMap, Step]] = []
+        work: list[tuple[str, Step]] = []
         for f in m.fields:
             target = f.dataverse if into is Side.DATAVERSE else f.fno
             if not m.flows(f, into) or target is None or (company is not None and target == company):
@@ -303,16 +494,71 @@ def compile_map(
             elif plain_field and origin is None:
                 fixed[target] = f.default  # a column only this side has: always its default
             else:
-                work.append((f, _step(f, into, target, origin, expressions.get(target), target in key)))
-        copies[into], constants[into], steps[into] = tuple(plain_copies), fixed, tuple(work)
-    runs = {side: e.reading(plain) for side, e in filters.items()}
-    return CompiledMap(m, to_dataverse, to_fno, filters, copies, constants, steps, runs)
+                work.append((f.label, _step(f, into, target, origin, expressions.get(target), target in key)))
+        entity_set = m.dataverse.entity_set if into is Side.DATAVERSE else m.fno.entity
+        stripe = _company_stripe(m, into) if m.company is not None else None
+        copy = _copier(tuple(plain_copies))
+        writing[into] = Writing(into, entity_set, runs.get(into.other), copy, fixed, stripe, tuple(work))
+    return CompiledMap(m, to_dataverse, to_fno, filters, writing[Side.DATAVERSE], writing[Side.FNO], runs)
+
+
+def _company_stripe(m: TableMap, into: Side) -> Callable[[TargetRow, Mapping[str, JsonValue], ReferenceResolver], None]:
+    """Company striping for rows written into `into`: the company code from the source row (or its lookup)."""
+    assert m.company is not None
+    source_field = m.company_field(into.other)
+    label = f"{source_field or 'company'}: the company is missing or unknown"
+    default, optional = m.company.default, into is Side.DATAVERSE and m.company.dataverse is None
+    fno_key = m.company.fno if into is Side.FNO else None
+    dataverse_key = m.company.dataverse if into is Side.DATAVERSE else None
+    companies, code_column = m.company.table_entity_set, m.company.code
+
+    def stripe(row: TargetRow, record: Mapping[str, JsonValue], resolve: ReferenceResolver) -> None:
+        value = record.get(source_field) if source_field else None
+        code: str | None = None
+        if isinstance(value, str) and value:
+            code = value
+        elif isinstance(value, dict) and value.get("$type") == "lookup" and value.get("id"):
+            code = resolve.company_code(str(value["id"]))
+        code = code or default
+        if code is None:
+            if not optional:
+                row.errors.append(label)
+            return
+        row.company = code.lower()
+        if fno_key is not None:
+            row.key[fno_key] = row.company
+        elif dataverse_key is not None:
+            upper = code.upper()
+            row.key[dataverse_key] = upper
+            row.lookups[dataverse_key] = _new_lookup_ref(("companies", companies, {code_column: upper}))
+
+    return stripe
+
+
+def _copier(pairs: tuple[tuple[str, str], ...]) -> Callable[[Mapping[str, JsonValue]], dict[str, JsonValue]]:
+    """The plain copies of a record as a new dict: a whole record is fetched in one C call (`itemgetter`) and only a
+    partial one (an update that carries some fields) is walked field by field."""
+    origins = tuple(origin for origin, _ in pairs)
+    targets = tuple(target for _, target in pairs)
+    if not pairs:
+        return lambda record: {}
+    fetch = itemgetter(*origins) if len(origins) > 1 else (lambda record: (record[origins[0]],))
+
+    def copy(record: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
+        try:
+            return dict(zip(targets, fetch(record), strict=False))  # same length by construction
+        except KeyError:
+            return {target: record[origin] for origin, target in pairs if origin in record}
+
+    return copy
 
 
 def passes_filter(compiled: CompiledMap, side: Side, record: Mapping[str, JsonValue]) -> bool:
     run = compiled.filter_runs.get(side)
-    if run is None:
-        return True
+    return True if run is None else _passes(run, record)
+
+
+def _passes(run: Callable[[Mapping[str, JsonValue]], Any], record: Mapping[str, JsonValue]) -> bool:
     try:
         return bool(run(record))
     except ExpressionError:
@@ -327,48 +573,37 @@ def transform(
     resolver: ReferenceResolver | None = None,
 ) -> TargetRow:
     """`record` (a row of `source`) → the row to write into the other side."""
-    m = compiled.map
-    into = source.other
+    # No enum hashing or Enum attributes on this path: each costs a Python-level call in 3.11.
+    plan = compiled.into_dataverse if source is _FNO else compiled.into_fno
     resolve = resolver or _NO_RESOLVER
-    row = TargetRow(
-        map=m.name,
-        into=into,
-        entity_set=m.dataverse.entity_set if into is Side.DATAVERSE else m.fno.entity,
-        passes_filter=passes_filter(compiled, source, record),
+    passes = True
+    if plan.source_filter is not None:
+        try:
+            passes = bool(plan.source_filter(record))
+        except ExpressionError:
+            passes = False
+    row = TargetRow(  # positional, containers given: the dataclass's keyword and factory handling cost a tenth
+        compiled.map.name,
+        plan.into,
+        plan.entity_set,
+        {},
+        plan.copy(record),
+        {},
+        None,
+        passes,
+        [],
+        [],
     )
-
-    if m.company is not None:
-        code = _company_code(m, source, record, resolve) or m.company.default
-        if code is None and not (into is Side.DATAVERSE and m.company.dataverse is None):
-            row.errors.append(f"{m.company_field(source) or 'company'}: the company is missing or unknown")
-        elif code is not None:
-            row.company = code.lower()
-            if into is Side.FNO:
-                row.key[m.company.fno] = code.lower()
-            elif m.company.dataverse is not None:
-                row.key[m.company.dataverse] = code.upper()
-                row.lookups[m.company.dataverse] = LookupRef(
-                    "companies", m.company.table_entity_set, {m.company.code: code.upper()}
-                )
-
-    row.values.update({target: record[origin] for origin, target in compiled.copies[into] if origin in record})
-    row.values.update(compiled.constants[into])
-    for f, step in compiled.steps[into]:
+    if plan.company is not None:
+        plan.company(row, record, resolve)
+    if plan.constants:
+        row.values.update(plan.constants)
+    for label, step in plan.steps:
         try:
             step(row, record, maps, resolve)
         except (TransformError, ExpressionError, ValueError) as exc:
-            row.errors.append(f"{f.label}: {exc}")
+            row.errors.append(f"{label}: {exc}")
     return row
-
-
-def _company_code(m: TableMap, source: Side, record: Mapping[str, JsonValue], resolve: ReferenceResolver) -> str | None:
-    name = m.company_field(source)
-    value = record.get(name) if name else None
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, dict) and value.get("$type") == "lookup" and value.get("id"):
-        return resolve.company_code(str(value["id"]))
-    return None
 
 
 _TEMPLATES: dict[int, tuple[tuple[str, bool], ...]] = {}

@@ -36,6 +36,12 @@ RECORD = {
         ("replace(\"it's\", \"'\", '')", "its"),
         ("'It''s'", "It's"),
         ("Empty < 3", False),
+        ("Qty == 3", True),  # field == literal has its own closure: same answers as the general comparison
+        ("Amount == 10.5", True),
+        ("Amount != 10.5", False),
+        ("Type != 'Person'", True),
+        ("Empty != 'x'", True),
+        ("Empty == null", True),
         ("-Qty + 1", -2),
         ("startswith(LastName, 'Love') && endswith(LastName, 'lace') && contains(LastName, 'vel')", True),
     ],

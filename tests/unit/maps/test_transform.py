@@ -197,6 +197,43 @@ def test_defaults_fill_absent_and_null_values_and_a_bad_field_does_not_stop_the_
     assert bad.errors == ["Active ↔ msdyn_active: 'Maybe' is not NoYes (Yes/No)"]
 
 
+def test_decimals_and_noyes_in_both_directions_keep_their_rules(tmp_path: Any) -> None:
+    path = tmp_path / "rates.yaml"
+    path.write_text(
+        "name: rates\n"
+        "fno: {entity: Rates, key: [RateId]}\n"
+        "dataverse: {table: msdyn_rate, entity_set: msdyn_rates, key: [msdyn_rateid]}\n"
+        "fields:\n"
+        "  - {fno: RateId, dataverse: msdyn_rateid}\n"
+        "  - {fno: Rate, dataverse: msdyn_rate, type: decimal, scale: 8}\n"
+        "  - {fno: Active, dataverse: msdyn_active, type: noyes_boolean}\n"
+    )
+    rates = load_maps([path])
+    compiled = rates.maps["rates"]
+
+    def into_dataverse(record: dict[str, JsonValue]) -> Any:
+        return transform(compiled, Side.FNO, record, rates.maps)
+
+    tiny = into_dataverse({"RateId": "1", "Rate": {"$type": "decimal", "value": "0.00000001"}, "Active": "No"})
+    assert tiny.values == {"msdyn_rate": {"$type": "decimal", "value": "0.00000001"}, "msdyn_active": False}
+    assert into_dataverse({"RateId": "1", "Rate": 2}).values["msdyn_rate"] == {
+        "$type": "decimal",
+        "value": "2.00000000",
+    }
+    assert into_dataverse({"RateId": "1", "Rate": None, "Active": None}).values == {
+        "msdyn_rate": None,
+        "msdyn_active": None,
+    }
+    bad = into_dataverse({"RateId": "1", "Rate": {"$type": "decimal", "value": "lots"}, "Active": "Yes"})
+    assert bad.values == {"msdyn_active": True} and bad.errors == ["Rate ↔ msdyn_rate: 'lots' is not a number"]
+    huge = into_dataverse({"RateId": "1", "Rate": {"$type": "decimal", "value": "1" * 30}})
+    assert huge.errors == [f"Rate ↔ msdyn_rate: '{'1' * 30}' has too many digits for 8 decimal places"]
+    back = transform(compiled, Side.DATAVERSE, {"msdyn_rateid": "1", "msdyn_active": True}, rates.maps)
+    assert back.values == {"Active": "Yes"}
+    back = transform(compiled, Side.DATAVERSE, {"msdyn_rateid": "1", "msdyn_active": False}, rates.maps)
+    assert back.values == {"Active": "No"}
+
+
 # --- the round trip --------------------------------------------------------------------------------------------
 
 
