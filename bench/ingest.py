@@ -95,6 +95,9 @@ def main() -> int:
     env = {
         "ServiceBusConnection": emulator_connection(broker_port),
         "FUNCTION_KEYS": json.dumps({"dataverse_webhook": KEY}),
+        # Ingest alone: apply would drain the queue on the same two cores (with no Table Storage or apps to write to,
+        # failing and retrying each change), and that is apply's benchmark, not this one.
+        "AzureWebJobs.apply_change.Disabled": "true",
     }
     try:
         broker.wait_ready(30)
