@@ -39,17 +39,31 @@ class MapProblems(ValueError):
         )
 
 
+_READERS_KEPT = 1024
+
+
 @dataclass
 class MapSet:
+    """The loaded maps. Not changed after loading: what `reading` finds is kept (every change asks, twice)."""
+
     maps: dict[str, CompiledMap]
     order: list[str]  # dependencies first
     files: dict[str, str] = field(default_factory=dict)
+    _readers: dict[tuple[str, str], tuple[CompiledMap, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     def enabled(self) -> list[CompiledMap]:
         return [self.maps[n] for n in self.order if self.maps[n].map.enabled]
 
-    def reading(self, side: Side, entity: str) -> list[CompiledMap]:
+    def reading(self, side: Side, entity: str) -> tuple[CompiledMap, ...]:
         """Enabled maps that read changes of `entity` on `side` (and write them to the other side)."""
+        known = self._readers.get((side.value, entity))
+        if known is None:
+            known = tuple(self._find_reading(side, entity))
+            if len(self._readers) < _READERS_KEPT:  # entity names come from outside: keep a bounded number
+                self._readers[(side.value, entity)] = known
+        return known
+
+    def _find_reading(self, side: Side, entity: str) -> list[CompiledMap]:
         wanted = entity.lower()
         found = []
         for c in self.enabled():

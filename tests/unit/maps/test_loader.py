@@ -6,6 +6,7 @@ import pytest
 
 from shared.maps.__main__ import main, schema_text
 from shared.maps.loader import MAPS_DIR, MapProblems, load_maps
+from shared.maps.model import Side
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -103,3 +104,12 @@ def test_the_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 def test_the_json_schema_is_generated_from_the_models_and_up_to_date() -> None:
     assert (MAPS_DIR.parent / "schema.json").read_text() == schema_text(), "run: python -m shared.maps schema"
     assert main(["schema", "--check"]) == 0
+
+
+def test_maps_reading_an_entity_are_found_by_either_name_and_kept() -> None:
+    maps = load_maps()
+    readers = maps.reading(Side.FNO, "CustomersV3")
+    assert [c.map.name for c in readers] == ["customers"]
+    assert [c.map.name for c in maps.reading(Side.DATAVERSE, "account")] == ["customers"]
+    assert maps.reading(Side.FNO, "CustomersV3") is readers  # worked out once: every change asks, twice
+    assert maps.reading(Side.FNO, "NoSuchEntity") == ()
