@@ -165,7 +165,7 @@ class BrokerLoop:
                 sent = 0
             if sent:
                 _pn.pn_transport_pop(transport, sent)
-                pending = _pn.pn_transport_pending(transport)
+            pending = _pn.pn_transport_pending(transport)  # what is left, or below zero once the head is closed
         elif pending < 0:
             _pn.pn_transport_close_head(transport)
         wants = pending > 0
