@@ -145,9 +145,16 @@ def test_one_way_maps_never_write_backwards() -> None:
     assert "msdyn_company" not in forward.key  # products are shared by all companies in Dataverse
 
 
+def load_text(tmp_path: Any, text: str) -> MapSet:
+    """A map set of one map written out as a user would, in its own file."""
+    path = tmp_path / "map.yaml"
+    path.write_text(text)
+    return load_maps([path])
+
+
 def test_derived_values_from_expressions(tmp_path: Any) -> None:
-    path = tmp_path / "people.yaml"
-    path.write_text(
+    people = load_text(
+        tmp_path,
         "name: people\n"
         "fno: {entity: People, key: [PersonId]}\n"
         "dataverse: {table: contact, entity_set: contacts, key: [msdyn_personid]}\n"
@@ -157,9 +164,8 @@ def test_derived_values_from_expressions(tmp_path: Any) -> None:
         "  - {fno: LastName, dir: to_fno, to_fno: \"split(fullname, ' ', -1)\"}\n"
         "  - {dataverse: fullname, dir: to_dataverse, to_dataverse: \"concat(FirstName, ' ', LastName)\"}\n"
         '  - {fno: Score, dataverse: msdyn_score, dir: to_dataverse, to_dataverse: "Points * 2"}\n'
-        "  - {fno: Points, dir: to_fno, default: 0}\n"
+        "  - {fno: Points, dir: to_fno, default: 0}\n",
     )
-    people = load_maps([path])
     compiled = people.maps["people"]
     out = transform(
         compiled, Side.FNO, {"PersonId": "7", "FirstName": "Ada", "LastName": "Lovelace", "Points": 21}, people.maps
@@ -172,8 +178,8 @@ def test_derived_values_from_expressions(tmp_path: Any) -> None:
 
 
 def test_defaults_fill_absent_and_null_values_and_a_bad_field_does_not_stop_the_others(tmp_path: Any) -> None:
-    path = tmp_path / "things.yaml"
-    path.write_text(
+    things = load_text(
+        tmp_path,
         "name: things\n"
         "fno: {entity: Things, key: [ThingId]}\n"
         "dataverse: {table: msdyn_thing, entity_set: msdyn_things, key: [msdyn_thingid]}\n"
@@ -181,9 +187,8 @@ def test_defaults_fill_absent_and_null_values_and_a_bad_field_does_not_stop_the_
         "  - {fno: ThingId, dataverse: msdyn_thingid}\n"
         "  - {fno: Kind, dataverse: msdyn_kind, default: General}\n"
         "  - {fno: Active, dataverse: msdyn_active, type: noyes_boolean}\n"
-        "  - {fno: Note, dataverse: msdyn_note, text: {trim: true, case: upper, max_length: 3}}\n"
+        "  - {fno: Note, dataverse: msdyn_note, text: {trim: true, case: upper, max_length: 3}}\n",
     )
-    things = load_maps([path])
     compiled = things.maps["things"]
 
     def run(record: dict[str, JsonValue]) -> Any:
@@ -198,17 +203,16 @@ def test_defaults_fill_absent_and_null_values_and_a_bad_field_does_not_stop_the_
 
 
 def test_decimals_and_noyes_in_both_directions_keep_their_rules(tmp_path: Any) -> None:
-    path = tmp_path / "rates.yaml"
-    path.write_text(
+    rates = load_text(
+        tmp_path,
         "name: rates\n"
         "fno: {entity: Rates, key: [RateId]}\n"
         "dataverse: {table: msdyn_rate, entity_set: msdyn_rates, key: [msdyn_rateid]}\n"
         "fields:\n"
         "  - {fno: RateId, dataverse: msdyn_rateid}\n"
         "  - {fno: Rate, dataverse: msdyn_rate, type: decimal, scale: 8}\n"
-        "  - {fno: Active, dataverse: msdyn_active, type: noyes_boolean}\n"
+        "  - {fno: Active, dataverse: msdyn_active, type: noyes_boolean}\n",
     )
-    rates = load_maps([path])
     compiled = rates.maps["rates"]
 
     def into_dataverse(record: dict[str, JsonValue]) -> Any:
