@@ -103,10 +103,6 @@ def plain(value: JsonValue) -> Any:
     return value
 
 
-def plain_record(record: Mapping[str, JsonValue]) -> dict[str, Any]:
-    return {k: plain(v) for k, v in record.items()}
-
-
 _EXPONENTS: dict[int, Decimal] = {}
 
 
