@@ -27,6 +27,10 @@ class Column:
     name: str
     type: ColumnType = ColumnType.TEXT
     target: str | None = None  # lookups: the referenced table's entity set
+    # The metadata both apps publish ($metadata, EntityDefinitions), derived from the maps and seeds:
+    max_length: int | None = None  # text columns: the longest value the app accepts
+    options: tuple[str | int, ...] = ()  # Dataverse choice values / F&O enum symbols the app defines
+    enum: str | None = None  # F&O: the enum type's name (e.g. NoYes); Dataverse: the option set's name
 
 
 @dataclass
