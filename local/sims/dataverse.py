@@ -7,35 +7,27 @@ per the `serviceendpoints` / `sdkmessageprocessingsteps` / `sdkmessageprocessing
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
-from xml.etree import ElementTree
 
-from local.sims.delivery import Deliverer, Notification
-from local.sims.engine import Change, Reply, Request, SimError, body_of, check_if_match, parse_key
+from local.sims import dataverse_metadata as metadata
+from local.sims.dataverse_webhooks import BUSINESS_UNIT_ID, MESSAGES, ORGANIZATION_ID, SIZE_LIMIT, DataverseWebhooks
+from local.sims.delivery import Deliverer
+from local.sims.engine import Change, GuidLiteral, Reply, Request, SimError, body_of, check_if_match, parse_key
 from local.sims.schema import ColumnType, Table
 from local.sims.store import Store, StoredRow, key_text
-from shared.connectors.wire import dumps
 
-CONTRACTS = "http://schemas.microsoft.com/xrm/2011/Contracts"
-ORGANIZATION_ID = "4f1d3d3a-1f7e-4c5b-9b1c-6a0d2b1e5c11"
-BUSINESS_UNIT_ID = "e2b9dd85-e89e-e711-8122-000d3aa2331c"
-SIZE_LIMIT = 256 * 1024
-MESSAGES = {"create": "Create", "update": "Update", "delete": "Delete"}
-AUTH_WEBHOOK_KEY, AUTH_HTTP_HEADER, AUTH_HTTP_QUERY = 4, 5, 6
+SYSTEM_PROPERTIES = ("versionnumber", "createdon", "modifiedon")
+FORMATTED = "OData.Community.Display.V1.FormattedValue"
+LOOKUP_TABLE = "Microsoft.Dynamics.CRM.lookuplogicalname"
+NAVIGATION = "Microsoft.Dynamics.CRM.associatednavigationproperty"
 
 
-def wcf_date(iso: str) -> str:
-    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    return f"/Date({int(moment.timestamp() * 1000)})/"
-
-
-class DataverseDialect:
+class DataverseDialect(DataverseWebhooks):
     name = "dataverse"
     root = "/api/data/v9.2/"
+    type_namespace = "Microsoft.Dynamics.CRM"
+    supports_skip = False  # Microsoft Learn, "Page results": Dataverse doesn't support $skip
 
     def __init__(self, store: Store, organization: str = "sim.crm.dynamics.com") -> None:
         self.store = store
@@ -55,16 +47,114 @@ class DataverseDialect:
     def error_body(self, error: SimError) -> Any:
         return {"error": {"code": error.code, "message": error.message}}
 
+    def length_error(self, table: Table, column: str, max_length: int) -> SimError:
+        # Microsoft Learn, "Web service error codes" (StringLengthTooLong, 0x80044331).
+        return SimError(
+            400,
+            f"A validation error occurred. The length of the '{column}' attribute of the '{table.name}' entity "
+            f"exceeded the maximum allowed length of '{max_length}'.",
+            "0x80044331",
+        )
+
     def locate(self, table: Table, key: dict[str, Any] | str, request: Request) -> StoredRow | None:
+        columns = self.key_columns(table, key)
+        if isinstance(columns, str):
+            return self.store.get(table.entity_set, columns)
+        return self.store.find(table.entity_set, key_text(columns, table.key))
+
+    def key_columns(self, table: Table, key: dict[str, Any] | str) -> dict[str, Any] | str:
+        """A URL key as column values (or the row id). A lookup column in an alternate key is named by its lookup
+        property, `_<name>_value`, never by its own name — Microsoft Learn, "Use an alternate key to reference a
+        record". `accountid=<guid>` names the primary key."""
         if isinstance(key, str):
-            return self.store.get(table.entity_set, key)
-        if sorted(key) != sorted(table.key):
-            raise SimError(
-                400,
-                f"The key {sorted(key)} is not an alternate key of {table.name} ({', '.join(table.key)}).",
-                "0x80060888",
+            return key
+        if table.primary_id and list(key) == [table.primary_id]:
+            return str(key[table.primary_id]).lower()
+        lookups = {c.lookup_property: c.name for c in table.columns.values() if c.type is ColumnType.LOOKUP}
+        columns: dict[str, Any] = {}
+        for name, value in key.items():
+            column = lookups.get(name)
+            if column is not None and not isinstance(value, GuidLiteral):  # a lookup's key value is an Edm.Guid
+                raise SimError(400, "Bad Request - Error in query syntax.", "0x80060888")
+            if column is None and name in table.columns and name not in lookups.values():
+                column = name
+            if column is None:
+                break
+            columns[column] = str(value) if isinstance(value, GuidLiteral) else value
+        else:
+            if sorted(columns) == sorted(table.key):
+                return columns
+        entity_type = f"Microsoft.Dynamics.CRM.{table.name}"
+        raise SimError(
+            400,
+            f"The key in the request URI is not valid for resource '{entity_type}'. Ensure that the names and "
+            f"number of key properties match the declared or alternate key properties for the resource "
+            f"'{entity_type}'.",
+            "0x80060888",
+        )
+
+    def service(self, request: Request) -> Reply | None:
+        """What Dataverse publishes about itself: `$metadata`, `EntityDefinitions…`, `WhoAmI` (None: not one)."""
+        base = request.base or f"https://{self.organization}{self.root}"
+        if request.path == "$metadata" and request.method == "GET":
+            return Reply(200, metadata.csdl(self.tables), {"Content-Type": "application/xml"})
+        if request.path in ("WhoAmI", "WhoAmI()") and request.method == "GET":
+            # Microsoft Learn, "WhoAmI Function": BusinessUnitId, UserId, OrganizationId
+            return Reply(
+                200,
+                {
+                    "@odata.context": f"{base}$metadata#{metadata.CRM}.WhoAmIResponse",
+                    "BusinessUnitId": BUSINESS_UNIT_ID,
+                    "UserId": request.user,
+                    "OrganizationId": ORGANIZATION_ID,
+                },
             )
-        return self.store.find(table.entity_set, key_text(key, table.key))
+        if request.path.startswith("EntityDefinitions"):
+            if request.method != "GET":
+                raise SimError(405, "The simulator's table definitions change through POST /_admin/schema only.")
+            try:
+                return Reply(200, metadata.Definitions(self.tables, base).serve(request.path, request.query))
+            except metadata.MetadataError as exc:
+                raise SimError(exc.status, exc.message, exc.code) from None
+        return None
+
+    def property_names(self, table: Table) -> set[str]:
+        """Columns as the Web API names them (a lookup as `_<name>_value`), the primary key and system columns."""
+        names = {c.lookup_property for c in table.columns.values()} | set(SYSTEM_PROPERTIES)
+        return names | ({table.primary_id} if table.primary_id else set())
+
+    def annotate(self, table: Table, document: dict[str, Any], wanted: str) -> dict[str, Any]:
+        """`Prefer: odata.include-annotations="*"` (or a named annotation): formatted values of choices and
+        lookups, and a lookup's table and navigation property — Microsoft Learn, "Formatted values" and
+        "Lookup property data" in "Query data using the Web API"."""
+
+        def asked(annotation: str) -> bool:
+            return any(w == "*" or w == annotation or (w.endswith(".*") and annotation.startswith(w[:-1]))
+                       for w in wanted.split(","))  # fmt: skip
+
+        out = dict(document)
+        for column in table.columns.values():
+            prop = column.lookup_property
+            value = document.get(prop)
+            if value is None:
+                continue
+            formatted = None
+            if column.type is ColumnType.LOOKUP:
+                target = self.tables.get(column.target or "")
+                row = self.store.get(column.target or "", str(value)) if target else None
+                if asked(LOOKUP_TABLE) and target is not None:
+                    out[f"{prop}@{LOOKUP_TABLE}"] = target.name
+                if asked(NAVIGATION) and column.navigation_properties():
+                    out[f"{prop}@{NAVIGATION}"] = next(iter(column.navigation_properties()))
+                if row is not None and target is not None:
+                    formatted = row.data.get(target.primary_name or "") or row.data.get("name")
+            elif column.type is ColumnType.CHOICE:
+                formatted = column.labels.get(value, str(value))
+            elif column.type is ColumnType.BOOLEAN:
+                formatted = "Yes" if value else "No"
+            if formatted is not None and asked(FORMATTED):
+                out[f"{prop}@{FORMATTED}"] = str(formatted)
+        return out
 
     def visible(self, table: Table, row: StoredRow, request: Request) -> bool:
         return True
@@ -73,7 +163,8 @@ class DataverseDialect:
         out: dict[str, Any] = {"@odata.etag": self.etag(row.version)}
         for name, value in row.data.items():
             column = table.column(name)
-            out[f"_{name}_value" if column is not None and column.type is ColumnType.LOOKUP else name] = value
+            if column is not None:  # a column removed by a customization is no longer served
+                out[column.lookup_property] = value
         if table.primary_id:
             out[table.primary_id] = row.id
         out["versionnumber"] = row.version
@@ -88,16 +179,18 @@ class DataverseDialect:
         data: dict[str, Any] = {}
         for prop, value in body.items():
             if prop.endswith("@odata.bind"):
-                name = prop[: -len("@odata.bind")]
-                column = table.column(name)
-                if column is None or column.type is not ColumnType.LOOKUP:
+                navigation = prop[: -len("@odata.bind")]
+                found = self._navigation(table, navigation)
+                if found is None:
                     raise SimError(
                         400,
-                        f"An undeclared property '{name}' which only has property annotations in the payload "
-                        "but no property value was found in the payload.",
+                        f"An undeclared property '{navigation}' which only has property annotations in the payload "
+                        "but no property value was found in the payload. In OData, only declared navigation "
+                        "properties and declared named streams can be represented as properties without values.",
                         "0x80060888",
                     )
-                data[name] = None if value is None else self._resolve_bind(str(value), column.target or "")
+                name, target = found
+                data[name] = None if value is None else self._resolve_bind(str(value), target)
                 continue
             if prop.startswith("@") or prop == table.primary_id:
                 continue
@@ -114,6 +207,15 @@ class DataverseDialect:
                 )
             data[prop] = value
         return data, list(data)
+
+    @staticmethod
+    def _navigation(table: Table, navigation: str) -> tuple[str, str] | None:
+        """(column, target entity set) of a single-valued navigation property."""
+        for column in table.columns.values():
+            target = column.navigation_properties().get(navigation)
+            if target is not None:
+                return column.name, target
+        return None
 
     def _resolve_bind(self, reference: str, expected_set: str) -> str:
         path = reference.split("/api/data/v9.2/")[-1].lstrip("/")
@@ -162,16 +264,20 @@ class DataverseDialect:
         return self._written(table, row, request, created=True)
 
     def _written(self, table: Table, row: StoredRow, request: Request, created: bool) -> Reply:
-        headers = {"OData-EntityId": f"{self._base()}{table.entity_set}({row.id})", "ETag": self.etag(row.version)}
+        # OData-EntityId names the row at the host the request came to, as any OData service does.
+        base = request.base or f"https://{self.organization}{self.root}"
+        headers = {"OData-EntityId": f"{base}{table.entity_set}({row.id})", "ETag": self.etag(row.version)}
         if "return=representation" in request.headers.get("prefer", ""):
-            return Reply(201 if created else 200, self.present(table, row), headers)
+            headers["Preference-Applied"] = "return=representation"
+            document = {"@odata.context": f"{base}$metadata#{table.entity_set}/$entity"} | self.present(table, row)
+            return Reply(201 if created else 200, document, headers)
         return Reply(204, None, headers)
 
-    def _base(self) -> str:
-        return f"https://{self.organization}/api/data/v9.2/"
-
     def patch(self, table: Table, key: dict[str, Any] | str, request: Request, changes: list[Change]) -> Reply:
-        existing = self.locate(table, key, request)
+        key = self.key_columns(table, key)
+        existing = self.locate(table, key, request) if isinstance(key, str) else None
+        if isinstance(key, dict):
+            existing = self.store.find(table.entity_set, key_text(key, table.key))
         if_match = request.headers.get("if-match")
         if request.headers.get("if-none-match") == "*" and existing is not None:
             raise SimError(412, "A record with matching key values already exists.", "0x80040237")
@@ -191,207 +297,6 @@ class DataverseDialect:
         row = self.store.update(existing, existing.data | data)
         changes.append(Change(table, "update", existing, row, submitted, request.query.get("tag"), request.user))
         return self._written(table, row, request, created=False)
-
-    # --- webhooks -------------------------------------------------------------------------------------------------
-
-    def _rows(self, entity_set: str) -> list[StoredRow]:
-        return self.store.all(entity_set)
-
-    def steps_for(self, table: str, message: str) -> list[tuple[StoredRow, StoredRow, list[StoredRow]]]:
-        """(step, endpoint, images) of every enabled step registered for `message` on `table`."""
-        messages = {r.id: r.data.get("name") for r in self._rows("sdkmessages")}
-        filters = {r.id: r.data for r in self._rows("sdkmessagefilters")}
-        endpoints = {r.id: r for r in self._rows("serviceendpoints")}
-        images = self._rows("sdkmessageprocessingstepimages")
-        found = []
-        for step in self._rows("sdkmessageprocessingsteps"):
-            d = step.data
-            if d.get("statecode", 0) != 0 or messages.get(d.get("sdkmessageid") or "") != message:
-                continue
-            f = filters.get(d.get("sdkmessagefilterid") or "")
-            if f is None or f.get("primaryobjecttypecode") != table:
-                continue
-            endpoint = endpoints.get(d.get("eventhandler_serviceendpoint") or "")
-            if endpoint is None:
-                continue
-            own = [i for i in images if i.data.get("sdkmessageprocessingstepid") == step.id]
-            found.append((step, endpoint, own))
-        return found
-
-    def notify(self, changes: list[Change]) -> None:
-        for change in changes:
-            if change.table.system:
-                continue
-            message = MESSAGES[change.operation]
-            for step, endpoint, images in self.steps_for(change.table.name, message):
-                attributes = [
-                    a.strip() for a in str(step.data.get("filteringattributes") or "").split(",") if a.strip()
-                ]
-                if message == "Update" and attributes and not set(attributes) & set(change.submitted):
-                    continue
-                body = self.context(change, step, images)
-                headers = {
-                    "Content-Type": "application/json",
-                    "x-ms-dynamics-organization": self.organization,
-                    "x-ms-dynamics-entity-name": change.table.name,
-                    "x-ms-dynamics-request-name": message,
-                    "x-ms-correlation-request-id": body["CorrelationId"],
-                }
-                encoded = dumps(body).encode("utf-8")
-                if len(encoded) > self.size_limit:
-                    for cut in ("ParentContext", "InputParameters", "PreEntityImages", "PostEntityImages"):
-                        body[cut] = [] if cut != "ParentContext" else None
-                    encoded = dumps(body).encode("utf-8")
-                    headers["x-ms-dynamics-msg-size-exceeded"] = "true"
-                url = self._endpoint_url(endpoint, headers)
-                row = change.after or change.before
-                self.deliverer.submit(
-                    Notification(f"{change.table.name}:{row.id if row else ''}", url, headers, encoded)
-                )
-
-    def _endpoint_url(self, endpoint: StoredRow, headers: dict[str, str]) -> str:
-        url = str(endpoint.data.get("url") or "")
-        auth = int(endpoint.data.get("authtype") or 0)
-        value = str(endpoint.data.get("authvalue") or "")
-        if auth == AUTH_WEBHOOK_KEY:
-            return url + ("&" if "?" in url else "?") + urlencode({"code": value})
-        settings = _settings(value)
-        if auth == AUTH_HTTP_HEADER:
-            headers.update(settings)
-        elif auth == AUTH_HTTP_QUERY and settings:
-            return url + ("&" if "?" in url else "?") + urlencode(settings)
-        return url
-
-    def _value(self, table: Table, name: str, value: Any) -> Any:
-        column = table.column(name)
-        if value is None or column is None:
-            return value
-        if column.type is ColumnType.LOOKUP:
-            target = self.tables.get(column.target or "")
-            return {
-                "__type": f"EntityReference:{CONTRACTS}",
-                "Id": value,
-                "KeyAttributes": [],
-                "LogicalName": target.name if target else column.target,
-                "Name": None,
-                "RowVersion": None,
-            }
-        if column.type is ColumnType.CHOICE and isinstance(value, int):
-            return {"__type": f"OptionSetValue:{CONTRACTS}", "Value": value}
-        if column.type is ColumnType.DATETIME and isinstance(value, str):
-            return wcf_date(value)
-        return value
-
-    def entity(self, table: Table, row: StoredRow, names: list[str] | None) -> dict[str, Any]:
-        data = row.data if names is None else {n: row.data.get(n) for n in names if n in row.data}
-        attributes = [{"key": k, "value": self._value(table, k, v)} for k, v in data.items()]
-        if table.primary_id:
-            attributes.append({"key": table.primary_id, "value": row.id})
-        attributes.append({"key": "modifiedon", "value": wcf_date(row.modified)})
-        return {
-            "__type": f"Entity:{CONTRACTS}",
-            "Attributes": attributes,
-            "EntityState": None,
-            "FormattedValues": [],
-            "Id": row.id,
-            "KeyAttributes": [],
-            "LogicalName": table.name,
-            "RelatedEntities": [],
-            "RowVersion": str(row.version),
-        }
-
-    def context(self, change: Change, step: StoredRow, images: list[StoredRow]) -> dict[str, Any]:
-        table, row = change.table, change.after or change.before
-        assert row is not None
-        message = MESSAGES[change.operation]
-        if change.operation == "delete":
-            target: dict[str, Any] = {
-                "__type": f"EntityReference:{CONTRACTS}",
-                "Id": row.id,
-                "KeyAttributes": [],
-                "LogicalName": table.name,
-                "Name": None,
-                "RowVersion": None,
-            }
-        else:
-            assert change.after is not None
-            target = self.entity(table, change.after, None if change.operation == "create" else change.submitted)
-        pre, post = [], []
-        for image in images:
-            kind = int(image.data.get("imagetype") or 0)
-            columns = [a.strip() for a in str(image.data.get("attributes") or "").split(",") if a.strip()] or None
-            alias = str(image.data.get("entityalias") or "Image")
-            if kind in (0, 2) and change.before is not None:
-                pre.append({"key": alias, "value": self.entity(table, change.before, columns)})
-            if kind in (1, 2) and change.after is not None:
-                post.append({"key": alias, "value": self.entity(table, change.after, columns)})
-        mode = int(step.data.get("mode") or 1)
-        if mode == 1 and change.after is not None and not post:
-            post.append(
-                {
-                    "key": "AsynchronousStepPrimaryName",
-                    "value": self.entity(table, change.after, ["name"] if "name" in change.after.data else []),
-                }
-            )
-        shared = [{"key": "tag", "value": change.tag}] if change.tag else []
-        now = f"/Date({int(time.time() * 1000)})/"
-        correlation = str(uuid.uuid4())
-        parent = {
-            "BusinessUnitId": BUSINESS_UNIT_ID,
-            "CorrelationId": correlation,
-            "Depth": 1,
-            "InitiatingUserId": change.user,
-            "InputParameters": [{"key": "Target", "value": target}],
-            "MessageName": message,
-            "Mode": 0,
-            "OperationCreatedOn": now,
-            "OperationId": str(uuid.uuid4()),
-            "OrganizationId": ORGANIZATION_ID,
-            "OrganizationName": "sim",
-            "OutputParameters": [],
-            "ParentContext": None,
-            "PostEntityImages": [],
-            "PreEntityImages": [],
-            "PrimaryEntityId": row.id,
-            "PrimaryEntityName": table.name,
-            "RequestId": str(uuid.uuid4()),
-            "SecondaryEntityName": "none",
-            "SharedVariables": shared,
-            "Stage": 30,
-            "UserId": change.user,
-        }
-        return parent | {
-            "InitiatingUserAgent": "sim",
-            "IsExecutingOffline": False,
-            "IsInTransaction": False,
-            "IsOfflinePlayback": False,
-            "IsolationMode": 1,
-            "Mode": mode,
-            "OutputParameters": [{"key": "id", "value": row.id}] if change.operation == "create" else [],
-            "OwningExtension": {
-                "Id": step.id,
-                "KeyAttributes": [],
-                "LogicalName": "sdkmessageprocessingstep",
-                "Name": step.data.get("name"),
-                "RowVersion": None,
-            },
-            "ParentContext": parent,
-            "PostEntityImages": post,
-            "PreEntityImages": pre,
-            "SharedVariables": shared,
-            "Stage": int(step.data.get("stage") or 40),
-        }
-
-
-def _settings(xml: str) -> dict[str, str]:
-    """`<settings><setting name="x-api-key" value="…" /></settings>`: the HttpHeader / HttpQueryString auth value."""
-    if not xml.strip():
-        return {}
-    try:
-        root = ElementTree.fromstring(xml)
-    except ElementTree.ParseError:
-        return {}
-    return {s.get("name", ""): s.get("value", "") for s in root.iter("setting") if s.get("name")}
 
 
 def registration_seed(store: Store, tables: list[Table]) -> None:

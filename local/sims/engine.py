@@ -8,21 +8,18 @@ shell adds auth, faults, the admin API and hands committed changes to the dialec
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import random
 import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote
 
 from aiohttp import web
 
 from local.sims.delivery import Chaos, Deliverer
-from local.sims.query import FilterError, parse_filter
-from local.sims.schema import Table
+from local.sims.schema import ColumnType, SchemaChangeError, Table, customize, describe
 from local.sims.store import Store, StoredRow
 from shared.connectors.wire import dumps, loads
 
@@ -65,6 +62,7 @@ class Request:
     headers: dict[str, str]  # lower-case names
     body: bytes
     user: str
+    base: str = ""  # the API root as the caller reached it: scheme://host/api/data/v9.2/
 
 
 class Dialect(Protocol):
@@ -80,6 +78,10 @@ class Dialect(Protocol):
     def create(self, table: Table, request: Request, changes: list[Change]) -> Reply: ...
     def patch(self, table: Table, key: dict[str, Any] | str, request: Request, changes: list[Change]) -> Reply: ...
     def notify(self, changes: list[Change]) -> None: ...
+
+
+class GuidLiteral(str):
+    """An unquoted GUID in a key segment (`_x_value=<guid>`), unlike the quoted text `'<guid>'`."""
 
 
 def parse_key(text: str) -> dict[str, Any] | str:
@@ -110,7 +112,7 @@ def parse_key(text: str) -> dict[str, Any] | str:
             end = text.find(",", j)
             end = len(text) if end < 0 else end
             raw = text[j:end].strip()
-            values[name] = raw.lower() if _GUID.match(raw) else loads(raw) if raw else None
+            values[name] = GuidLiteral(raw.lower()) if _GUID.match(raw) else loads(raw) if raw else None
             j = end
         i = text.find(",", j)
         if i < 0:
@@ -153,6 +155,9 @@ class Simulator:
         return table
 
     def execute(self, request: Request, changes: list[Change]) -> Reply:
+        service = getattr(self.dialect, "service", None)  # the app's own documents: $metadata, definitions…
+        if service is not None and (reply := service(request)) is not None:
+            return reply  # type: ignore[no-any-return]
         m = _SEGMENT.match(request.path)
         if m is None:
             raise SimError(404, f"Resource not found for the segment '{request.path}'.", "0x8006088a")
@@ -164,17 +169,16 @@ class Simulator:
             if method == "GET":
                 return self._list(table, request)
             if method == "POST":
+                self._check_lengths(table, request)
                 reply = self.dialect.create(table, request, changes)
             else:
                 raise SimError(405, f"{method} is not supported on a collection")
         else:
             key = parse_key(key_text)
             if method == "GET":
-                row = self.dialect.locate(table, key, request)
-                if row is None or not self.dialect.visible(table, row, request):
-                    raise _not_found(table, key)
-                return Reply(200, _select(self.dialect.present(table, row), request.query.get("$select")))
+                return self._get(table, key, request)
             if method == "PATCH":
+                self._check_lengths(table, request)
                 reply = self.dialect.patch(table, key, request, changes)
             elif method == "DELETE":
                 reply = self._delete(table, key, request, changes)
@@ -183,29 +187,35 @@ class Simulator:
         self.writes[table.entity_set] = self.writes.get(table.entity_set, 0) + (len(changes) - before)
         return reply
 
+    def _check_lengths(self, table: Table, request: Request) -> None:
+        """A text value longer than its column's length is refused whole, as both apps do (nothing is cut)."""
+        for name, value in body_of(request).items():
+            column = table.column(name)
+            if (
+                column is not None
+                and column.type in (ColumnType.TEXT, ColumnType.MEMO)
+                and column.max_length is not None
+                and isinstance(value, str)
+                and len(value) > column.max_length
+            ):
+                hook = getattr(self.dialect, "length_error", None)
+                if hook is not None:
+                    raise hook(table, column.name, column.max_length)
+                raise SimError(
+                    400, f"The value of {table.name}.{column.name} is longer than its {column.max_length} characters."
+                )
+
+    # --- reads (local/sims/reads.py) ------------------------------------------------------------------------------
+
+    def _get(self, table: Table, key: dict[str, Any] | str, request: Request) -> Reply:
+        from local.sims.reads import read_row
+
+        return read_row(self, table, key, request)
+
     def _list(self, table: Table, request: Request) -> Reply:
-        rows = [r for r in self.store.all(table.entity_set) if self.dialect.visible(table, r, request)]
-        documents = [self.dialect.present(table, r) for r in rows]
-        text = request.query.get("$filter")
-        if text:
-            try:
-                predicate = parse_filter(text)
-            except FilterError as exc:
-                raise SimError(400, f"Invalid $filter: {exc}", "0x80060888") from None
-            documents = [d for d in documents if predicate(d)]
-        skip = int(request.query.get("$skiptoken") or request.query.get("$skip") or 0)
-        top = request.query.get("$top")
-        prefer = request.headers.get("prefer", "")
-        page = re.search(r"odata\.maxpagesize=(\d+)", prefer)
-        size = int(page.group(1)) if page else 5000
-        end = len(documents) if top is None else min(len(documents), skip + int(top))
-        chunk = documents[skip : min(end, skip + size)]
-        body: dict[str, Any] = {"value": [_select(d, request.query.get("$select")) for d in chunk]}
-        if skip + size < end:
-            query = {k: v for k, v in request.query.items() if k not in ("$skiptoken", "$skip")}
-            query["$skiptoken"] = str(skip + size)
-            body["@odata.nextLink"] = self._link(table.entity_set, query)
-        return Reply(200, body)
+        from local.sims.reads import read_rows
+
+        return read_rows(self, table, request)
 
     def _link(self, path: str, query: Mapping[str, str]) -> str:
         from urllib.parse import urlencode
@@ -223,82 +233,12 @@ class Simulator:
         changes.append(Change(table, "delete", row, None, [], request.query.get("tag"), request.user))
         return Reply(204)
 
-    # --- $batch ---------------------------------------------------------------------------------------------------
+    # --- $batch (local/sims/batch.py) -----------------------------------------------------------------------------
 
     def batch(self, request: Request, changes: list[Change]) -> tuple[str, bytes]:
-        content_type = request.headers.get("content-type", "")
-        message = email.message_from_bytes(
-            f"Content-Type: {content_type}\r\n\r\n".encode() + request.body, policy=email.policy.compat32
-        )
-        if not message.is_multipart():
-            raise SimError(400, "a $batch body must be multipart/mixed")
-        continue_on_error = "odata.continue-on-error" in request.headers.get("prefer", "")
-        boundary = f"batchresponse_{uuid.uuid4()}"
-        out: list[str] = []
-        failed = False
-        parts: list[Any] = list(message.get_payload())  # type: ignore[arg-type]
-        for part in parts:
-            if failed and not continue_on_error:
-                break
-            if part.is_multipart():
-                group = [p for p in part.get_payload()]
-                done, ok = self._change_set(group, request, changes)
-                failed = failed or not ok
-                if ok or self.dialect.name == "fno":
-                    inner = f"changesetresponse_{uuid.uuid4()}"
-                    out += [f"--{boundary}", f"Content-Type: multipart/mixed; boundary={inner}", ""]
-                    for content_id, reply in done:
-                        out += [f"--{inner}", *_http_part(content_id, reply)]
-                    out += [f"--{inner}--", ""]
-                else:  # Dataverse answers a failed change set with the failing response alone
-                    content_id, reply = done[-1]
-                    out += [f"--{boundary}", *_http_part(content_id, reply)]
-            else:
-                inner_request = self._inner(part, request)
-                try:
-                    with self.store.transaction():
-                        reply = self.execute(inner_request, changes)
-                except SimError as exc:
-                    reply, failed = self.error_reply(exc), True
-                out += [f"--{boundary}", *_http_part(part.get("Content-ID"), reply)]
-        out += [f"--{boundary}--", ""]
-        return f"multipart/mixed; boundary={boundary}", "\r\n".join(out).encode("utf-8")
+        from local.sims.batch import run_batch
 
-    def _change_set(
-        self, parts: list[Any], request: Request, changes: list[Change]
-    ) -> tuple[list[tuple[str | None, Reply]], bool]:
-        done: list[tuple[str | None, Reply]] = []
-        pending: list[Change] = []
-        try:
-            with self.store.transaction():
-                for part in parts:
-                    content_id = part.get("Content-ID")
-                    try:
-                        done.append((content_id, self.execute(self._inner(part, request), pending)))
-                    except SimError as exc:
-                        done.append((content_id, self.error_reply(exc)))
-                        raise
-        except SimError:
-            for change in pending:  # rolled back: neither written nor counted
-                self.writes[change.table.entity_set] -= 1
-            return done, False
-        changes.extend(pending)
-        return done, True
-
-    def _inner(self, part: Any, outer: Request) -> Request:
-        payload = part.get_payload(decode=True) or b""
-        head, _, body = payload.replace(b"\r\n", b"\n").partition(b"\n\n")
-        lines = head.decode("utf-8").split("\n")
-        method, url, *_ = lines[0].split(" ")
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        split = urlsplit(url)
-        path = split.path
-        root = self.dialect.root
-        path = path[path.index(root) + len(root) :] if root in path else path.lstrip("/")
-        return Request(method, unquote(path), dict(parse_qsl(split.query)), headers, body.strip(b"\n"), outer.user)
+        return run_batch(self, request, changes)
 
     def error_reply(self, error: SimError) -> Reply:
         return Reply(error.status, self.dialect.error_body(error), {"Content-Type": "application/json"} | error.headers)
@@ -316,6 +256,8 @@ class Simulator:
         app.router.add_post("/_admin/reset", self._reset)
         app.router.add_get("/_admin/stats", self._stats)
         app.router.add_get("/_admin/tables/{entity_set}", self._dump)
+        app.router.add_post("/_admin/schema", self._customize)
+        app.router.add_get("/_admin/schema/{entity_set}", self._schema)
         if admin is not None:
             app.router.add_routes(admin)
         return app
@@ -335,6 +277,7 @@ class Simulator:
             {k.lower(): v for k, v in request.headers.items()},
             await request.read(),
             request.headers.get("x-sim-user") or str(uuid.uuid5(uuid.NAMESPACE_URL, self.token)),
+            self.base_url,
         )
         changes: list[Change] = []
         if inner.path == "$batch" and inner.method == "POST":
@@ -429,41 +372,44 @@ class Simulator:
         d = self.dialect.deliverer
         return {"webhooks": {"sent": d.sent, "failed": d.failed, "pending": d.pending}}
 
+    async def _customize(self, request: web.Request) -> web.Response:
+        """`{"entity_set": "accounts", "add": [{"name", "type", "max_length", "options", "enum", "target"}],
+        "remove": ["fax"], "alter": [{"name": "name", "max_length": 20}]}`: the live schema changes, and with it
+        validation, length checks and the metadata the app publishes."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "the body must be JSON"}, status=400)
+        if not isinstance(body, dict) or not isinstance(body.get("entity_set"), str):
+            return web.json_response({"error": "give {entity_set, add?, remove?, alter?}"}, status=400)
+        table = self.tables.get(body["entity_set"])
+        if table is None:
+            return web.json_response({"error": f"no entity set {body['entity_set']!r}"}, status=404)
+        try:
+            customize(table, body)
+        except SchemaChangeError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        self.schema_changed()
+        return web.json_response(describe(table))
+
+    def schema_changed(self) -> None:
+        """Hook: a dialect that caches anything derived from the schema drops it here."""
+        hook = getattr(self.dialect, "schema_changed", None)
+        if hook is not None:
+            hook()
+
+    async def _schema(self, request: web.Request) -> web.Response:
+        table = self.tables.get(request.match_info["entity_set"])
+        if table is None:
+            return web.json_response({"error": "no such table"}, status=404)
+        return web.json_response(describe(table))
+
     async def _dump(self, request: web.Request) -> web.Response:
         table = self.tables.get(request.match_info["entity_set"])
         if table is None:
             return web.json_response({"error": "no such table"}, status=404)
         rows = [self.dialect.present(table, r) for r in self.store.all(table.entity_set)]
         return web.Response(body=dumps({"value": rows}).encode(), content_type="application/json")
-
-
-def _select(document: dict[str, Any], select: str | None) -> dict[str, Any]:
-    if not select:
-        return document
-    wanted = {s.strip() for s in select.split(",")}
-    return {k: v for k, v in document.items() if k in wanted or k.startswith("@odata.")}
-
-
-def _http_part(content_id: str | None, reply: Reply) -> list[str]:
-    lines = ["Content-Type: application/http", "Content-Transfer-Encoding: binary"]
-    if content_id:
-        lines.append(f"Content-ID: {content_id}")
-    reason = {
-        200: "OK",
-        201: "Created",
-        204: "No Content",
-        400: "Bad Request",
-        404: "Not Found",
-        412: "Precondition Failed",
-        429: "Too Many Requests",
-    }.get(reply.status, "Status")
-    lines += ["", f"HTTP/1.1 {reply.status} {reason}"]
-    headers = dict(reply.headers)
-    if reply.body is not None:
-        headers.setdefault("Content-Type", "application/json; odata.metadata=minimal")
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    lines += ["", dumps(reply.body) if reply.body is not None else ""]
-    return lines
 
 
 def _not_found(table: Table, key: dict[str, Any] | str) -> SimError:
@@ -475,7 +421,11 @@ def _not_found(table: Table, key: dict[str, Any] | str) -> SimError:
 def check_if_match(dialect: Dialect, row: StoredRow, request: Request) -> None:
     wanted = request.headers.get("if-match")
     if wanted and wanted != "*" and wanted != dialect.etag(row.version):
-        raise SimError(412, "The version of the existing record doesn't match the RowVersion property provided.")
+        # "Web service error codes": ConcurrencyVersionMismatch 0x80060882. (An old example in "Perform conditional
+        # operations using the Web API" shows an empty code; today's service fills it.)
+        raise SimError(
+            412, "The version of the existing record doesn't match the RowVersion property provided.", "0x80060882"
+        )
 
 
 def body_of(request: Request) -> dict[str, Any]:

@@ -19,7 +19,7 @@ async def _company(client: DataverseClient, code: str = "USMF") -> uuid.UUID:
 
 
 def _account(company: uuid.UUID, number: str) -> dict[str, object]:
-    return {"msdyn_company": company, "accountnumber": number}
+    return {"_msdyn_company_value": company, "accountnumber": number}
 
 
 async def test_upsert_creates_then_updates_and_reads_by_id_and_alternate_key(dataverse_sim: str) -> None:
@@ -34,7 +34,9 @@ async def test_upsert_creates_then_updates_and_reads_by_id_and_alternate_key(dat
         updated = await client.write("accounts", key, {"name": "Second"}, return_row=True)
         assert updated.status == 200 and updated.row is not None and updated.row["name"] == "Second"
         by_key = await client.get("accounts", key, select=["name", "creditlimit"])
-        assert by_key.values == {"name": "Second", "creditlimit": pytest.approx(10.25)}
+        # Dataverse always returns the primary key, whatever $select names
+        row_id = entity_id(created.entity_id)
+        assert by_key.values == {"name": "Second", "creditlimit": pytest.approx(10.25), "accountid": row_id}
         assert str(by_key.values["creditlimit"]) == "10.25"  # exact decimals, never floats
         assert by_key.etag and by_key.etag.startswith('W/"') and by_key.version
         by_id = await client.get("accounts", str(entity_id(created.entity_id)))
@@ -74,11 +76,11 @@ async def test_lookups_bind_by_alternate_key_and_must_resolve(dataverse_sim: str
     async with dataverse(dataverse_sim) as client:
         company = await _company(client)
         key = _account(company, f"T-{uuid.uuid4().hex[:8]}")
-        group = ("msdyn_customergroups", {"msdyn_company": company, "msdyn_groupid": "10"})
+        group = ("msdyn_customergroups", {"_msdyn_company_value": company, "msdyn_groupid": "10"})
         await client.write("accounts", key, {"name": "with group"}, lookups={"msdyn_customergroupid": group})
         row = await client.get("accounts", key)
         assert row.values["_msdyn_customergroupid_value"]
-        missing = ("msdyn_customergroups", {"msdyn_company": company, "msdyn_groupid": "NOPE"})
+        missing = ("msdyn_customergroups", {"_msdyn_company_value": company, "msdyn_groupid": "NOPE"})
         with pytest.raises(errors.NotFound) as unresolved:
             await client.write("accounts", key, {}, lookups={"msdyn_customergroupid": missing})
         assert "msdyn_customergroup" in unresolved.value.message
@@ -172,3 +174,30 @@ async def test_writes_are_counted_per_table(dataverse_sim: str) -> None:
         before = await writes(dataverse_sim, "accounts")
         await client.write("accounts", _account(await _company(client), f"C-{uuid.uuid4().hex[:8]}"), {"name": "n"})
         assert await writes(dataverse_sim, "accounts") == before + 1
+
+
+async def test_rows_address_company_striped_tables_by_the_documented_lookup_key(dataverse_sim: str) -> None:
+    """`DataverseRows` turns a map's key (company code, account number) into the form real Dataverse accepts,
+    `_msdyn_company_value=<guid>`, for reads, writes (and their `@odata.bind` targets) and deletes."""
+    from shared.maps.loader import load_maps
+    from shared.maps.transform import LookupRef
+    from shared.sync.rows import DataverseRows
+
+    maps = {name: compiled.map for name, compiled in load_maps().maps.items()}
+    customers = maps["customers"]
+    async with dataverse(dataverse_sim) as client:
+        rows = DataverseRows(client, maps)
+        number = f"R-{uuid.uuid4().hex[:8]}"
+        key = await rows.key(customers, {"msdyn_company": "USMF", "accountnumber": number})
+        assert key == {"_msdyn_company_value": await _company(client), "accountnumber": number}
+        group = LookupRef("customer_groups", "msdyn_customergroups", {"msdyn_company": "USMF", "msdyn_groupid": "10"})
+        written = await rows.write(
+            customers, {"msdyn_company": "USMF", "accountnumber": number}, {"name": "Rows"},
+            {"msdyn_customergroupid": group}, if_match=None, create=True, tag="t",
+        )  # fmt: skip
+        assert written.row_id
+        current = await rows.read(customers, {"msdyn_company": "USMF", "accountnumber": number})
+        assert current is not None and current.record["name"] == "Rows"
+        assert current.record["msdyn_customergroupid"]["id"]
+        await rows.delete(customers, {"msdyn_company": "USMF", "accountnumber": number}, tag="t")
+        assert await rows.read(customers, {"msdyn_company": "USMF", "accountnumber": number}) is None
