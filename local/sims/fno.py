@@ -14,6 +14,7 @@ from typing import Any
 
 from local.sims.delivery import Deliverer, Notification
 from local.sims.engine import Change, Reply, Request, SimError, body_of, check_if_match
+from local.sims.fno_schema import csdl, option_set_value, undefined_symbol
 from local.sims.schema import Table
 from local.sims.store import Store, StoredRow, key_text
 from shared.connectors.wire import dumps
@@ -74,8 +75,15 @@ class FnoDialect:
                     f"Error processing the request: the property '{name}' does not exist on type "
                     f"'Microsoft.Dynamics.DataEntities.{table.name}'.",
                 )
+            refused = undefined_symbol(table, name, value)
+            if refused:
+                raise SimError(400, refused)
             data[name] = value.lower() if name == "dataAreaId" and isinstance(value, str) else value
         return data
+
+    def metadata(self, tables: list[Table]) -> Reply:
+        """`GET /data/$metadata`: the CSDL of every served entity (types, lengths, keys, enums)."""
+        return Reply(200, csdl(tables), {"Content-Type": "application/xml"})
 
     def create(self, table: Table, request: Request, changes: list[Change]) -> Reply:
         data = self._accept(table, body_of(request))
@@ -143,7 +151,13 @@ class FnoDialect:
             names = list(row.data)
         else:  # updates carry the changed fields (and, here, the key so the row can be named)
             names = list(dict.fromkeys([*table.key, *change.submitted]))
-        attributes = [{"key": f"mserp_{n.lower()}", "value": row.data.get(n)} for n in names if n in row.data]
+        # Enums travel as the virtual table's option-set values (200000000 + the symbol's index), not as symbols:
+        # a receiver learns the symbol only by reading the entity through OData (../shared/reference/fno.md).
+        attributes = [
+            {"key": f"mserp_{n.lower()}", "value": option_set_value(table.column(n), row.data.get(n))}
+            for n in names
+            if n in row.data
+        ]
         attributes = [a for a in attributes if a["value"] is not None]  # null fields are dropped, as F&O does
         attributes.append({"key": f"{virtual}id", "value": row.id})
         target = {
