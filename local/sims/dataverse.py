@@ -55,6 +55,15 @@ class DataverseDialect:
     def error_body(self, error: SimError) -> Any:
         return {"error": {"code": error.code, "message": error.message}}
 
+    def length_error(self, table: Table, column: str, max_length: int) -> SimError:
+        # Microsoft Learn, "Web service error codes" (StringLengthTooLong, 0x80044331).
+        return SimError(
+            400,
+            f"A validation error occurred. The length of the '{column}' attribute of the '{table.name}' entity "
+            f"exceeded the maximum allowed length of '{max_length}'.",
+            "0x80044331",
+        )
+
     def locate(self, table: Table, key: dict[str, Any] | str, request: Request) -> StoredRow | None:
         if isinstance(key, str):
             return self.store.get(table.entity_set, key)

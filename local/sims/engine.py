@@ -22,7 +22,7 @@ from aiohttp import web
 
 from local.sims.delivery import Chaos, Deliverer
 from local.sims.query import FilterError, parse_filter
-from local.sims.schema import Table
+from local.sims.schema import ColumnType, SchemaChangeError, Table, customize, describe
 from local.sims.store import Store, StoredRow
 from shared.connectors.wire import dumps, loads
 
@@ -164,6 +164,7 @@ class Simulator:
             if method == "GET":
                 return self._list(table, request)
             if method == "POST":
+                self._check_lengths(table, request)
                 reply = self.dialect.create(table, request, changes)
             else:
                 raise SimError(405, f"{method} is not supported on a collection")
@@ -175,6 +176,7 @@ class Simulator:
                     raise _not_found(table, key)
                 return Reply(200, _select(self.dialect.present(table, row), request.query.get("$select")))
             if method == "PATCH":
+                self._check_lengths(table, request)
                 reply = self.dialect.patch(table, key, request, changes)
             elif method == "DELETE":
                 reply = self._delete(table, key, request, changes)
@@ -182,6 +184,24 @@ class Simulator:
                 raise SimError(405, f"{method} is not supported on a row")
         self.writes[table.entity_set] = self.writes.get(table.entity_set, 0) + (len(changes) - before)
         return reply
+
+    def _check_lengths(self, table: Table, request: Request) -> None:
+        """A text value longer than its column's length is refused whole, as both apps do (nothing is cut)."""
+        for name, value in body_of(request).items():
+            column = table.column(name)
+            if (
+                column is not None
+                and column.type is ColumnType.TEXT
+                and column.max_length is not None
+                and isinstance(value, str)
+                and len(value) > column.max_length
+            ):
+                hook = getattr(self.dialect, "length_error", None)
+                if hook is not None:
+                    raise hook(table, column.name, column.max_length)
+                raise SimError(
+                    400, f"The value of {table.name}.{column.name} is longer than its {column.max_length} characters."
+                )
 
     def _list(self, table: Table, request: Request) -> Reply:
         rows = [r for r in self.store.all(table.entity_set) if self.dialect.visible(table, r, request)]
@@ -316,6 +336,8 @@ class Simulator:
         app.router.add_post("/_admin/reset", self._reset)
         app.router.add_get("/_admin/stats", self._stats)
         app.router.add_get("/_admin/tables/{entity_set}", self._dump)
+        app.router.add_post("/_admin/schema", self._customize)
+        app.router.add_get("/_admin/schema/{entity_set}", self._schema)
         if admin is not None:
             app.router.add_routes(admin)
         return app
@@ -428,6 +450,38 @@ class Simulator:
     def extra_stats(self) -> dict[str, Any]:
         d = self.dialect.deliverer
         return {"webhooks": {"sent": d.sent, "failed": d.failed, "pending": d.pending}}
+
+    async def _customize(self, request: web.Request) -> web.Response:
+        """`{"entity_set": "accounts", "add": [{"name", "type", "max_length", "options", "enum", "target"}],
+        "remove": ["fax"], "alter": [{"name": "name", "max_length": 20}]}`: the live schema changes, and with it
+        validation, length checks and the metadata the app publishes."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "the body must be JSON"}, status=400)
+        if not isinstance(body, dict) or not isinstance(body.get("entity_set"), str):
+            return web.json_response({"error": "give {entity_set, add?, remove?, alter?}"}, status=400)
+        table = self.tables.get(body["entity_set"])
+        if table is None:
+            return web.json_response({"error": f"no entity set {body['entity_set']!r}"}, status=404)
+        try:
+            customize(table, body)
+        except SchemaChangeError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        self.schema_changed()
+        return web.json_response(describe(table))
+
+    def schema_changed(self) -> None:
+        """Hook: a dialect that caches anything derived from the schema drops it here."""
+        hook = getattr(self.dialect, "schema_changed", None)
+        if hook is not None:
+            hook()
+
+    async def _schema(self, request: web.Request) -> web.Response:
+        table = self.tables.get(request.match_info["entity_set"])
+        if table is None:
+            return web.json_response({"error": "no such table"}, status=404)
+        return web.json_response(describe(table))
 
     async def _dump(self, request: web.Request) -> web.Response:
         table = self.tables.get(request.match_info["entity_set"])

@@ -3,8 +3,10 @@ Dataverse system tables webhook registration writes to. No code per entity."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
+from typing import Any
 
 from shared.maps.loader import MapSet
 from shared.maps.model import Side, TableMap, TypeConversion
@@ -148,3 +150,88 @@ def fno_tables(maps: MapSet) -> list[Table]:
         for name in sorted(m.readable(Side.FNO)):
             table.columns.setdefault(name, _fno_type(m, name))
     return list(tables.values())
+
+
+class SchemaChangeError(ValueError):
+    """A customization the simulator cannot make (unknown column, bad type…): the admin API answers 400."""
+
+
+_COLUMN_SPEC = {"name", "type", "max_length", "options", "enum", "target"}
+
+
+def _column_from(spec: Mapping[str, Any], base: Column | None = None) -> Column:
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str) or not spec["name"]:
+        raise SchemaChangeError(f"a column needs a name: {spec!r}")
+    unknown = set(spec) - _COLUMN_SPEC
+    if unknown:
+        raise SchemaChangeError(f"unknown column properties {sorted(unknown)} (known: {sorted(_COLUMN_SPEC)})")
+    column = replace(base) if base is not None else Column(spec["name"])
+    if "type" in spec:
+        try:
+            column.type = ColumnType(spec["type"])
+        except ValueError:
+            raise SchemaChangeError(
+                f"unknown column type {spec['type']!r} (known: {', '.join(t.value for t in ColumnType)})"
+            ) from None
+    if "max_length" in spec:
+        length = spec["max_length"]
+        if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length < 1):
+            raise SchemaChangeError(f"max_length must be a positive integer or null, not {length!r}")
+        column.max_length = length
+    if "options" in spec:
+        options = spec["options"]
+        if not isinstance(options, list) or not all(isinstance(o, str | int) for o in options):
+            raise SchemaChangeError(f"options must be a list of values, not {options!r}")
+        column.options = tuple(options)
+    for name in ("enum", "target"):
+        if name in spec:
+            if spec[name] is not None and not isinstance(spec[name], str):
+                raise SchemaChangeError(f"{name} must be a string or null")
+            setattr(column, name, spec[name])
+    if column.type is ColumnType.LOOKUP and not column.target:
+        raise SchemaChangeError(f"the lookup column {column.name!r} needs a target entity set")
+    return column
+
+
+def customize(table: Table, change: Mapping[str, Any]) -> None:
+    """Change a table's live schema as a customizer would in the app: `add` columns, `remove` them, `alter` their
+    type, length or options. Checked whole before anything changes, so a bad request changes nothing."""
+    unknown = set(change) - {"entity_set", "add", "remove", "alter"}
+    if unknown:
+        raise SchemaChangeError(f"unknown properties {sorted(unknown)} (give add, remove, alter)")
+    adds = [_column_from(spec) for spec in change.get("add") or []]
+    removes = change.get("remove") or []
+    if not isinstance(removes, list) or not all(isinstance(n, str) for n in removes):
+        raise SchemaChangeError("remove must be a list of column names")
+    keys = set(table.key) | ({table.primary_id} if table.primary_id else set())
+    for name in removes:
+        if name not in table.columns:
+            raise SchemaChangeError(f"{table.name} has no column {name!r} to remove")
+        if name in keys:
+            raise SchemaChangeError(f"{name!r} is part of {table.name}'s key and cannot be removed")
+    for column in adds:
+        if column.name in table.columns or column.name in keys:
+            raise SchemaChangeError(f"{table.name} already has a column {column.name!r}")
+    alters = []
+    for spec in change.get("alter") or []:
+        name = spec.get("name") if isinstance(spec, Mapping) else None
+        if not isinstance(name, str) or name not in table.columns:
+            raise SchemaChangeError(f"{table.name} has no column {name!r} to alter")
+        alters.append(_column_from(spec, table.columns[name]))
+    for name in removes:
+        del table.columns[name]
+    for column in [*adds, *alters]:
+        table.columns[column.name] = column
+
+
+def describe(table: Table) -> dict[str, Any]:
+    """A table's live schema as the admin API shows it."""
+    return {
+        "entity_set": table.entity_set,
+        "name": table.name,
+        "key": list(table.key),
+        "columns": [
+            {k: v for k, v in asdict(c).items() if v not in (None, ())} | {"type": c.type.value}
+            for c in table.columns.values()
+        ],
+    }
