@@ -48,6 +48,13 @@ class FnoDialect:
             }
         }
 
+    def length_error(self, table: Table, column: str, max_length: int) -> SimError:
+        return SimError(
+            400,
+            f"Write failed for table row of type '{table.name}'. Infolog: Error: The value in field {column} is "
+            f"longer than its {max_length} characters.",
+        )
+
     def locate(self, table: Table, key: dict[str, Any] | str, request: Request) -> StoredRow | None:
         if isinstance(key, str):
             raise SimError(400, f"{table.name} is addressed by its key fields ({', '.join(table.key)}), not an id.")
