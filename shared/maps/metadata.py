@@ -104,6 +104,8 @@ async def read_dataverse(client: DataverseClient, tables: Iterable[str]) -> AppS
         found = await asyncio.gather(*(one(t) for t in sorted(set(tables))))
     except (ConnectorError, ValueError) as exc:
         raise MetadataUnavailable(f"Dataverse metadata could not be read: {exc}") from exc
+    if found and all(e is None for e in found):  # not one table: no definitions served here, not all tables gone
+        raise MetadataUnavailable("Dataverse answered 404 for every table definition (EntityDefinitions)")
     return AppSchema(Side.DATAVERSE, {e.name: e for e in found if e is not None})
 
 
