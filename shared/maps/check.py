@@ -256,7 +256,7 @@ class _Check:
                 self.problem(where, f"{s} values need up to {needed} characters; the column holds {target.max_length}")
             return
         if s is Kind.TEXT and t in (*NUMBERS, Kind.BOOLEAN, Kind.DATETIME, Kind.GUID):
-            self.problem(where, f"text into a {t} column (give the field a type or a value map)")
+            self.problem(where, f"text into {_a(t)} column (give the field a type or a value map)")
         elif s is Kind.DECIMAL and t is Kind.INTEGER:
             self.problem(where, "a decimal into a whole-number column loses the fraction")
         elif t is Kind.CHOICE:
@@ -341,6 +341,10 @@ def _options(column: Column) -> str:
     shown = sorted(column.options, key=str)
     where = f" in {column.enum}" if column.enum else ""
     return f"{where} (defined: {', '.join(str(o) for o in shown)})"
+
+
+def _a(kind: Kind) -> str:
+    return f"an {kind}" if kind is Kind.INTEGER else f"a {kind}"
 
 
 def _app(side: Side) -> str:

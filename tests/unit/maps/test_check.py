@@ -136,7 +136,7 @@ def test_a_type_that_cannot_carry_the_values(maps: MapSet) -> None:
     assert p.field == "dataverse account.creditlimit" and "decimal of up to 32 digits into text of 10" in p.reason
     dataverse = changed(dataverse_schema(), "account", lambda c: c.update(numberofemployees=text("numberofemployees")))
     p = only(check_maps(maps, fno_schema(), dataverse))  # two-way: text back into F&O's whole number
-    assert p.field == "fno CustomersV3.Employees" and p.reason.startswith("text into a integer column")
+    assert p.field == "fno CustomersV3.Employees" and p.reason.startswith("text into an integer column")
 
 
 def test_a_string_longer_than_the_target_allows_unless_the_map_truncates_it(maps: MapSet) -> None:
