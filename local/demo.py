@@ -41,7 +41,7 @@ async def run_demo(dataverse_url: str, fno_url: str, token: str) -> bool:
         await fno.create("CustomersV3", key, {"OrganizationName": "Demo Bikes Ltd", "PartyType": "Organization",
                                               "CustomerGroupId": "30", "CreditLimit": 7500})  # fmt: skip
         company = (await dataverse.get("cdm_companies", {"cdm_companycode": "USMF"})).values["cdm_companyid"]
-        account_key = {"msdyn_company": uuid.UUID(company), "accountnumber": number}
+        account_key = {"_msdyn_company_value": uuid.UUID(company), "accountnumber": number}
         account = await _until(lambda: dataverse.get("accounts", account_key))
         if not account:
             print("demo: the account did not arrive in Dataverse; see the dev host's log")

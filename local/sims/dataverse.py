@@ -26,6 +26,10 @@ BUSINESS_UNIT_ID = "e2b9dd85-e89e-e711-8122-000d3aa2331c"
 SIZE_LIMIT = 256 * 1024
 MESSAGES = {"create": "Create", "update": "Update", "delete": "Delete"}
 AUTH_WEBHOOK_KEY, AUTH_HTTP_HEADER, AUTH_HTTP_QUERY = 4, 5, 6
+SYSTEM_PROPERTIES = ("versionnumber", "createdon", "modifiedon")
+FORMATTED = "OData.Community.Display.V1.FormattedValue"
+LOOKUP_TABLE = "Microsoft.Dynamics.CRM.lookuplogicalname"
+NAVIGATION = "Microsoft.Dynamics.CRM.associatednavigationproperty"
 
 
 def wcf_date(iso: str) -> str:
@@ -36,6 +40,7 @@ def wcf_date(iso: str) -> str:
 class DataverseDialect:
     name = "dataverse"
     root = "/api/data/v9.2/"
+    type_namespace = "Microsoft.Dynamics.CRM"
 
     def __init__(self, store: Store, organization: str = "sim.crm.dynamics.com") -> None:
         self.store = store
@@ -65,15 +70,77 @@ class DataverseDialect:
         )
 
     def locate(self, table: Table, key: dict[str, Any] | str, request: Request) -> StoredRow | None:
+        columns = self.key_columns(table, key)
+        if isinstance(columns, str):
+            return self.store.get(table.entity_set, columns)
+        return self.store.find(table.entity_set, key_text(columns, table.key))
+
+    def key_columns(self, table: Table, key: dict[str, Any] | str) -> dict[str, Any] | str:
+        """A URL key as column values (or the row id). A lookup column in an alternate key is named by its lookup
+        property, `_<name>_value`, never by its own name — Microsoft Learn, "Use an alternate key to reference a
+        record". `accountid=<guid>` names the primary key."""
         if isinstance(key, str):
-            return self.store.get(table.entity_set, key)
-        if sorted(key) != sorted(table.key):
-            raise SimError(
-                400,
-                f"The key {sorted(key)} is not an alternate key of {table.name} ({', '.join(table.key)}).",
-                "0x80060888",
-            )
-        return self.store.find(table.entity_set, key_text(key, table.key))
+            return key
+        if table.primary_id and list(key) == [table.primary_id]:
+            return str(key[table.primary_id]).lower()
+        lookups = {c.lookup_property: c.name for c in table.columns.values() if c.type is ColumnType.LOOKUP}
+        columns: dict[str, Any] = {}
+        for name, value in key.items():
+            column = lookups.get(name)
+            if column is None and name in table.columns and name not in lookups.values():
+                column = name
+            if column is None:
+                break
+            columns[column] = value
+        else:
+            if sorted(columns) == sorted(table.key):
+                return columns
+        entity_type = f"Microsoft.Dynamics.CRM.{table.name}"
+        raise SimError(
+            400,
+            f"The key in the request URI is not valid for resource '{entity_type}'. Ensure that the names and "
+            f"number of key properties match the declared or alternate key properties for the resource "
+            f"'{entity_type}'.",
+            "0x80060888",
+        )
+
+    def property_names(self, table: Table) -> set[str]:
+        """Columns as the Web API names them (a lookup as `_<name>_value`), the primary key and system columns."""
+        names = {c.lookup_property for c in table.columns.values()} | set(SYSTEM_PROPERTIES)
+        return names | ({table.primary_id} if table.primary_id else set())
+
+    def annotate(self, table: Table, document: dict[str, Any], wanted: str) -> dict[str, Any]:
+        """`Prefer: odata.include-annotations="*"` (or a named annotation): formatted values of choices and
+        lookups, and a lookup's table and navigation property — Microsoft Learn, "Formatted values" and
+        "Lookup property data" in "Query data using the Web API"."""
+
+        def asked(annotation: str) -> bool:
+            return any(w == "*" or w == annotation or (w.endswith(".*") and annotation.startswith(w[:-1]))
+                       for w in wanted.split(","))  # fmt: skip
+
+        out = dict(document)
+        for column in table.columns.values():
+            prop = column.lookup_property
+            value = document.get(prop)
+            if value is None:
+                continue
+            formatted = None
+            if column.type is ColumnType.LOOKUP:
+                target = self.tables.get(column.target or "")
+                row = self.store.get(column.target or "", str(value)) if target else None
+                if asked(LOOKUP_TABLE) and target is not None:
+                    out[f"{prop}@{LOOKUP_TABLE}"] = target.name
+                if asked(NAVIGATION) and column.navigation_properties():
+                    out[f"{prop}@{NAVIGATION}"] = next(iter(column.navigation_properties()))
+                if row is not None and target is not None:
+                    formatted = row.data.get(target.primary_name or "") or row.data.get("name")
+            elif column.type is ColumnType.CHOICE:
+                formatted = column.labels.get(value, str(value))
+            elif column.type is ColumnType.BOOLEAN:
+                formatted = "Yes" if value else "No"
+            if formatted is not None and asked(FORMATTED):
+                out[f"{prop}@{FORMATTED}"] = str(formatted)
+        return out
 
     def visible(self, table: Table, row: StoredRow, request: Request) -> bool:
         return True
@@ -82,7 +149,8 @@ class DataverseDialect:
         out: dict[str, Any] = {"@odata.etag": self.etag(row.version)}
         for name, value in row.data.items():
             column = table.column(name)
-            out[f"_{name}_value" if column is not None and column.type is ColumnType.LOOKUP else name] = value
+            if column is not None:  # a column removed by a customization is no longer served
+                out[column.lookup_property] = value
         if table.primary_id:
             out[table.primary_id] = row.id
         out["versionnumber"] = row.version
@@ -97,16 +165,18 @@ class DataverseDialect:
         data: dict[str, Any] = {}
         for prop, value in body.items():
             if prop.endswith("@odata.bind"):
-                name = prop[: -len("@odata.bind")]
-                column = table.column(name)
-                if column is None or column.type is not ColumnType.LOOKUP:
+                navigation = prop[: -len("@odata.bind")]
+                found = self._navigation(table, navigation)
+                if found is None:
                     raise SimError(
                         400,
-                        f"An undeclared property '{name}' which only has property annotations in the payload "
-                        "but no property value was found in the payload.",
+                        f"An undeclared property '{navigation}' which only has property annotations in the payload "
+                        "but no property value was found in the payload. In OData, only declared navigation "
+                        "properties and declared named streams can be represented as properties without values.",
                         "0x80060888",
                     )
-                data[name] = None if value is None else self._resolve_bind(str(value), column.target or "")
+                name, target = found
+                data[name] = None if value is None else self._resolve_bind(str(value), target)
                 continue
             if prop.startswith("@") or prop == table.primary_id:
                 continue
@@ -123,6 +193,15 @@ class DataverseDialect:
                 )
             data[prop] = value
         return data, list(data)
+
+    @staticmethod
+    def _navigation(table: Table, navigation: str) -> tuple[str, str] | None:
+        """(column, target entity set) of a single-valued navigation property."""
+        for column in table.columns.values():
+            target = column.navigation_properties().get(navigation)
+            if target is not None:
+                return column.name, target
+        return None
 
     def _resolve_bind(self, reference: str, expected_set: str) -> str:
         path = reference.split("/api/data/v9.2/")[-1].lstrip("/")
@@ -171,16 +250,20 @@ class DataverseDialect:
         return self._written(table, row, request, created=True)
 
     def _written(self, table: Table, row: StoredRow, request: Request, created: bool) -> Reply:
-        headers = {"OData-EntityId": f"{self._base()}{table.entity_set}({row.id})", "ETag": self.etag(row.version)}
+        # OData-EntityId names the row at the host the request came to, as any OData service does.
+        base = request.base or f"https://{self.organization}{self.root}"
+        headers = {"OData-EntityId": f"{base}{table.entity_set}({row.id})", "ETag": self.etag(row.version)}
         if "return=representation" in request.headers.get("prefer", ""):
-            return Reply(201 if created else 200, self.present(table, row), headers)
+            headers["Preference-Applied"] = "return=representation"
+            document = {"@odata.context": f"{base}$metadata#{table.entity_set}/$entity"} | self.present(table, row)
+            return Reply(201 if created else 200, document, headers)
         return Reply(204, None, headers)
 
-    def _base(self) -> str:
-        return f"https://{self.organization}/api/data/v9.2/"
-
     def patch(self, table: Table, key: dict[str, Any] | str, request: Request, changes: list[Change]) -> Reply:
-        existing = self.locate(table, key, request)
+        key = self.key_columns(table, key)
+        existing = self.locate(table, key, request) if isinstance(key, str) else None
+        if isinstance(key, dict):
+            existing = self.store.find(table.entity_set, key_text(key, table.key))
         if_match = request.headers.get("if-match")
         if request.headers.get("if-none-match") == "*" and existing is not None:
             raise SimError(412, "A record with matching key values already exists.", "0x80040237")
@@ -220,7 +303,7 @@ class DataverseDialect:
             f = filters.get(d.get("sdkmessagefilterid") or "")
             if f is None or f.get("primaryobjecttypecode") != table:
                 continue
-            endpoint = endpoints.get(d.get("eventhandler_serviceendpoint") or "")
+            endpoint = endpoints.get(d.get("eventhandler") or "")
             if endpoint is None:
                 continue
             own = [i for i in images if i.data.get("sdkmessageprocessingstepid") == step.id]

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from aiohttp import web
 
 from local.sims.delivery import Chaos, Deliverer
-from local.sims.query import FilterError, parse_filter
+from local.sims.query import FilterError, UnknownName, parse_filter, parse_orderby, sort_rows
 from local.sims.schema import ColumnType, SchemaChangeError, Table, customize, describe
 from local.sims.store import Store, StoredRow
 from shared.connectors.wire import dumps, loads
@@ -65,6 +65,7 @@ class Request:
     headers: dict[str, str]  # lower-case names
     body: bytes
     user: str
+    base: str = ""  # the API root as the caller reached it: scheme://host/api/data/v9.2/
 
 
 class Dialect(Protocol):
@@ -171,10 +172,7 @@ class Simulator:
         else:
             key = parse_key(key_text)
             if method == "GET":
-                row = self.dialect.locate(table, key, request)
-                if row is None or not self.dialect.visible(table, row, request):
-                    raise _not_found(table, key)
-                return Reply(200, _select(self.dialect.present(table, row), request.query.get("$select")))
+                return self._get(table, key, request)
             if method == "PATCH":
                 self._check_lengths(table, request)
                 reply = self.dialect.patch(table, key, request, changes)
@@ -191,7 +189,7 @@ class Simulator:
             column = table.column(name)
             if (
                 column is not None
-                and column.type is ColumnType.TEXT
+                and column.type in (ColumnType.TEXT, ColumnType.MEMO)
                 and column.max_length is not None
                 and isinstance(value, str)
                 and len(value) > column.max_length
@@ -203,29 +201,103 @@ class Simulator:
                     400, f"The value of {table.name}.{column.name} is longer than its {column.max_length} characters."
                 )
 
+    # --- reads: strict names, $select/$filter/$orderby/$top/$count, paging, annotations --------------------------
+
+    def property_names(self, table: Table) -> set[str]:
+        """Every property a row of `table` has on the wire: what `$select`, `$filter` and `$orderby` may name."""
+        hook = getattr(self.dialect, "property_names", None)
+        return set(hook(table)) if hook is not None else set(table.columns)
+
+    def unknown_name(self, table: Table, name: str) -> SimError:
+        """Dataverse: 400 `0x80060888` "Could not find a property named …" (the OData library's own words, which F&O
+        shares under its own namespace and error body)."""
+        namespace = getattr(self.dialect, "type_namespace", "Microsoft.Dynamics.DataEntities")
+        return SimError(
+            400, f"Could not find a property named '{name}' on type '{namespace}.{table.name}'.", "0x80060888"
+        )
+
+    def _selected(self, table: Table, request: Request) -> list[str] | None:
+        text = request.query.get("$select")
+        if not text:
+            return None
+        wanted = [s.strip() for s in text.split(",") if s.strip()]
+        names = self.property_names(table)
+        for name in wanted:
+            if name not in names:
+                raise self.unknown_name(table, name)
+        if table.primary_id and table.primary_id not in wanted:  # the primary key is always returned
+            wanted.append(table.primary_id)
+        return wanted
+
+    def _context(self, table: Table, selected: list[str] | None, entity: bool) -> str:
+        shown = f"({','.join(selected)})" if selected else ""
+        return f"{self.base_url}$metadata#{table.entity_set}{shown}" + ("/$entity" if entity else "")
+
+    def _shape(self, table: Table, document: dict[str, Any], selected: list[str] | None, request: Request) -> Any:
+        document = _select(document, selected)
+        annotations = _preference(request, "odata.include-annotations")
+        hook = getattr(self.dialect, "annotate", None)
+        if annotations and hook is not None:
+            document = hook(table, document, annotations.strip('"'))
+        return document
+
+    def _applied(self, request: Request, names: tuple[str, ...]) -> dict[str, str]:
+        applied = [f"{n}={_preference(request, n)}" for n in names if _preference(request, n)]
+        return {"Preference-Applied": ",".join(applied)} if applied else {}
+
+    def _get(self, table: Table, key: dict[str, Any] | str, request: Request) -> Reply:
+        selected = self._selected(table, request)
+        row = self.dialect.locate(table, key, request)
+        if row is None or not self.dialect.visible(table, row, request):
+            raise _not_found(table, key)
+        etag = self.dialect.etag(row.version)
+        if request.headers.get("if-none-match") in (etag, "*"):  # unchanged since the caller's copy
+            return Reply(304, None, {"ETag": etag})
+        document = {"@odata.context": self._context(table, selected, entity=True)} | self._shape(
+            table, self.dialect.present(table, row), selected, request
+        )
+        headers = {"ETag": etag} | self._applied(request, ("odata.include-annotations",))
+        return Reply(200, document, headers)
+
     def _list(self, table: Table, request: Request) -> Reply:
-        rows = [r for r in self.store.all(table.entity_set) if self.dialect.visible(table, r, request)]
-        documents = [self.dialect.present(table, r) for r in rows]
-        text = request.query.get("$filter")
-        if text:
+        selected = self._selected(table, request)
+        names = self.property_names(table)
+        predicate = None
+        if text := request.query.get("$filter"):
             try:
-                predicate = parse_filter(text)
+                predicate = parse_filter(text, names=names)
+            except UnknownName as exc:
+                raise self.unknown_name(table, exc.name) from None
             except FilterError as exc:
                 raise SimError(400, f"Invalid $filter: {exc}", "0x80060888") from None
+        order = []
+        if text := request.query.get("$orderby"):
+            try:
+                order = parse_orderby(text, names)
+            except UnknownName as exc:
+                raise self.unknown_name(table, exc.name) from None
+            except FilterError as exc:
+                raise SimError(400, f"Invalid $orderby: {exc}", "0x80060888") from None
+        rows = [r for r in self.store.all(table.entity_set) if self.dialect.visible(table, r, request)]
+        documents = [self.dialect.present(table, r) for r in rows]
+        if predicate is not None:
             documents = [d for d in documents if predicate(d)]
+        documents = sort_rows(documents, order)
         skip = int(request.query.get("$skiptoken") or request.query.get("$skip") or 0)
         top = request.query.get("$top")
-        prefer = request.headers.get("prefer", "")
-        page = re.search(r"odata\.maxpagesize=(\d+)", prefer)
-        size = int(page.group(1)) if page else 5000
+        page = _preference(request, "odata.maxpagesize")
+        size = int(page) if page and page.isdigit() else 5000
         end = len(documents) if top is None else min(len(documents), skip + int(top))
         chunk = documents[skip : min(end, skip + size)]
-        body: dict[str, Any] = {"value": [_select(d, request.query.get("$select")) for d in chunk]}
+        body: dict[str, Any] = {"@odata.context": self._context(table, selected, entity=False)}
+        if request.query.get("$count", "").lower() == "true":
+            body["@odata.count"] = len(documents) if top is None else min(len(documents), int(top))
+        body["value"] = [self._shape(table, d, selected, request) for d in chunk]
         if skip + size < end:
             query = {k: v for k, v in request.query.items() if k not in ("$skiptoken", "$skip")}
             query["$skiptoken"] = str(skip + size)
             body["@odata.nextLink"] = self._link(table.entity_set, query)
-        return Reply(200, body)
+        return Reply(200, body, self._applied(request, ("odata.maxpagesize", "odata.include-annotations")))
 
     def _link(self, path: str, query: Mapping[str, str]) -> str:
         from urllib.parse import urlencode
@@ -318,7 +390,9 @@ class Simulator:
         path = split.path
         root = self.dialect.root
         path = path[path.index(root) + len(root) :] if root in path else path.lstrip("/")
-        return Request(method, unquote(path), dict(parse_qsl(split.query)), headers, body.strip(b"\n"), outer.user)
+        return Request(
+            method, unquote(path), dict(parse_qsl(split.query)), headers, body.strip(b"\n"), outer.user, outer.base
+        )
 
     def error_reply(self, error: SimError) -> Reply:
         return Reply(error.status, self.dialect.error_body(error), {"Content-Type": "application/json"} | error.headers)
@@ -357,6 +431,7 @@ class Simulator:
             {k.lower(): v for k, v in request.headers.items()},
             await request.read(),
             request.headers.get("x-sim-user") or str(uuid.uuid5(uuid.NAMESPACE_URL, self.token)),
+            self.base_url,
         )
         changes: list[Change] = []
         if inner.path == "$batch" and inner.method == "POST":
@@ -491,11 +566,20 @@ class Simulator:
         return web.Response(body=dumps({"value": rows}).encode(), content_type="application/json")
 
 
-def _select(document: dict[str, Any], select: str | None) -> dict[str, Any]:
-    if not select:
+def _select(document: dict[str, Any], selected: list[str] | None) -> dict[str, Any]:
+    if not selected:
         return document
-    wanted = {s.strip() for s in select.split(",")}
+    wanted = set(selected)
     return {k: v for k, v in document.items() if k in wanted or k.startswith("@odata.")}
+
+
+def _preference(request: Request, name: str) -> str | None:
+    """The value of one `Prefer` preference (`odata.maxpagesize=50` → "50"; a bare one → "")."""
+    for part in request.headers.get("prefer", "").split(","):
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
 
 
 def _http_part(content_id: str | None, reply: Reply) -> list[str]:
@@ -529,7 +613,11 @@ def _not_found(table: Table, key: dict[str, Any] | str) -> SimError:
 def check_if_match(dialect: Dialect, row: StoredRow, request: Request) -> None:
     wanted = request.headers.get("if-match")
     if wanted and wanted != "*" and wanted != dialect.etag(row.version):
-        raise SimError(412, "The version of the existing record doesn't match the RowVersion property provided.")
+        # "Web service error codes": ConcurrencyVersionMismatch 0x80060882. (An old example in "Perform conditional
+        # operations using the Web API" shows an empty code; today's service fills it.)
+        raise SimError(
+            412, "The version of the existing record doesn't match the RowVersion property provided.", "0x80060882"
+        )
 
 
 def body_of(request: Request) -> dict[str, Any]:

@@ -5,7 +5,7 @@ literals (`Microsoft.Dynamics.DataEntities.NoYes'Yes'`). Parsed into a predicate
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -19,6 +19,14 @@ _TOKEN = re.compile(
 
 class FilterError(ValueError):
     pass
+
+
+class UnknownName(FilterError):
+    """A name the entity type does not have (the apps answer 400, never an empty result)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -59,10 +67,13 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 
 
 class _Parser:
-    def __init__(self, text: str, resolve: Callable[[Mapping[str, Any], str], Any]) -> None:
+    def __init__(
+        self, text: str, resolve: Callable[[Mapping[str, Any], str], Any], names: Container[str] | None = None
+    ) -> None:
         self.tokens = _tokens(text)
         self.i = 0
         self.resolve = resolve
+        self.names = names
 
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -128,6 +139,8 @@ class _Parser:
                 return lambda row: text == "true"
             if text == "null":
                 return lambda row: None
+            if self.names is not None and text not in self.names:
+                raise UnknownName(text)
             return lambda row: self.resolve(row, text)
         raise FilterError(f"unexpected {text!r}")
 
@@ -164,5 +177,39 @@ class _Parser:
         return lambda row: compare(*_compare(left(row), right(row)))
 
 
-def parse_filter(text: str, resolve: Callable[[Mapping[str, Any], str], Any] | None = None) -> Predicate:
-    return _Parser(text, resolve or (lambda row, name: row.get(name))).parse()
+def parse_filter(
+    text: str, resolve: Callable[[Mapping[str, Any], str], Any] | None = None, names: Container[str] | None = None
+) -> Predicate:
+    """`names`: the properties the entity type has; any other name raises `UnknownName` while parsing."""
+    return _Parser(text, resolve or (lambda row, name: row.get(name)), names).parse()
+
+
+def parse_orderby(text: str, names: Container[str] | None = None) -> list[tuple[str, bool]]:
+    """`a desc, b` → [(a, descending), (b, ascending)]."""
+    order = []
+    for part in text.split(","):
+        words = part.split()
+        if not words or len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
+            raise FilterError(f"invalid $orderby clause {part.strip()!r}")
+        if names is not None and words[0] not in names:
+            raise UnknownName(words[0])
+        order.append((words[0], len(words) == 2 and words[1].lower() == "desc"))
+    return order
+
+
+def sort_key(value: Any) -> tuple[int, Any]:
+    """Nulls first (OData: null is the smallest value), text without regard to case, numbers as numbers."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, bool):
+        return (1, int(value))
+    if isinstance(value, int | float | Decimal):
+        return (1, Decimal(str(value)))
+    return (2, str(value).lower())
+
+
+def sort_rows(rows: list[dict[str, Any]], order: list[tuple[str, bool]]) -> list[dict[str, Any]]:
+    out = list(rows)
+    for name, descending in reversed(order):  # stable sorts, last key first
+        out.sort(key=lambda row: sort_key(row.get(name)), reverse=descending)
+    return out

@@ -3,9 +3,12 @@ Dataverse system tables webhook registration writes to. No code per entity."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from copy import deepcopy
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from shared.maps.loader import MapSet
@@ -14,6 +17,7 @@ from shared.maps.model import Side, TableMap, TypeConversion
 
 class ColumnType(StrEnum):
     TEXT = "text"
+    MEMO = "memo"  # multiple lines of text
     NUMBER = "number"
     DECIMAL = "decimal"
     BOOLEAN = "boolean"
@@ -32,7 +36,22 @@ class Column:
     # The metadata both apps publish ($metadata, EntityDefinitions), derived from the maps and seeds:
     max_length: int | None = None  # text columns: the longest value the app accepts
     options: tuple[str | int, ...] = ()  # Dataverse choice values / F&O enum symbols the app defines
+    labels: dict[str | int, str] = field(default_factory=dict)  # an option's label, where known
     enum: str | None = None  # F&O: the enum type's name (e.g. NoYes); Dataverse: the option set's name
+    # Dataverse lookups: the single-valued navigation properties `@odata.bind` names, when not the column's own
+    # name — a multi-table (Customer) lookup has one per target table (`customerid_account`, `customerid_contact`).
+    navigation: dict[str, str] = field(default_factory=dict)  # navigation property → target entity set
+
+    def navigation_properties(self) -> dict[str, str]:
+        """Navigation property → target entity set (lookups only)."""
+        if self.type is not ColumnType.LOOKUP:
+            return {}
+        return self.navigation or {self.name: self.target or ""}
+
+    @property
+    def lookup_property(self) -> str:
+        """What the Web API calls a lookup's value: `_<name>_value` (in rows, `$select`, `$filter`, keys)."""
+        return f"_{self.name}_value" if self.type is ColumnType.LOOKUP else self.name
 
 
 @dataclass
@@ -42,6 +61,7 @@ class Table:
     key: list[str]  # the alternate key (Dataverse) or the entity key (F&O)
     columns: dict[str, Column] = field(default_factory=dict)
     primary_id: str | None = None  # Dataverse: <table>id
+    primary_name: str | None = None  # Dataverse: the column that names a row (PrimaryNameAttribute)
     virtual_table: str | None = None  # F&O: its data events' mserp_ table
     system: bool = False  # registration tables: no webhooks about them
 
@@ -56,7 +76,10 @@ def _dataverse_type(m: TableMap, name: str, maps: MapSet) -> Column:
     if f is None:
         return Column(name, ColumnType.CHOICE if name.endswith("code") else ColumnType.TEXT)
     if f.lookup and f.lookup in maps.maps:
-        return Column(name, ColumnType.LOOKUP, maps.maps[f.lookup].map.dataverse.entity_set)
+        target = maps.maps[f.lookup].map.dataverse.entity_set
+        if name in CUSTOMER_LOOKUPS:
+            return customer_lookup(name, target)
+        return Column(name, ColumnType.LOOKUP, target)
     if f.type is TypeConversion.NOYES_BOOLEAN:
         return Column(name, ColumnType.BOOLEAN)
     if f.type is TypeConversion.DECIMAL:
@@ -70,6 +93,17 @@ def _dataverse_type(m: TableMap, name: str, maps: MapSet) -> Column:
     if f.value_map and all(isinstance(v, int) and not isinstance(v, bool) for v in f.value_map.values()):
         return Column(name, ColumnType.CHOICE)
     return Column(name, ColumnType.TEXT)
+
+
+# Standard multi-table "Customer" lookups: bound through `<name>_account` / `<name>_contact`, never `<name>`.
+# Microsoft Learn, "Associate table rows on create" and "Multi-table lookups".
+CUSTOMER_LOOKUPS = frozenset({"customerid", "parentcustomerid"})
+
+
+def customer_lookup(name: str, target: str = "accounts") -> Column:
+    return Column(
+        name, ColumnType.LOOKUP, target, navigation={f"{name}_account": "accounts", f"{name}_contact": "contacts"}
+    )
 
 
 def _fno_type(m: TableMap, name: str) -> Column:
@@ -99,8 +133,10 @@ SYSTEM_TABLES = [
         "sdkmessageprocessingstep", "sdkmessageprocessingsteps", ["name"],
         {n: Column(n) for n in ["name", "stage", "mode", "rank", "filteringattributes", "supporteddeployment",
                                  "asyncautodelete", "description", "statecode", "statuscode"]}
-        | {"eventhandler_serviceendpoint":
-               Column("eventhandler_serviceendpoint", ColumnType.LOOKUP, "serviceendpoints"),
+        | {"eventhandler":  # a multi-table lookup: a service endpoint or a plug-in type
+               Column("eventhandler", ColumnType.LOOKUP, "serviceendpoints",
+                      navigation={"eventhandler_serviceendpoint": "serviceendpoints",
+                                  "eventhandler_plugintype": "plugintypes"}),
            "sdkmessageid": Column("sdkmessageid", ColumnType.LOOKUP, "sdkmessages"),
            "sdkmessagefilterid": Column("sdkmessagefilterid", ColumnType.LOOKUP, "sdkmessagefilters")},
         "sdkmessageprocessingstepid", system=True,
@@ -115,10 +151,50 @@ SYSTEM_TABLES = [
 ]  # fmt: skip
 
 DATAVERSE_SYSTEM_COLUMNS = ("createdon", "modifiedon", "versionnumber", "statecode", "statuscode")
+DEFAULT_TEXT_LENGTH = 100  # a new single line of text column's maximum length in Dataverse
+OVERLAY = Path(__file__).parent / "seed" / "dataverse-schema.json"
+_STATE: dict[str | int, str] = {0: "Active", 1: "Inactive"}
+_STATUS: dict[str | int, str] = {1: "Active", 2: "Inactive"}
 
 
-def dataverse_tables(maps: MapSet) -> list[Table]:
-    tables: dict[str, Table] = {t.entity_set: t for t in SYSTEM_TABLES}
+def _derive_metadata(column: Column, m: TableMap) -> None:
+    """Lengths from the maps' text rules, option values (and F&O symbols as labels) from value maps and defaults."""
+    f = m.field_for(Side.DATAVERSE, column.name)
+    if f is None:
+        return
+    if column.type is ColumnType.TEXT and f.text is not None and f.text.max_length:
+        column.max_length = max(column.max_length or 0, f.text.max_length)
+    if column.type is ColumnType.CHOICE:
+        values: dict[str | int, str] = {}
+        for symbol, value in (f.value_map or {}).items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                values[value] = symbol
+        if isinstance(f.default, int) and not isinstance(f.default, bool):
+            values.setdefault(f.default, str(f.default))
+        column.options = tuple(dict.fromkeys([*column.options, *values]))
+        column.labels = values | column.labels
+
+
+def _apply_overlay(table: Table, overlay: Mapping[str, Any]) -> None:
+    entry = overlay.get(table.name)
+    if not isinstance(entry, Mapping):
+        return
+    table.primary_name = entry.get("primary_name") or table.primary_name
+    for name, spec in (entry.get("columns") or {}).items():
+        base = table.columns.get(name)
+        column = _column_from({"name": name, **spec}, base)
+        if "labels" in spec and base is not None:  # documented labels win over the maps' symbols
+            column.labels = base.labels | column.labels
+        table.columns[name] = column
+
+
+def load_overlay(path: Path = OVERLAY) -> dict[str, Any]:
+    return {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+
+
+def dataverse_tables(maps: MapSet, overlay: Mapping[str, Any] | None = None) -> list[Table]:
+    overlay = load_overlay() if overlay is None else overlay
+    tables: dict[str, Table] = {t.entity_set: deepcopy(t) for t in SYSTEM_TABLES}
     for compiled in maps.maps.values():
         m = compiled.map
         names = sorted(m.readable(Side.DATAVERSE))
@@ -129,12 +205,20 @@ def dataverse_tables(maps: MapSet) -> list[Table]:
             ),
         )
         for name in names:
-            table.columns.setdefault(name, _dataverse_type(m, name, maps))
+            column = table.columns.setdefault(name, _dataverse_type(m, name, maps))
+            _derive_metadata(column, m)
     for table in tables.values():
         if not table.system:
-            for name in ("statecode", "statuscode"):
-                table.columns.setdefault(name, Column(name, ColumnType.CHOICE))
+            table.columns.setdefault("statecode", Column("statecode", ColumnType.CHOICE, options=(0, 1), labels=_STATE))
+            table.columns.setdefault(
+                "statuscode", Column("statuscode", ColumnType.CHOICE, options=(1, 2), labels=_STATUS)
+            )
             table.columns.setdefault("name", Column("name"))
+        _apply_overlay(table, overlay)
+        table.primary_name = table.primary_name or ("name" if "name" in table.columns else None)
+        for column in table.columns.values():
+            if column.type in (ColumnType.TEXT, ColumnType.MEMO) and column.max_length is None and not table.system:
+                column.max_length = DEFAULT_TEXT_LENGTH
     return list(tables.values())
 
 
@@ -156,7 +240,7 @@ class SchemaChangeError(ValueError):
     """A customization the simulator cannot make (unknown column, bad type…): the admin API answers 400."""
 
 
-_COLUMN_SPEC = {"name", "type", "max_length", "options", "enum", "target"}
+_COLUMN_SPEC = {"name", "type", "max_length", "options", "labels", "enum", "target"}  # navigation: not customizable
 
 
 def _column_from(spec: Mapping[str, Any], base: Column | None = None) -> Column:
@@ -183,6 +267,12 @@ def _column_from(spec: Mapping[str, Any], base: Column | None = None) -> Column:
         if not isinstance(options, list) or not all(isinstance(o, str | int) for o in options):
             raise SchemaChangeError(f"options must be a list of values, not {options!r}")
         column.options = tuple(options)
+    if "labels" in spec:
+        labels = spec["labels"]
+        if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):
+            raise SchemaChangeError(f"labels must map option values to text, not {labels!r}")
+        column.labels = {_option(k): v for k, v in labels.items()}
+        column.options = tuple(dict.fromkeys([*column.options, *column.labels]))
     for name in ("enum", "target"):
         if name in spec:
             if spec[name] is not None and not isinstance(spec[name], str):
@@ -191,6 +281,11 @@ def _column_from(spec: Mapping[str, Any], base: Column | None = None) -> Column:
     if column.type is ColumnType.LOOKUP and not column.target:
         raise SchemaChangeError(f"the lookup column {column.name!r} needs a target entity set")
     return column
+
+
+def _option(value: Any) -> str | int:
+    """Option values arrive as JSON object keys: "3" is the choice 3."""
+    return int(value) if isinstance(value, str) and value.lstrip("-").isdigit() else value  # type: ignore[no-any-return]
 
 
 def customize(table: Table, change: Mapping[str, Any]) -> None:
@@ -231,7 +326,7 @@ def describe(table: Table) -> dict[str, Any]:
         "name": table.name,
         "key": list(table.key),
         "columns": [
-            {k: v for k, v in asdict(c).items() if v not in (None, ())} | {"type": c.type.value}
+            {k: v for k, v in asdict(c).items() if v not in (None, (), {})} | {"type": c.type.value}
             for c in table.columns.values()
         ],
     }

@@ -24,7 +24,32 @@ class WriteMode(StrEnum):
 Bind = tuple[str, Key]  # (entity set, id or alternate key) of the row a lookup points at
 
 
+# Multi-table "Customer" lookups are bound through one navigation property per target table
+# (`customerid_account`, `customerid_contact`); `customerid@odata.bind` is refused as an undeclared property.
+# Microsoft Learn, "Associate table rows on create" / "Multi-table lookups".
+CUSTOMER_LOOKUPS = frozenset({"customerid", "parentcustomerid"})
+_CUSTOMER_TARGETS = {"accounts": "account", "contacts": "contact"}
+
+
+def lookup_property(column: str) -> str:
+    """A lookup column's value as the Web API names it in rows, `$select`, `$filter` and alternate keys."""
+    return f"_{column}_value"
+
+
+def column_of(name: str) -> str:
+    """`_x_value` → `x`; any other name as it is."""
+    return name[1:-6] if name.startswith("_") and name.endswith("_value") else name
+
+
+def navigation_property(column: str, target: Bind | None) -> str:
+    """The single-valued navigation property `@odata.bind` sets for a lookup column pointing at `target`."""
+    if column in CUSTOMER_LOOKUPS and target is not None and target[0] in _CUSTOMER_TARGETS:
+        return f"{column}_{_CUSTOMER_TARGETS[target[0]]}"
+    return column
+
+
 def bind_value(target: Bind | None) -> str | None:
+    """`/entityset(<id>)` or `/entityset(<alternate key>)` — a lookup inside the key as `_<lookup>_value`."""
     if target is None:
         return None
     entity_set, key = target
@@ -32,12 +57,13 @@ def bind_value(target: Bind | None) -> str | None:
 
 
 def write_body(values: Mapping[str, Any], lookups: Mapping[str, Bind | None] | None, key: Key | None) -> dict[str, Any]:
-    """The PATCH/POST body: alternate-key columns left out (they are in the URL), lookups as `@odata.bind`."""
-    skip = set(key) if isinstance(key, Mapping) else set()
+    """The PATCH/POST body: alternate-key columns left out (they are in the URL, a lookup there as `_x_value`),
+    lookups as `<navigation property>@odata.bind`."""
+    skip = {column_of(k) for k in key} if isinstance(key, Mapping) else set()
     body = {name: to_wire(value) for name, value in values.items() if name not in skip}
     for name, target in (lookups or {}).items():
         if name not in skip:
-            body[f"{name}@odata.bind"] = bind_value(target)
+            body[f"{navigation_property(name, target)}@odata.bind"] = bind_value(target)
     return body
 
 

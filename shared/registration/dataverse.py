@@ -87,15 +87,11 @@ async def remove(client: DataverseClient, endpoint_name: str) -> list[str]:
     if endpoint is None:
         return [f"nothing registered under {endpoint_name!r}"]
     done = []
+    # The step's handler is the multi-table lookup `eventhandler` (bound as `eventhandler_serviceendpoint`): its
+    # lookup property is `_eventhandler_value`, and a filter on any other name is refused (400).
     steps = [
         r.values["sdkmessageprocessingstepid"]
         async for r in client.list("sdkmessageprocessingsteps", filter=f"_eventhandler_value eq {endpoint}")
-    ]
-    steps += [
-        r.values["sdkmessageprocessingstepid"]
-        async for r in client.list(
-            "sdkmessageprocessingsteps", filter=f"_eventhandler_serviceendpoint_value eq {endpoint}"
-        )
     ]
     for step_id in dict.fromkeys(steps):
         async for image in client.list(

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.connectors.dataverse import Bind, DataverseClient, WriteMode, entity_id
+from shared.connectors.dataverse import Bind, DataverseClient, WriteMode, entity_id, lookup_property
 from shared.connectors.errors import ConcurrencyConflict, NotFound
 from shared.connectors.fno import FnoClient
 from shared.connectors.wire import etag_version
@@ -80,11 +80,16 @@ class DataverseRows:
         return self._company_codes[company_id]
 
     async def key(self, m: TableMap, key: Mapping[str, Any]) -> dict[str, Any]:
-        """An alternate key with the company code replaced by the company row's id (the key holds the lookup)."""
+        """The alternate key as the Web API names it: the company code becomes the company row's id, under the
+        lookup's property name `_<lookup>_value` — Microsoft Learn, "Use an alternate key to reference a record":
+        `accounts(_msdyn_company_value=<guid>,accountnumber='A1')`, never `msdyn_company=<guid>`."""
         company = m.company_field(Side.DATAVERSE)
         out: dict[str, Any] = {}
         for name, value in key.items():
-            out[name] = uuid.UUID(await self.company_id(str(value))) if name == company and value else value
+            if name == company:
+                out[lookup_property(name)] = uuid.UUID(await self.company_id(str(value))) if value else value
+            else:
+                out[name] = value
         return out
 
     async def bind(self, ref: LookupRef | None) -> Bind | None:

@@ -129,7 +129,7 @@ async def dataverse_account(s: SyncStack, company: str, number: str) -> dict[str
     company_guid = await company_id(s, company)
     async with s.dataverse() as client:
         try:
-            row = await client.get("accounts", {"msdyn_company": company_guid, "accountnumber": number})
+            row = await client.get("accounts", {"_msdyn_company_value": company_guid, "accountnumber": number})
         except NotFound:
             return None
         return row.values

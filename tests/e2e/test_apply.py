@@ -207,7 +207,10 @@ async def test_account_created_in_dataverse_reaches_fno_once(bridge: SyncStack) 
             {"name": "Made in Dataverse", "accountnumber": number, "customertypecode": 3, "creditlimit": 750},
             lookups={
                 "msdyn_company": ("cdm_companies", str(company)),
-                "msdyn_customergroupid": ("msdyn_customergroups", {"msdyn_company": company, "msdyn_groupid": "10"}),
+                "msdyn_customergroupid": (
+                    "msdyn_customergroups",
+                    {"_msdyn_company_value": company, "msdyn_groupid": "10"},
+                ),
             },
         )
     customer = await eventually(lambda: fno_customer(bridge, "usmf", number), lambda c: c is not None)
@@ -241,7 +244,7 @@ async def test_group_deleted_in_dataverse_is_deleted_in_fno(bridge: SyncStack) -
         async with bridge.dataverse() as client:
             try:
                 return (
-                    await client.get("msdyn_customergroups", {"msdyn_company": company, "msdyn_groupid": group})
+                    await client.get("msdyn_customergroups", {"_msdyn_company_value": company, "msdyn_groupid": group})
                 ).values
             except NotFound:
                 return None

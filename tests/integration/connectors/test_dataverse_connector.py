@@ -19,7 +19,7 @@ async def _company(client: DataverseClient, code: str = "USMF") -> uuid.UUID:
 
 
 def _account(company: uuid.UUID, number: str) -> dict[str, object]:
-    return {"msdyn_company": company, "accountnumber": number}
+    return {"_msdyn_company_value": company, "accountnumber": number}
 
 
 async def test_upsert_creates_then_updates_and_reads_by_id_and_alternate_key(dataverse_sim: str) -> None:
@@ -34,7 +34,9 @@ async def test_upsert_creates_then_updates_and_reads_by_id_and_alternate_key(dat
         updated = await client.write("accounts", key, {"name": "Second"}, return_row=True)
         assert updated.status == 200 and updated.row is not None and updated.row["name"] == "Second"
         by_key = await client.get("accounts", key, select=["name", "creditlimit"])
-        assert by_key.values == {"name": "Second", "creditlimit": pytest.approx(10.25)}
+        # Dataverse always returns the primary key, whatever $select names
+        row_id = entity_id(created.entity_id)
+        assert by_key.values == {"name": "Second", "creditlimit": pytest.approx(10.25), "accountid": row_id}
         assert str(by_key.values["creditlimit"]) == "10.25"  # exact decimals, never floats
         assert by_key.etag and by_key.etag.startswith('W/"') and by_key.version
         by_id = await client.get("accounts", str(entity_id(created.entity_id)))
@@ -74,11 +76,11 @@ async def test_lookups_bind_by_alternate_key_and_must_resolve(dataverse_sim: str
     async with dataverse(dataverse_sim) as client:
         company = await _company(client)
         key = _account(company, f"T-{uuid.uuid4().hex[:8]}")
-        group = ("msdyn_customergroups", {"msdyn_company": company, "msdyn_groupid": "10"})
+        group = ("msdyn_customergroups", {"_msdyn_company_value": company, "msdyn_groupid": "10"})
         await client.write("accounts", key, {"name": "with group"}, lookups={"msdyn_customergroupid": group})
         row = await client.get("accounts", key)
         assert row.values["_msdyn_customergroupid_value"]
-        missing = ("msdyn_customergroups", {"msdyn_company": company, "msdyn_groupid": "NOPE"})
+        missing = ("msdyn_customergroups", {"_msdyn_company_value": company, "msdyn_groupid": "NOPE"})
         with pytest.raises(errors.NotFound) as unresolved:
             await client.write("accounts", key, {}, lookups={"msdyn_customergroupid": missing})
         assert "msdyn_customergroup" in unresolved.value.message

@@ -22,7 +22,7 @@ async def test_dataverse_write_sends_one_webhook_with_tag_and_images(dataverse_s
         await register(client, dataverse_plan(load_maps(), hook.url, name), "the-key")
         try:
             company = (await client.get("cdm_companies", {"cdm_companycode": "USMF"})).values["cdm_companyid"]
-            key = {"msdyn_company": uuid.UUID(company), "accountnumber": f"W-{uuid.uuid4().hex[:8]}"}
+            key = {"_msdyn_company_value": uuid.UUID(company), "accountnumber": f"W-{uuid.uuid4().hex[:8]}"}
             await client.write("accounts", key, {"name": "created"}, tag="bridge:w1")
             await hook.wait_for(1)
             await client.write("accounts", key, {"name": "updated", "telephone1": "555"})
@@ -50,7 +50,7 @@ async def test_dataverse_steps_respect_filtering_attributes_and_removal(datavers
         name = f"test-{uuid.uuid4().hex[:6]}"
         await register(client, dataverse_plan(load_maps(), hook.url, name), "k")
         company = (await client.get("cdm_companies", {"cdm_companycode": "USMF"})).values["cdm_companyid"]
-        key = {"msdyn_company": uuid.UUID(company), "accountnumber": f"F-{uuid.uuid4().hex[:8]}"}
+        key = {"_msdyn_company_value": uuid.UUID(company), "accountnumber": f"F-{uuid.uuid4().hex[:8]}"}
         await client.write("accounts", key, {"name": "x"})
         await hook.wait_for(1)
         await client.write("accounts", key, {"statecode": 0})  # not a column any map reads
