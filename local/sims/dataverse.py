@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 from xml.etree import ElementTree
 
+from local.sims import dataverse_metadata as metadata
 from local.sims.delivery import Deliverer, Notification
 from local.sims.engine import Change, Reply, Request, SimError, body_of, check_if_match, parse_key
 from local.sims.schema import ColumnType, Table
@@ -103,6 +104,31 @@ class DataverseDialect:
             f"'{entity_type}'.",
             "0x80060888",
         )
+
+    def service(self, request: Request) -> Reply | None:
+        """What Dataverse publishes about itself: `$metadata`, `EntityDefinitions…`, `WhoAmI` (None: not one)."""
+        base = request.base or f"https://{self.organization}{self.root}"
+        if request.path == "$metadata" and request.method == "GET":
+            return Reply(200, metadata.csdl(self.tables), {"Content-Type": "application/xml"})
+        if request.path in ("WhoAmI", "WhoAmI()") and request.method == "GET":
+            # Microsoft Learn, "WhoAmI Function": BusinessUnitId, UserId, OrganizationId
+            return Reply(
+                200,
+                {
+                    "@odata.context": f"{base}$metadata#{metadata.CRM}.WhoAmIResponse",
+                    "BusinessUnitId": BUSINESS_UNIT_ID,
+                    "UserId": request.user,
+                    "OrganizationId": ORGANIZATION_ID,
+                },
+            )
+        if request.path.startswith("EntityDefinitions"):
+            if request.method != "GET":
+                raise SimError(405, "The simulator's table definitions change through POST /_admin/schema only.")
+            try:
+                return Reply(200, metadata.Definitions(self.tables, base).serve(request.path, request.query))
+            except metadata.MetadataError as exc:
+                raise SimError(exc.status, exc.message, exc.code) from None
+        return None
 
     def property_names(self, table: Table) -> set[str]:
         """Columns as the Web API names them (a lookup as `_<name>_value`), the primary key and system columns."""

@@ -154,6 +154,9 @@ class Simulator:
         return table
 
     def execute(self, request: Request, changes: list[Change]) -> Reply:
+        service = getattr(self.dialect, "service", None)  # the app's own documents: $metadata, definitions…
+        if service is not None and (reply := service(request)) is not None:
+            return reply  # type: ignore[no-any-return]
         m = _SEGMENT.match(request.path)
         if m is None:
             raise SimError(404, f"Resource not found for the segment '{request.path}'.", "0x8006088a")
