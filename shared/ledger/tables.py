@@ -54,6 +54,7 @@ class Ledger:
         # a paused map is always re-read, so a resume is never missed and held changes are never held again.
         self._running_ttl = running_ttl
         self._running_until: dict[str, float] = {}
+        self._state_writes: dict[str, int] = {}
 
     def _table(self, name: str) -> Any:
         if name not in self._tables:
@@ -186,6 +187,7 @@ class Ledger:
 
     async def map_state(self, map_name: str) -> dict[str, Any]:
         await self.ensure_tables()
+        writes = self._state_writes.get(map_name, 0)  # a read that overlaps a state change must not be cached
         try:
             entity = await self._table("mapstate").get_entity("map", map_name)
         except ResourceNotFoundError:
@@ -194,7 +196,7 @@ class Ledger:
             state = {"state": entity["State"], "reason": entity.get("Reason", ""), "since": entity.get("Since")}
             if entity.get("Problems"):
                 state["problems"] = json.loads(entity["Problems"])
-        if state["state"] == "running":
+        if state["state"] == "running" and writes == self._state_writes.get(map_name, 0):
             self._running_until[map_name] = time.monotonic() + self._running_ttl
         else:
             self._running_until.pop(map_name, None)
@@ -204,12 +206,15 @@ class Ledger:
         self, map_name: str, state: str, reason: str = "", problems: list[dict[str, str]] | None = None
     ) -> None:
         await self.ensure_tables()
+        self._state_writes[map_name] = self._state_writes.get(map_name, 0) + 1
         self._running_until.pop(map_name, None)
         await self._table("mapstate").upsert_entity(
             {"PartitionKey": "map", "RowKey": map_name, "State": state, "Reason": reason,
              "Since": datetime.now(UTC).isoformat(), "Problems": json.dumps(problems) if problems else ""},
             mode=UpdateMode.REPLACE,
         )  # fmt: skip
+        self._state_writes[map_name] += 1
+        self._running_until.pop(map_name, None)
 
     async def hold(self, map_name: str, event: ChangeEvent) -> None:
         await self.ensure_tables()
