@@ -33,6 +33,7 @@ class FnoDialect:
         self.default_company = default_company
         self.deliverer = Deliverer()
         self.endpoint: dict[str, Any] | None = None  # {"url": …, "headers": {…}}
+        self.tables: list[Table] = []
 
     def etag(self, version: int) -> str:
         return 'W/"' + base64.b64encode(f"'1,{version}'".encode()).decode() + '"'
@@ -88,9 +89,16 @@ class FnoDialect:
             data[name] = value.lower() if name == "dataAreaId" and isinstance(value, str) else value
         return data
 
-    def metadata(self, tables: list[Table]) -> Reply:
-        """`GET /data/$metadata`: the CSDL of every served entity (types, lengths, keys, enums)."""
-        return Reply(200, csdl(tables), {"Content-Type": "application/xml"})
+    def bind(self, tables: list[Table]) -> list[Table]:
+        """The served tables (customizations change them in place), for what F&O publishes about them."""
+        self.tables = tables
+        return tables
+
+    def service(self, request: Request) -> Reply | None:
+        """`GET /data/$metadata`: the CSDL of every served entity (types, lengths, keys, enums); None: not it."""
+        if request.path == "$metadata" and request.method == "GET":
+            return Reply(200, csdl(self.tables), {"Content-Type": "application/xml"})
+        return None
 
     def create(self, table: Table, request: Request, changes: list[Change]) -> Reply:
         data = self._accept(table, body_of(request))

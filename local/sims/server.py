@@ -16,7 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from local.sims.dataverse import DataverseDialect, registration_seed
-from local.sims.engine import Change, Reply, Request, SimError, Simulator
+from local.sims.engine import Request, SimError, Simulator
 from local.sims.fno import FnoDialect
 from local.sims.fno_schema import describe
 from local.sims.schema import dataverse_tables, fno_tables
@@ -40,16 +40,11 @@ def build(kind: str, db: str = ":memory:", token: str | None = None) -> Simulato
         registration_seed(store, tables)
         return Simulator(dataverse, tables, store, token)
     fno = FnoDialect(store)
-    return _FnoSimulator(fno, describe(fno_tables(maps), maps), store, token)
+    return _FnoSimulator(fno, fno.bind(describe(fno_tables(maps), maps)), store, token)
 
 
 class _FnoSimulator(Simulator):
     dialect: FnoDialect
-
-    def execute(self, request: Request, changes: list[Change]) -> Reply:
-        if request.path == "$metadata" and request.method == "GET":
-            return self.dialect.metadata(list(self.tables.values()))
-        return super().execute(request, changes)
 
     def admin_routes(self) -> web.RouteTableDef:
         routes = web.RouteTableDef()
