@@ -1,6 +1,7 @@
 """`python -m shared.maps check --live` against both simulators, with the bridge's own settings: clean on the shipped
 maps; then both apps are customized as a customizer would (a column removed, one re-added with another type, one
-shortened, an option and an enum value dropped) and every problem is reported at once, with map, field and reason."""
+shortened, one turned into a lookup to an unsynced table, an option and an enum value dropped) and every problem is
+reported at once, with map, field and reason."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ async def test_every_customization_that_breaks_a_map_is_reported_at_once(dv: Sim
     await customize(dv, {
         "entity_set": "accounts",
         "remove": ["msdyn_taxexemptnumber", "numberofemployees"],  # a mapped column gone; one to re-add
-        "alter": [{"name": "accountnumber", "max_length": 10}, {"name": "customertypecode", "options": options}],
+        "alter": [{"name": "accountnumber", "max_length": 10}, {"name": "customertypecode", "options": options},
+                  {"name": "msdyn_identificationnumber", "type": "lookup", "target": "contacts"}],
     })  # fmt: skip
     await customize(dv, {"entity_set": "accounts", "add": [{"name": "numberofemployees", "type": "text",
                                                             "max_length": 5}]})  # fmt: skip
@@ -66,6 +68,7 @@ async def test_every_customization_that_breaks_a_map_is_reported_at_once(dv: Sim
         ("customers", "fno CustomersV3.OrganizationName"): "text of up to 160 characters into a column of 50",
         ("customers", "fno CustomersV3.PartyType"): "the default 'Organization' is not defined in DirPartyBaseType",
         ("customers", "filters.fno"): "PartyType::Organization is not defined",
+        ("customers", "dataverse account.msdyn_identificationnumber"): "a lookup to contact, which no map syncs",
     }  # fmt: skip
     for where, reason in expected.items():
         assert where in found, f"{where} not reported; got {sorted(found)}"
