@@ -76,10 +76,13 @@ SIM_TOKEN = "test-bearer-token"
 
 
 @contextmanager
-def simulator(kind: str, seed: bool = True) -> Iterator[str]:
-    """The Dataverse or F&O simulator (in-memory SQLite); yields its base URL."""
+def simulator(kind: str, seed: bool = True, tls: bool = False) -> Iterator[str]:
+    """The Dataverse or F&O simulator (in-memory SQLite); yields its base URL. With `tls`, it serves HTTPS with a
+    certificate from a CA made at start-up, written to `sim_ca_file(url)` for clients to trust."""
     port = free_port()
     args = ["--port", str(port)] + (["--seed"] if seed else [])
+    if tls:
+        args += ["--tls", "--ca-file", str(sim_ca_file(f"https://127.0.0.1:{port}"))]
     service = start(
         f"{kind} simulator",
         python_module(f"local.sims.{kind}", *args),
@@ -89,6 +92,13 @@ def simulator(kind: str, seed: bool = True) -> Iterator[str]:
     )
     try:
         service.wait_ready(30)
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         service.stop()
+        if tls:
+            sim_ca_file(f"https://127.0.0.1:{port}").unlink(missing_ok=True)
+
+
+def sim_ca_file(url: str) -> Path:
+    """Where a TLS simulator started by `simulator(tls=True)` wrote its CA certificate."""
+    return LOG_DIR / f"sim-ca-{url.rsplit(':', 1)[1].split('/')[0]}.pem"

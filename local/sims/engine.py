@@ -14,7 +14,7 @@ import random
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -364,12 +364,18 @@ class Simulator:
     ) -> tuple[list[tuple[str | None, Reply]], bool]:
         done: list[tuple[str | None, Reply]] = []
         pending: list[Change] = []
+        created: dict[str, str] = {}  # Content-ID → the row's path, for `$1` references later in the change set
         try:
             with self.store.transaction():
                 for part in parts:
                     content_id = part.get("Content-ID")
                     try:
-                        done.append((content_id, self.execute(self._inner(part, request), pending)))
+                        inner = _resolve_references(self._inner(part, request), created)
+                        reply = self.execute(inner, pending)
+                        done.append((content_id, reply))
+                        entity = reply.headers.get("OData-EntityId", "")
+                        if content_id and self.dialect.root in entity:
+                            created[str(content_id)] = entity.split(self.dialect.root, 1)[1]
                     except SimError as exc:
                         done.append((content_id, self.error_reply(exc)))
                         raise
@@ -583,6 +589,31 @@ def _preference(request: Request, name: str) -> str | None:
         if key.strip().lower() == name:
             return value.strip()
     return None
+
+
+def _resolve_references(request: Request, created: Mapping[str, str]) -> Request:
+    """OData change-set references: `$1` as the URL (or its prefix) and as an `@odata.bind` value names the row an
+    earlier request of the same change set created — Microsoft Learn, "Execute batch operations using the Web API"
+    (Reference URIs in an operation)."""
+    if not request.path.startswith("$") or request.path == "$batch":
+        path = request.path
+    else:
+        reference, sep, rest = request.path[1:].partition("/")
+        if reference not in created:
+            raise SimError(400, f"Content-ID reference '${reference}' does not name an earlier request.", "0x80060888")
+        path = created[reference] + (sep + rest if sep else "")
+    body = request.body
+    if created and b"@odata.bind" in body:
+        document = body_of(request)
+        for name, value in document.items():
+            if name.endswith("@odata.bind") and isinstance(value, str) and value.startswith("$"):
+                if value[1:] not in created:
+                    raise SimError(
+                        400, f"Content-ID reference '{value}' does not name an earlier request.", "0x80060888"
+                    )
+                document[name] = "/" + created[value[1:]]
+        body = dumps(document).encode("utf-8")
+    return replace(request, path=path, body=body)
 
 
 def _http_part(content_id: str | None, reply: Reply) -> list[str]:

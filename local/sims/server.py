@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import signal
+import ssl
+import tempfile
 from pathlib import Path
 
 from aiohttp import web
@@ -76,7 +78,25 @@ def seed(simulator: Simulator, kind: str, path: Path | None = None) -> int:
     return count
 
 
-async def serve(kind: str, host: str, port: int, db: str, with_seed: bool) -> None:
+def tls_context(host: str, ca_file: Path) -> ssl.SSLContext:
+    """A certificate for `host` (and localhost) from a local CA made now, with trustme; the CA is written to
+    `ca_file` for clients to trust (SSL_CERT_FILE / REQUESTS_CA_BUNDLE / an httpx `verify=`). The real apps serve
+    only HTTPS; Microsoft's Dataverse client refuses anything else."""
+    import trustme
+
+    ca = trustme.CA(organization_name="sync-bridge local simulators")
+    names = list(dict.fromkeys([host, "127.0.0.1", "localhost"]))
+    certificate = ca.issue_cert(*names)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate.configure_cert(context)
+    ca_file.parent.mkdir(parents=True, exist_ok=True)
+    ca.cert_pem.write_to_path(str(ca_file))
+    return context
+
+
+async def serve(
+    kind: str, host: str, port: int, db: str, with_seed: bool, tls: bool = False, ca_file: Path | None = None
+) -> None:
     simulator = build(kind, db)
     if with_seed and sum(simulator.store.count(t) for t in simulator.tables) <= 64:
         try:
@@ -87,8 +107,15 @@ async def serve(kind: str, host: str, port: int, db: str, with_seed: bool) -> No
     admin = simulator.admin_routes() if isinstance(simulator, _FnoSimulator) else None
     runner = web.AppRunner(simulator.app(admin), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    print(f"{kind} simulator listening on http://{host}:{port}{simulator.dialect.root}", flush=True)
+    context = None
+    if tls:
+        ca_file = ca_file or Path(tempfile.gettempdir()) / f"sim-{kind}-{port}-ca.pem"
+        context = tls_context(host, ca_file)
+    await web.TCPSite(runner, host, port, ssl_context=context).start()
+    scheme = "https" if tls else "http"
+    print(f"{kind} simulator listening on {scheme}://{host}:{port}{simulator.dialect.root}", flush=True)
+    if ca_file is not None and tls:
+        print(f"{kind} simulator CA certificate: {ca_file}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -104,6 +131,8 @@ def main(kind: str, default_port: int) -> None:
     parser.add_argument("--port", type=int, default=default_port)
     parser.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
     parser.add_argument("--seed", action="store_true", help="load the demo fixtures (local/sims/seed)")
+    parser.add_argument("--tls", action="store_true", help="serve HTTPS with a certificate from a local CA made now")
+    parser.add_argument("--ca-file", type=Path, help="with --tls: where to write the CA certificate to trust")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {kind}-sim %(levelname)s %(message)s")
-    asyncio.run(serve(kind, args.host, args.port, args.db, args.seed))
+    asyncio.run(serve(kind, args.host, args.port, args.db, args.seed, args.tls, args.ca_file))
