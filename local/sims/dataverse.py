@@ -42,6 +42,7 @@ class DataverseDialect:
     name = "dataverse"
     root = "/api/data/v9.2/"
     type_namespace = "Microsoft.Dynamics.CRM"
+    supports_skip = False  # Microsoft Learn, "Page results": Dataverse doesn't support $skip
 
     def __init__(self, store: Store, organization: str = "sim.crm.dynamics.com") -> None:
         self.store = store

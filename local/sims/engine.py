@@ -286,10 +286,12 @@ class Simulator:
         if predicate is not None:
             documents = [d for d in documents if predicate(d)]
         documents = sort_rows(documents, order)
+        if "$skip" in request.query and not getattr(self.dialect, "supports_skip", True):
+            raise SimError(400, "The query parameter $skip is not supported.", "0x80060888")
         skip = int(request.query.get("$skiptoken") or request.query.get("$skip") or 0)
         top = request.query.get("$top")
         page = _preference(request, "odata.maxpagesize")
-        size = int(page) if page and page.isdigit() else 5000
+        size = int(page) if page and page.isdigit() and 0 < int(page) <= 5000 else 5000  # larger: ignored
         end = len(documents) if top is None else min(len(documents), skip + int(top))
         chunk = documents[skip : min(end, skip + size)]
         body: dict[str, Any] = {"@odata.context": self._context(table, selected, entity=False)}
@@ -300,7 +302,8 @@ class Simulator:
             query = {k: v for k, v in request.query.items() if k not in ("$skiptoken", "$skip")}
             query["$skiptoken"] = str(skip + size)
             body["@odata.nextLink"] = self._link(table.entity_set, query)
-        return Reply(200, body, self._applied(request, ("odata.maxpagesize", "odata.include-annotations")))
+        applied = ("odata.maxpagesize",) if page and page.isdigit() and size == int(page) else ()
+        return Reply(200, body, self._applied(request, (*applied, "odata.include-annotations")))
 
     def _link(self, path: str, query: Mapping[str, str]) -> str:
         from urllib.parse import urlencode
