@@ -56,8 +56,9 @@ async def test_orderby_count_top_and_context(dv: Sim) -> None:
     prefix = f"O{uuid.uuid4().hex[:4]}-"
     await _accounts(dv, prefix, [("1", "Beta", 10), ("2", "alpha", 30), ("3", "Beta", 20), ("4", "Gamma", 5)])
     flt = f"startswith(accountnumber,'{prefix}')"
-    r = await dv.http.get("accounts", params={"$filter": flt, "$select": "name,numberofemployees",
-                                              "$orderby": "name asc,numberofemployees desc", "$count": "true"})  # fmt: skip
+    order = "name asc,numberofemployees desc"
+    params = {"$filter": flt, "$select": "name,numberofemployees", "$orderby": order, "$count": "true"}
+    r = await dv.http.get("accounts", params=params)
     body = r.json()
     assert [(d["name"], d["numberofemployees"]) for d in body["value"]] == [
         ("alpha", 30), ("Beta", 20), ("Beta", 10), ("Gamma", 5)
@@ -144,7 +145,8 @@ async def test_a_change_set_resolves_references_to_earlier_requests(dv: Sim) -> 
     def part(content_id: int, method: str, url: str, body: str) -> str:
         return (
             "--changeset_1\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
-            f"Content-ID: {content_id}\r\n\r\n{method} {url} HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{body}\r\n"
+            f"Content-ID: {content_id}\r\n\r\n{method} {url} HTTP/1.1\r\n"
+            f"Content-Type: application/json\r\n\r\n{body}\r\n"
         )
 
     body = (
