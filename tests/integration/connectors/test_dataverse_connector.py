@@ -174,3 +174,30 @@ async def test_writes_are_counted_per_table(dataverse_sim: str) -> None:
         before = await writes(dataverse_sim, "accounts")
         await client.write("accounts", _account(await _company(client), f"C-{uuid.uuid4().hex[:8]}"), {"name": "n"})
         assert await writes(dataverse_sim, "accounts") == before + 1
+
+
+async def test_rows_address_company_striped_tables_by_the_documented_lookup_key(dataverse_sim: str) -> None:
+    """`DataverseRows` turns a map's key (company code, account number) into the form real Dataverse accepts,
+    `_msdyn_company_value=<guid>`, for reads, writes (and their `@odata.bind` targets) and deletes."""
+    from shared.maps.loader import load_maps
+    from shared.maps.transform import LookupRef
+    from shared.sync.rows import DataverseRows
+
+    maps = {name: compiled.map for name, compiled in load_maps().maps.items()}
+    customers = maps["customers"]
+    async with dataverse(dataverse_sim) as client:
+        rows = DataverseRows(client, maps)
+        number = f"R-{uuid.uuid4().hex[:8]}"
+        key = await rows.key(customers, {"msdyn_company": "USMF", "accountnumber": number})
+        assert key == {"_msdyn_company_value": await _company(client), "accountnumber": number}
+        group = LookupRef("customer_groups", "msdyn_customergroups", {"msdyn_company": "USMF", "msdyn_groupid": "10"})
+        written = await rows.write(
+            customers, {"msdyn_company": "USMF", "accountnumber": number}, {"name": "Rows"},
+            {"msdyn_customergroupid": group}, if_match=None, create=True, tag="t",
+        )  # fmt: skip
+        assert written.row_id
+        current = await rows.read(customers, {"msdyn_company": "USMF", "accountnumber": number})
+        assert current is not None and current.record["name"] == "Rows"
+        assert current.record["msdyn_customergroupid"]["id"]
+        await rows.delete(customers, {"msdyn_company": "USMF", "accountnumber": number}, tag="t")
+        assert await rows.read(customers, {"msdyn_company": "USMF", "accountnumber": number}) is None
