@@ -226,13 +226,15 @@ def _options(text: str) -> dict[str, str]:
     return out
 
 
-def _select(document: dict[str, Any], select: str | None, kept: tuple[str, ...] = ()) -> dict[str, Any]:
+def _select(
+    document: dict[str, Any], select: str | None, kept: tuple[str, ...] = (), kind: str = "EntityMetadata"
+) -> dict[str, Any]:
     if not select:
         return document
     wanted = [s.strip() for s in select.split(",") if s.strip()]
     for name in wanted:
         if name not in document and name not in kept:
-            raise MetadataError(400, f"Could not find a property named '{name}' on type '{CRM}.EntityMetadata'.")
+            raise MetadataError(400, f"Could not find a property named '{name}' on type '{CRM}.{kind}'.")
     always = ("@odata.type", "MetadataId")
     return {k: v for k, v in document.items() if k in wanted or k in always or k in kept}
 
@@ -283,10 +285,10 @@ class Definitions:
         if "Attributes" in expands:
             o = expands["Attributes"]
             found = _filter(attributes(table, self.by_set), o.get("$filter"), "AttributeMetadata")
-            document["Attributes"] = [_select(a, o.get("$select")) for a in found]
+            document["Attributes"] = [_select(a, o.get("$select"), kind="AttributeMetadata") for a in found]
         if "Keys" in expands:
             o = expands["Keys"]
-            document["Keys"] = [_select(k, o.get("$select")) for k in keys(table)]
+            document["Keys"] = [_select(k, o.get("$select"), kind="EntityKeyMetadata") for k in keys(table)]
         return document
 
     def serve(self, path: str, query: Mapping[str, str]) -> dict[str, Any]:
@@ -330,10 +332,13 @@ class Definitions:
                     ColumnType.CHOICE,
                     ColumnType.BOOLEAN,
                 ):
-                    a[name] = _select(option_set(table, a["LogicalName"]), options.get("$select"))
+                    a[name] = _select(
+                        option_set(table, a["LogicalName"]), options.get("$select"), kind="OptionSetMetadata"
+                    )
         elif expand:
             raise MetadataError(400, f"Could not find a property named '{expand}' on type '{CRM}.AttributeMetadata'.")
-        found = [_select(a, query.get("$select"), kept=("OptionSet", "GlobalOptionSet")) for a in found]
+        kind = cast or "AttributeMetadata"
+        found = [_select(a, query.get("$select"), ("OptionSet", "GlobalOptionSet"), kind) for a in found]
         shown = f"{context}({table.name})/Attributes" + (f"/{CRM}.{cast}" if cast else "")
         if single:
             return {"@odata.context": f"{shown}/$entity"} | found[0]

@@ -296,7 +296,8 @@ class Simulator:
         chunk = documents[skip : min(end, skip + size)]
         body: dict[str, Any] = {"@odata.context": self._context(table, selected, entity=False)}
         if request.query.get("$count", "").lower() == "true":
-            body["@odata.count"] = len(documents) if top is None else min(len(documents), int(top))
+            # OData: the count of every matching row, whatever $top says; Dataverse counts up to 5,000
+            body["@odata.count"] = min(len(documents), 5000)
         body["value"] = [self._shape(table, d, selected, request) for d in chunk]
         if skip + size < end:
             query = {k: v for k, v in request.query.items() if k not in ("$skiptoken", "$skip")}
