@@ -8,20 +8,17 @@ shell adds auth, faults, the admin API and hands committed changes to the dialec
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import random
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote
 
 from aiohttp import web
 
 from local.sims.delivery import Chaos, Deliverer
-from local.sims.query import FilterError, UnknownName, parse_filter, parse_orderby, sort_rows
 from local.sims.schema import ColumnType, SchemaChangeError, Table, customize, describe
 from local.sims.store import Store, StoredRow
 from shared.connectors.wire import dumps, loads
@@ -204,107 +201,17 @@ class Simulator:
                     400, f"The value of {table.name}.{column.name} is longer than its {column.max_length} characters."
                 )
 
-    # --- reads: strict names, $select/$filter/$orderby/$top/$count, paging, annotations --------------------------
-
-    def property_names(self, table: Table) -> set[str]:
-        """Every property a row of `table` has on the wire: what `$select`, `$filter` and `$orderby` may name."""
-        hook = getattr(self.dialect, "property_names", None)
-        return set(hook(table)) if hook is not None else set(table.columns)
-
-    def unknown_name(self, table: Table, name: str) -> SimError:
-        """Dataverse: 400 `0x80060888` "Could not find a property named …" (the OData library's own words, which F&O
-        shares under its own namespace and error body)."""
-        namespace = getattr(self.dialect, "type_namespace", "Microsoft.Dynamics.DataEntities")
-        return SimError(
-            400, f"Could not find a property named '{name}' on type '{namespace}.{table.name}'.", "0x80060888"
-        )
-
-    def _selected(self, table: Table, request: Request) -> list[str] | None:
-        text = request.query.get("$select")
-        if not text:
-            return None
-        wanted = [s.strip() for s in text.split(",") if s.strip()]
-        names = self.property_names(table)
-        for name in wanted:
-            if name not in names:
-                raise self.unknown_name(table, name)
-        if table.primary_id and table.primary_id not in wanted:  # the primary key is always returned
-            wanted.append(table.primary_id)
-        return wanted
-
-    def _context(self, table: Table, selected: list[str] | None, entity: bool) -> str:
-        shown = f"({','.join(selected)})" if selected else ""
-        return f"{self.base_url}$metadata#{table.entity_set}{shown}" + ("/$entity" if entity else "")
-
-    def _shape(self, table: Table, document: dict[str, Any], selected: list[str] | None, request: Request) -> Any:
-        document = _select(document, selected)
-        annotations = _preference(request, "odata.include-annotations")
-        hook = getattr(self.dialect, "annotate", None)
-        if annotations and hook is not None:
-            document = hook(table, document, annotations.strip('"'))
-        return document
-
-    def _applied(self, request: Request, names: tuple[str, ...]) -> dict[str, str]:
-        applied = [f"{n}={_preference(request, n)}" for n in names if _preference(request, n)]
-        return {"Preference-Applied": ",".join(applied)} if applied else {}
+    # --- reads (local/sims/reads.py) ------------------------------------------------------------------------------
 
     def _get(self, table: Table, key: dict[str, Any] | str, request: Request) -> Reply:
-        selected = self._selected(table, request)
-        row = self.dialect.locate(table, key, request)
-        if row is None or not self.dialect.visible(table, row, request):
-            raise _not_found(table, key)
-        etag = self.dialect.etag(row.version)
-        if request.headers.get("if-none-match") in (etag, "*"):  # unchanged since the caller's copy
-            return Reply(304, None, {"ETag": etag})
-        document = {"@odata.context": self._context(table, selected, entity=True)} | self._shape(
-            table, self.dialect.present(table, row), selected, request
-        )
-        headers = {"ETag": etag} | self._applied(request, ("odata.include-annotations",))
-        return Reply(200, document, headers)
+        from local.sims.reads import read_row
+
+        return read_row(self, table, key, request)
 
     def _list(self, table: Table, request: Request) -> Reply:
-        selected = self._selected(table, request)
-        names = self.property_names(table)
-        predicate = None
-        if text := request.query.get("$filter"):
-            try:
-                predicate = parse_filter(text, names=names)
-            except UnknownName as exc:
-                raise self.unknown_name(table, exc.name) from None
-            except FilterError as exc:
-                raise SimError(400, f"Invalid $filter: {exc}", "0x80060888") from None
-        order = []
-        if text := request.query.get("$orderby"):
-            try:
-                order = parse_orderby(text, names)
-            except UnknownName as exc:
-                raise self.unknown_name(table, exc.name) from None
-            except FilterError as exc:
-                raise SimError(400, f"Invalid $orderby: {exc}", "0x80060888") from None
-        rows = [r for r in self.store.all(table.entity_set) if self.dialect.visible(table, r, request)]
-        documents = [self.dialect.present(table, r) for r in rows]
-        if predicate is not None:
-            documents = [d for d in documents if predicate(d)]
-        documents = sort_rows(documents, order)
-        if "$skip" in request.query and not getattr(self.dialect, "supports_skip", True):
-            raise SimError(400, "The query parameter $skip is not supported.", "0x80060888")
-        skip = int(request.query.get("$skiptoken") or request.query.get("$skip") or 0)
-        top = request.query.get("$top")
-        page = _preference(request, "odata.maxpagesize")
-        size = int(page) if page and page.isdigit() and 0 < int(page) <= 5000 else 5000  # larger: ignored
-        end = len(documents) if top is None else min(len(documents), skip + int(top))
-        chunk = documents[skip : min(end, skip + size)]
-        body: dict[str, Any] = {"@odata.context": self._context(table, selected, entity=False)}
-        if request.query.get("$count", "").lower() == "true":
-            # OData: the count of every matching row, whatever $top says; Dataverse counts up to 5,000
-            body["@odata.count"] = min(len(documents), 5000)
-        body["value"] = [self._shape(table, d, selected, request) for d in chunk]
-        if skip + size < end:
-            query = {k: v for k, v in request.query.items() if k not in ("$skiptoken", "$skip")}
-            query["$skiptoken"] = str(skip + size)
-            body["@odata.nextLink"] = self._link(table.entity_set, query)
-        applied = ("odata.maxpagesize",) if page and page.isdigit() and size == int(page) else ()
-        return Reply(200, body, self._applied(request, (*applied, "odata.include-annotations")))
+        from local.sims.reads import read_rows
+
+        return read_rows(self, table, request)
 
     def _link(self, path: str, query: Mapping[str, str]) -> str:
         from urllib.parse import urlencode
@@ -322,90 +229,12 @@ class Simulator:
         changes.append(Change(table, "delete", row, None, [], request.query.get("tag"), request.user))
         return Reply(204)
 
-    # --- $batch ---------------------------------------------------------------------------------------------------
+    # --- $batch (local/sims/batch.py) -----------------------------------------------------------------------------
 
     def batch(self, request: Request, changes: list[Change]) -> tuple[str, bytes]:
-        content_type = request.headers.get("content-type", "")
-        message = email.message_from_bytes(
-            f"Content-Type: {content_type}\r\n\r\n".encode() + request.body, policy=email.policy.compat32
-        )
-        if not message.is_multipart():
-            raise SimError(400, "a $batch body must be multipart/mixed")
-        continue_on_error = "odata.continue-on-error" in request.headers.get("prefer", "")
-        boundary = f"batchresponse_{uuid.uuid4()}"
-        out: list[str] = []
-        failed = False
-        parts: list[Any] = list(message.get_payload())  # type: ignore[arg-type]
-        for part in parts:
-            if failed and not continue_on_error:
-                break
-            if part.is_multipart():
-                group = [p for p in part.get_payload()]
-                done, ok = self._change_set(group, request, changes)
-                failed = failed or not ok
-                if ok or self.dialect.name == "fno":
-                    inner = f"changesetresponse_{uuid.uuid4()}"
-                    out += [f"--{boundary}", f"Content-Type: multipart/mixed; boundary={inner}", ""]
-                    for content_id, reply in done:
-                        out += [f"--{inner}", *_http_part(content_id, reply)]
-                    out += [f"--{inner}--", ""]
-                else:  # Dataverse answers a failed change set with the failing response alone
-                    content_id, reply = done[-1]
-                    out += [f"--{boundary}", *_http_part(content_id, reply)]
-            else:
-                inner_request = self._inner(part, request)
-                try:
-                    with self.store.transaction():
-                        reply = self.execute(inner_request, changes)
-                except SimError as exc:
-                    reply, failed = self.error_reply(exc), True
-                out += [f"--{boundary}", *_http_part(part.get("Content-ID"), reply)]
-        out += [f"--{boundary}--", ""]
-        return f"multipart/mixed; boundary={boundary}", "\r\n".join(out).encode("utf-8")
+        from local.sims.batch import run_batch
 
-    def _change_set(
-        self, parts: list[Any], request: Request, changes: list[Change]
-    ) -> tuple[list[tuple[str | None, Reply]], bool]:
-        done: list[tuple[str | None, Reply]] = []
-        pending: list[Change] = []
-        created: dict[str, str] = {}  # Content-ID → the row's path, for `$1` references later in the change set
-        try:
-            with self.store.transaction():
-                for part in parts:
-                    content_id = part.get("Content-ID")
-                    try:
-                        inner = _resolve_references(self._inner(part, request), created)
-                        reply = self.execute(inner, pending)
-                        done.append((content_id, reply))
-                        entity = reply.headers.get("OData-EntityId", "")
-                        if content_id and self.dialect.root in entity:
-                            created[str(content_id)] = entity.split(self.dialect.root, 1)[1]
-                    except SimError as exc:
-                        done.append((content_id, self.error_reply(exc)))
-                        raise
-        except SimError:
-            for change in pending:  # rolled back: neither written nor counted
-                self.writes[change.table.entity_set] -= 1
-            return done, False
-        changes.extend(pending)
-        return done, True
-
-    def _inner(self, part: Any, outer: Request) -> Request:
-        payload = part.get_payload(decode=True) or b""
-        head, _, body = payload.replace(b"\r\n", b"\n").partition(b"\n\n")
-        lines = head.decode("utf-8").split("\n")
-        method, url, *_ = lines[0].split(" ")
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        split = urlsplit(url)
-        path = split.path
-        root = self.dialect.root
-        path = path[path.index(root) + len(root) :] if root in path else path.lstrip("/")
-        return Request(
-            method, unquote(path), dict(parse_qsl(split.query)), headers, body.strip(b"\n"), outer.user, outer.base
-        )
+        return run_batch(self, request, changes)
 
     def error_reply(self, error: SimError) -> Reply:
         return Reply(error.status, self.dialect.error_body(error), {"Content-Type": "application/json"} | error.headers)
@@ -577,69 +406,6 @@ class Simulator:
             return web.json_response({"error": "no such table"}, status=404)
         rows = [self.dialect.present(table, r) for r in self.store.all(table.entity_set)]
         return web.Response(body=dumps({"value": rows}).encode(), content_type="application/json")
-
-
-def _select(document: dict[str, Any], selected: list[str] | None) -> dict[str, Any]:
-    if not selected:
-        return document
-    wanted = set(selected)
-    return {k: v for k, v in document.items() if k in wanted or k.startswith("@odata.")}
-
-
-def _preference(request: Request, name: str) -> str | None:
-    """The value of one `Prefer` preference (`odata.maxpagesize=50` → "50"; a bare one → "")."""
-    for part in request.headers.get("prefer", "").split(","):
-        key, _, value = part.strip().partition("=")
-        if key.strip().lower() == name:
-            return value.strip()
-    return None
-
-
-def _resolve_references(request: Request, created: Mapping[str, str]) -> Request:
-    """OData change-set references: `$1` as the URL (or its prefix) and as an `@odata.bind` value names the row an
-    earlier request of the same change set created — Microsoft Learn, "Execute batch operations using the Web API"
-    (Reference URIs in an operation)."""
-    if not request.path.startswith("$") or request.path == "$batch":
-        path = request.path
-    else:
-        reference, sep, rest = request.path[1:].partition("/")
-        if reference not in created:
-            raise SimError(400, f"Content-ID reference '${reference}' does not name an earlier request.", "0x80060888")
-        path = created[reference] + (sep + rest if sep else "")
-    body = request.body
-    if created and b"@odata.bind" in body:
-        document = body_of(request)
-        for name, value in document.items():
-            if name.endswith("@odata.bind") and isinstance(value, str) and value.startswith("$"):
-                if value[1:] not in created:
-                    raise SimError(
-                        400, f"Content-ID reference '{value}' does not name an earlier request.", "0x80060888"
-                    )
-                document[name] = "/" + created[value[1:]]
-        body = dumps(document).encode("utf-8")
-    return replace(request, path=path, body=body)
-
-
-def _http_part(content_id: str | None, reply: Reply) -> list[str]:
-    lines = ["Content-Type: application/http", "Content-Transfer-Encoding: binary"]
-    if content_id:
-        lines.append(f"Content-ID: {content_id}")
-    reason = {
-        200: "OK",
-        201: "Created",
-        204: "No Content",
-        400: "Bad Request",
-        404: "Not Found",
-        412: "Precondition Failed",
-        429: "Too Many Requests",
-    }.get(reply.status, "Status")
-    lines += ["", f"HTTP/1.1 {reply.status} {reason}"]
-    headers = dict(reply.headers)
-    if reply.body is not None:
-        headers.setdefault("Content-Type", "application/json; odata.metadata=minimal")
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    lines += ["", dumps(reply.body) if reply.body is not None else ""]
-    return lines
 
 
 def _not_found(table: Table, key: dict[str, Any] | str) -> SimError:

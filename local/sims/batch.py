@@ -1,0 +1,150 @@
+"""OData `$batch` for both simulators: multipart/mixed in and out, each change set atomic (one SQLite transaction),
+`Prefer: odata.continue-on-error`, and change-set references (`$1`) to rows created earlier in the same change set.
+Dataverse answers a failed change set with the failing response alone; F&O inside the change set, under an outer
+200 (the dialect's name decides)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import uuid
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from local.sims.engine import Change, Reply, Request, SimError, Simulator, body_of
+from shared.connectors.wire import dumps
+
+
+def run_batch(sim: Simulator, request: Request, changes: list[Change]) -> tuple[str, bytes]:
+    content_type = request.headers.get("content-type", "")
+    message = email.message_from_bytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + request.body, policy=email.policy.compat32
+    )
+    if not message.is_multipart():
+        raise SimError(400, "a $batch body must be multipart/mixed")
+    continue_on_error = "odata.continue-on-error" in request.headers.get("prefer", "")
+    boundary = f"batchresponse_{uuid.uuid4()}"
+    out: list[str] = []
+    failed = False
+    parts: list[Any] = list(message.get_payload())  # type: ignore[arg-type]
+    for part in parts:
+        if failed and not continue_on_error:
+            break
+        if part.is_multipart():
+            group = [p for p in part.get_payload()]
+            done, ok = _change_set(sim, group, request, changes)
+            failed = failed or not ok
+            if ok or sim.dialect.name == "fno":
+                inner = f"changesetresponse_{uuid.uuid4()}"
+                out += [f"--{boundary}", f"Content-Type: multipart/mixed; boundary={inner}", ""]
+                for content_id, reply in done:
+                    out += [f"--{inner}", *_http_part(content_id, reply)]
+                out += [f"--{inner}--", ""]
+            else:  # Dataverse answers a failed change set with the failing response alone
+                content_id, reply = done[-1]
+                out += [f"--{boundary}", *_http_part(content_id, reply)]
+        else:
+            inner_request = _inner(sim, part, request)
+            try:
+                with sim.store.transaction():
+                    reply = sim.execute(inner_request, changes)
+            except SimError as exc:
+                reply, failed = sim.error_reply(exc), True
+            out += [f"--{boundary}", *_http_part(part.get("Content-ID"), reply)]
+    out += [f"--{boundary}--", ""]
+    return f"multipart/mixed; boundary={boundary}", "\r\n".join(out).encode("utf-8")
+
+
+def _change_set(
+    sim: Simulator, parts: list[Any], request: Request, changes: list[Change]
+) -> tuple[list[tuple[str | None, Reply]], bool]:
+    done: list[tuple[str | None, Reply]] = []
+    pending: list[Change] = []
+    created: dict[str, str] = {}  # Content-ID → the row's path, for `$1` references later in the change set
+    try:
+        with sim.store.transaction():
+            for part in parts:
+                content_id = part.get("Content-ID")
+                try:
+                    inner = _resolve_references(_inner(sim, part, request), created)
+                    reply = sim.execute(inner, pending)
+                    done.append((content_id, reply))
+                    entity = reply.headers.get("OData-EntityId", "")
+                    if content_id and sim.dialect.root in entity:
+                        created[str(content_id)] = entity.split(sim.dialect.root, 1)[1]
+                except SimError as exc:
+                    done.append((content_id, sim.error_reply(exc)))
+                    raise
+    except SimError:
+        for change in pending:  # rolled back: neither written nor counted
+            sim.writes[change.table.entity_set] -= 1
+        return done, False
+    changes.extend(pending)
+    return done, True
+
+
+def _inner(sim: Simulator, part: Any, outer: Request) -> Request:
+    payload = part.get_payload(decode=True) or b""
+    head, _, body = payload.replace(b"\r\n", b"\n").partition(b"\n\n")
+    lines = head.decode("utf-8").split("\n")
+    method, url, *_ = lines[0].split(" ")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    split = urlsplit(url)
+    path = split.path
+    root = sim.dialect.root
+    path = path[path.index(root) + len(root) :] if root in path else path.lstrip("/")
+    return Request(
+        method, unquote(path), dict(parse_qsl(split.query)), headers, body.strip(b"\n"), outer.user, outer.base
+    )
+
+
+def _resolve_references(request: Request, created: Mapping[str, str]) -> Request:
+    """OData change-set references: `$1` as the URL (or its prefix) and as an `@odata.bind` value names the row an
+    earlier request of the same change set created — Microsoft Learn, "Execute batch operations using the Web API"
+    (Reference URIs in an operation)."""
+    if not request.path.startswith("$") or request.path == "$batch":
+        path = request.path
+    else:
+        reference, sep, rest = request.path[1:].partition("/")
+        if reference not in created:
+            raise SimError(400, f"Content-ID reference '${reference}' does not name an earlier request.", "0x80060888")
+        path = created[reference] + (sep + rest if sep else "")
+    body = request.body
+    if created and b"@odata.bind" in body:
+        document = body_of(request)
+        for name, value in document.items():
+            if name.endswith("@odata.bind") and isinstance(value, str) and value.startswith("$"):
+                if value[1:] not in created:
+                    raise SimError(
+                        400, f"Content-ID reference '{value}' does not name an earlier request.", "0x80060888"
+                    )
+                document[name] = "/" + created[value[1:]]
+        body = dumps(document).encode("utf-8")
+    return replace(request, path=path, body=body)
+
+
+def _http_part(content_id: str | None, reply: Reply) -> list[str]:
+    lines = ["Content-Type: application/http", "Content-Transfer-Encoding: binary"]
+    if content_id:
+        lines.append(f"Content-ID: {content_id}")
+    reason = {
+        200: "OK",
+        201: "Created",
+        204: "No Content",
+        400: "Bad Request",
+        404: "Not Found",
+        412: "Precondition Failed",
+        429: "Too Many Requests",
+    }.get(reply.status, "Status")
+    lines += ["", f"HTTP/1.1 {reply.status} {reason}"]
+    headers = dict(reply.headers)
+    if reply.body is not None:
+        headers.setdefault("Content-Type", "application/json; odata.metadata=minimal")
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    lines += ["", dumps(reply.body) if reply.body is not None else ""]
+    return lines

@@ -1,0 +1,134 @@
+"""Reads, as strict as the apps: `$select` / `$filter` / `$orderby` naming an unknown property answer 400, the
+primary key comes with every `$select`; `$orderby`, `$count`, `$top`, paging with `Preference-Applied`, conditional
+GETs (304), `@odata.context`, and annotations through the dialect's `annotate` hook. Generic: the dialect says which
+properties a row has (`property_names`) and its types' namespace (`type_namespace`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from local.sims.engine import Reply, Request, SimError, Simulator, _not_found
+from local.sims.query import FilterError, UnknownName, parse_filter, parse_orderby, sort_rows
+from local.sims.schema import Table
+
+
+def property_names(sim: Simulator, table: Table) -> set[str]:
+    """Every property a row of `table` has on the wire: what `$select`, `$filter` and `$orderby` may name."""
+    hook = getattr(sim.dialect, "property_names", None)
+    return set(hook(table)) if hook is not None else set(table.columns)
+
+
+def unknown_name(sim: Simulator, table: Table, name: str) -> SimError:
+    """Dataverse: 400 `0x80060888` "Could not find a property named …" (the OData library's own words, which F&O
+    shares under its own namespace and error body)."""
+    namespace = getattr(sim.dialect, "type_namespace", "Microsoft.Dynamics.DataEntities")
+    return SimError(400, f"Could not find a property named '{name}' on type '{namespace}.{table.name}'.", "0x80060888")
+
+
+def _selected(sim: Simulator, table: Table, request: Request) -> list[str] | None:
+    text = request.query.get("$select")
+    if not text:
+        return None
+    wanted = [s.strip() for s in text.split(",") if s.strip()]
+    names = property_names(sim, table)
+    for name in wanted:
+        if name not in names:
+            raise unknown_name(sim, table, name)
+    if table.primary_id and table.primary_id not in wanted:  # the primary key is always returned
+        wanted.append(table.primary_id)
+    return wanted
+
+
+def _context(sim: Simulator, table: Table, selected: list[str] | None, entity: bool) -> str:
+    shown = f"({','.join(selected)})" if selected else ""
+    return f"{sim.base_url}$metadata#{table.entity_set}{shown}" + ("/$entity" if entity else "")
+
+
+def _shape(sim: Simulator, table: Table, document: dict[str, Any], selected: list[str] | None, request: Request) -> Any:
+    document = _select(document, selected)
+    annotations = _preference(request, "odata.include-annotations")
+    hook = getattr(sim.dialect, "annotate", None)
+    if annotations and hook is not None:
+        document = hook(table, document, annotations.strip('"'))
+    return document
+
+
+def _applied(sim: Simulator, request: Request, names: tuple[str, ...]) -> dict[str, str]:
+    applied = [f"{n}={_preference(request, n)}" for n in names if _preference(request, n)]
+    return {"Preference-Applied": ",".join(applied)} if applied else {}
+
+
+def read_row(sim: Simulator, table: Table, key: dict[str, Any] | str, request: Request) -> Reply:
+    selected = _selected(sim, table, request)
+    row = sim.dialect.locate(table, key, request)
+    if row is None or not sim.dialect.visible(table, row, request):
+        raise _not_found(table, key)
+    etag = sim.dialect.etag(row.version)
+    if request.headers.get("if-none-match") in (etag, "*"):  # unchanged since the caller's copy
+        return Reply(304, None, {"ETag": etag})
+    document = {"@odata.context": _context(sim, table, selected, entity=True)} | _shape(
+        sim, table, sim.dialect.present(table, row), selected, request
+    )
+    headers = {"ETag": etag} | _applied(sim, request, ("odata.include-annotations",))
+    return Reply(200, document, headers)
+
+
+def read_rows(sim: Simulator, table: Table, request: Request) -> Reply:
+    selected = _selected(sim, table, request)
+    names = property_names(sim, table)
+    predicate = None
+    if text := request.query.get("$filter"):
+        try:
+            predicate = parse_filter(text, names=names)
+        except UnknownName as exc:
+            raise unknown_name(sim, table, exc.name) from None
+        except FilterError as exc:
+            raise SimError(400, f"Invalid $filter: {exc}", "0x80060888") from None
+    order = []
+    if text := request.query.get("$orderby"):
+        try:
+            order = parse_orderby(text, names)
+        except UnknownName as exc:
+            raise unknown_name(sim, table, exc.name) from None
+        except FilterError as exc:
+            raise SimError(400, f"Invalid $orderby: {exc}", "0x80060888") from None
+    rows = [r for r in sim.store.all(table.entity_set) if sim.dialect.visible(table, r, request)]
+    documents = [sim.dialect.present(table, r) for r in rows]
+    if predicate is not None:
+        documents = [d for d in documents if predicate(d)]
+    documents = sort_rows(documents, order)
+    if "$skip" in request.query and not getattr(sim.dialect, "supports_skip", True):
+        raise SimError(400, "The query parameter $skip is not supported.", "0x80060888")
+    skip = int(request.query.get("$skiptoken") or request.query.get("$skip") or 0)
+    top = request.query.get("$top")
+    page = _preference(request, "odata.maxpagesize")
+    size = int(page) if page and page.isdigit() and 0 < int(page) <= 5000 else 5000  # larger: ignored
+    end = len(documents) if top is None else min(len(documents), skip + int(top))
+    chunk = documents[skip : min(end, skip + size)]
+    body: dict[str, Any] = {"@odata.context": _context(sim, table, selected, entity=False)}
+    if request.query.get("$count", "").lower() == "true":
+        # OData: the count of every matching row, whatever $top says; Dataverse counts up to 5,000
+        body["@odata.count"] = min(len(documents), 5000)
+    body["value"] = [_shape(sim, table, d, selected, request) for d in chunk]
+    if skip + size < end:
+        query = {k: v for k, v in request.query.items() if k not in ("$skiptoken", "$skip")}
+        query["$skiptoken"] = str(skip + size)
+        body["@odata.nextLink"] = sim._link(table.entity_set, query)
+    applied = ("odata.maxpagesize",) if page and page.isdigit() and size == int(page) else ()
+    return Reply(200, body, _applied(sim, request, (*applied, "odata.include-annotations")))
+
+
+def _select(document: dict[str, Any], selected: list[str] | None) -> dict[str, Any]:
+    if not selected:
+        return document
+    wanted = set(selected)
+    return {k: v for k, v in document.items() if k in wanted or k.startswith("@odata.")}
+
+
+def _preference(request: Request, name: str) -> str | None:
+    """The value of one `Prefer` preference (`odata.maxpagesize=50` → "50"; a bare one → "")."""
+    for part in request.headers.get("prefer", "").split(","):
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
