@@ -13,7 +13,7 @@ from typing import Any
 from local.sims import dataverse_metadata as metadata
 from local.sims.dataverse_webhooks import BUSINESS_UNIT_ID, MESSAGES, ORGANIZATION_ID, SIZE_LIMIT, DataverseWebhooks
 from local.sims.delivery import Deliverer
-from local.sims.engine import Change, Reply, Request, SimError, body_of, check_if_match, parse_key
+from local.sims.engine import Change, GuidLiteral, Reply, Request, SimError, body_of, check_if_match, parse_key
 from local.sims.schema import ColumnType, Table
 from local.sims.store import Store, StoredRow, key_text
 
@@ -74,11 +74,13 @@ class DataverseDialect(DataverseWebhooks):
         columns: dict[str, Any] = {}
         for name, value in key.items():
             column = lookups.get(name)
+            if column is not None and not isinstance(value, GuidLiteral):  # a lookup's key value is an Edm.Guid
+                raise SimError(400, "Bad Request - Error in query syntax.", "0x80060888")
             if column is None and name in table.columns and name not in lookups.values():
                 column = name
             if column is None:
                 break
-            columns[column] = value
+            columns[column] = str(value) if isinstance(value, GuidLiteral) else value
         else:
             if sorted(columns) == sorted(table.key):
                 return columns

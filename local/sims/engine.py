@@ -80,6 +80,10 @@ class Dialect(Protocol):
     def notify(self, changes: list[Change]) -> None: ...
 
 
+class GuidLiteral(str):
+    """An unquoted GUID in a key segment (`_x_value=<guid>`), unlike the quoted text `'<guid>'`."""
+
+
 def parse_key(text: str) -> dict[str, Any] | str:
     """`(guid)` → the id; `(a='x',b=1)` → named values ('' unescaped, GUIDs lower-cased)."""
     text = unquote(text).strip()
@@ -108,7 +112,7 @@ def parse_key(text: str) -> dict[str, Any] | str:
             end = text.find(",", j)
             end = len(text) if end < 0 else end
             raw = text[j:end].strip()
-            values[name] = raw.lower() if _GUID.match(raw) else loads(raw) if raw else None
+            values[name] = GuidLiteral(raw.lower()) if _GUID.match(raw) else loads(raw) if raw else None
             j = end
         i = text.find(",", j)
         if i < 0:

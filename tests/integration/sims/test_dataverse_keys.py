@@ -28,6 +28,8 @@ async def test_a_lookup_in_an_alternate_key_is_named_by_its_lookup_property(dv: 
     assert (await dv.http.patch(f"accounts(msdyn_company={company},accountnumber='K-2')", json={})).status_code == 400
     partial = await dv.http.get("accounts(accountnumber='K-1')")  # not every part of the key
     assert partial.status_code == 400
+    quoted = await dv.http.get(f"accounts(_msdyn_company_value='{company}',accountnumber='K-1')")
+    assert quoted.status_code == 400  # a lookup's value is an Edm.Guid literal, not text
 
 
 async def test_the_primary_key_may_be_named(dv: Sim) -> None:
