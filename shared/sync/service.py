@@ -166,6 +166,8 @@ class ApplyService:
         if depth == 0 and await self.ledger.is_paused(m.name):
             await self.ledger.hold(m.name, event)
             return Outcome(m.name, "held", "the map is paused or failed its check")
+        if depth > 0 and (await self.ledger.map_state(m.name))["state"] == "invalid":  # no healing through it
+            raise Retry(10.0, f"the referenced map {m.name} failed its check against the apps' metadata")
         if event.operation is Operation.DELETE:
             return await self._delete(m, side, event)
         for _ in range(MAX_DECISION_ROUNDS):
