@@ -14,7 +14,7 @@ from typing import Any
 
 from local.sims.delivery import Deliverer, Notification
 from local.sims.engine import Change, Reply, Request, SimError, body_of, check_if_match
-from local.sims.fno_schema import csdl, option_set_value, undefined_symbol
+from local.sims.fno_schema import csdl, option_set_value, undefined_symbol, wrong_type
 from local.sims.schema import Table
 from local.sims.store import Store, StoredRow, key_text
 from shared.connectors.wire import dumps
@@ -83,7 +83,7 @@ class FnoDialect:
                     f"Error processing the request: the property '{name}' does not exist on type "
                     f"'Microsoft.Dynamics.DataEntities.{table.name}'.",
                 )
-            refused = undefined_symbol(table, name, value)
+            refused = undefined_symbol(table, name, value) or wrong_type(table, name, value)
             if refused:
                 raise SimError(400, refused)
             data[name] = value.lower() if name == "dataAreaId" and isinstance(value, str) else value

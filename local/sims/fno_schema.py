@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
@@ -104,6 +105,23 @@ def undefined_symbol(table: Table, name: str, value: Any) -> str | None:
         f"Write failed for table row of type '{table.name}'. Infolog: Error: The value '{value}' is not "
         f"defined for the enum {column.enum} of field {name}."
     )
+
+
+def wrong_type(table: Table, name: str, value: Any) -> str | None:
+    """OData's answer when a number field is given something else (ODataLib's message); None if fine."""
+    column = table.columns.get(name)
+    if column is None or value is None or column.type not in (ColumnType.NUMBER, ColumnType.DECIMAL):
+        return None
+    if not isinstance(value, bool) and _fits(column.type, value):
+        return None
+    edm = "Edm.Int32" if column.type is ColumnType.NUMBER else "Edm.Decimal"
+    return f"Cannot convert a primitive value to the expected type '{edm}'. See the inner exception for more details."
+
+
+def _fits(kind: ColumnType, value: Any) -> bool:
+    if kind is ColumnType.NUMBER:
+        return isinstance(value, int) or (isinstance(value, Decimal | float) and value == int(value))
+    return isinstance(value, int | float | Decimal)
 
 
 def option_set_value(column: Column | None, value: Any) -> Any:

@@ -66,6 +66,19 @@ async def test_an_undefined_enum_symbol_is_refused_with_an_infolog(fo: Sim) -> N
     assert patch.status_code == 400 and "DirPartyBaseType" in patch.json()["error"]["innererror"]["message"]
 
 
+async def test_a_number_field_refuses_text(fo: Sim) -> None:
+    row = {"dataAreaId": "usmf", "CustomerAccount": "N-1", "PartyType": "Organization"}
+    for field, value, edm in (
+        ("OrganizationNumberOfEmployees", "many", "Edm.Int32"),
+        ("CreditLimit", "x", "Edm.Decimal"),
+    ):
+        response = await fo.http.post("CustomersV3", json=row | {field: value})
+        assert response.status_code == 400
+        assert f"expected type '{edm}'" in response.json()["error"]["innererror"]["message"]
+    created = await fo.http.post("CustomersV3", json=row | {"OrganizationNumberOfEmployees": 12, "CreditLimit": 99.5})
+    assert created.status_code == 201
+
+
 async def test_data_events_carry_enums_as_option_set_values(fo: Sim) -> None:
     received: list[dict[str, Any]] = []
     arrived = asyncio.Event()
