@@ -1,11 +1,12 @@
-"""Operational endpoints: health (anonymous), and, with the master key, map state (pause/resume), the
-conflicts and the error log."""
+"""Operational endpoints: health (anonymous), and, with the master key, map state (pause/resume), the maps' check
+against both apps' metadata, the conflicts and the error log."""
 
 from __future__ import annotations
 
 import azure.functions as func
 
 from functions.http import json_response, problem
+from shared.maps.metadata import MetadataUnavailable
 from shared.probes import bridge_health
 from shared.sync.control import MapControl
 
@@ -21,6 +22,16 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="maps", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 async def list_maps(req: func.HttpRequest) -> func.HttpResponse:
     return json_response({"maps": await MapControl.default().states()})
+
+
+@bp.route(route="maps/check", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def check_maps(req: func.HttpRequest) -> func.HttpResponse:
+    """Check every map against both apps' metadata now; failing maps are held, invalid maps that pass released."""
+    try:
+        report = await MapControl.default().check()
+    except MetadataUnavailable as exc:
+        return problem(503, "Service Unavailable", f"the apps' metadata could not be read: {exc}")
+    return json_response(report)
 
 
 @bp.route(route="maps/{name}/{action}", methods=["POST"], auth_level=func.AuthLevel.ADMIN)

@@ -14,6 +14,7 @@ from typing import Any
 
 from local.sims.delivery import Deliverer, Notification
 from local.sims.engine import Change, Reply, Request, SimError, body_of, check_if_match
+from local.sims.fno_schema import csdl, option_set_value, undefined_symbol, wrong_type
 from local.sims.schema import Table
 from local.sims.store import Store, StoredRow, key_text
 from shared.connectors.wire import dumps
@@ -32,6 +33,7 @@ class FnoDialect:
         self.default_company = default_company
         self.deliverer = Deliverer()
         self.endpoint: dict[str, Any] | None = None  # {"url": …, "headers": {…}}
+        self.tables: list[Table] = []
 
     def etag(self, version: int) -> str:
         return 'W/"' + base64.b64encode(f"'1,{version}'".encode()).decode() + '"'
@@ -46,6 +48,13 @@ class FnoDialect:
                 "innererror": {"message": error.message, "type": WRITE_FAILED, "stacktrace": ""},
             }
         }
+
+    def length_error(self, table: Table, column: str, max_length: int) -> SimError:
+        return SimError(
+            400,
+            f"Write failed for table row of type '{table.name}'. Infolog: Error: The value in field {column} is "
+            f"longer than its {max_length} characters.",
+        )
 
     def locate(self, table: Table, key: dict[str, Any] | str, request: Request) -> StoredRow | None:
         if isinstance(key, str):
@@ -74,8 +83,22 @@ class FnoDialect:
                     f"Error processing the request: the property '{name}' does not exist on type "
                     f"'Microsoft.Dynamics.DataEntities.{table.name}'.",
                 )
+            refused = undefined_symbol(table, name, value) or wrong_type(table, name, value)
+            if refused:
+                raise SimError(400, refused)
             data[name] = value.lower() if name == "dataAreaId" and isinstance(value, str) else value
         return data
+
+    def bind(self, tables: list[Table]) -> list[Table]:
+        """The served tables (customizations change them in place), for what F&O publishes about them."""
+        self.tables = tables
+        return tables
+
+    def service(self, request: Request) -> Reply | None:
+        """`GET /data/$metadata`: the CSDL of every served entity (types, lengths, keys, enums); None: not it."""
+        if request.path == "$metadata" and request.method == "GET":
+            return Reply(200, csdl(self.tables), {"Content-Type": "application/xml"})
+        return None
 
     def create(self, table: Table, request: Request, changes: list[Change]) -> Reply:
         data = self._accept(table, body_of(request))
@@ -143,7 +166,13 @@ class FnoDialect:
             names = list(row.data)
         else:  # updates carry the changed fields (and, here, the key so the row can be named)
             names = list(dict.fromkeys([*table.key, *change.submitted]))
-        attributes = [{"key": f"mserp_{n.lower()}", "value": row.data.get(n)} for n in names if n in row.data]
+        # Enums travel as the virtual table's option-set values (200000000 + the symbol's index), not as symbols:
+        # a receiver learns the symbol only by reading the entity through OData (../shared/reference/fno.md).
+        attributes = [
+            {"key": f"mserp_{n.lower()}", "value": option_set_value(table.column(n), row.data.get(n))}
+            for n in names
+            if n in row.data
+        ]
         attributes = [a for a in attributes if a["value"] is not None]  # null fields are dropped, as F&O does
         attributes.append({"key": f"{virtual}id", "value": row.id})
         target = {

@@ -20,6 +20,7 @@ from aiohttp import web
 from local.sims.dataverse import DataverseDialect, registration_seed
 from local.sims.engine import Request, SimError, Simulator
 from local.sims.fno import FnoDialect
+from local.sims.fno_schema import describe
 from local.sims.schema import dataverse_tables, fno_tables
 from local.sims.store import Store
 from shared.connectors.wire import dumps
@@ -41,7 +42,7 @@ def build(kind: str, db: str = ":memory:", token: str | None = None) -> Simulato
         registration_seed(store, tables)
         return Simulator(dataverse, tables, store, token)
     fno = FnoDialect(store)
-    return _FnoSimulator(fno, fno_tables(maps), store, token)
+    return _FnoSimulator(fno, fno.bind(describe(fno_tables(maps), maps)), store, token)
 
 
 class _FnoSimulator(Simulator):

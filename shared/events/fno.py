@@ -176,6 +176,9 @@ def parse_data_event(context: dict[str, Any], headers: Mapping[str, str], catalo
         return names.fields.get(stripped, stripped) if names else stripped
 
     fields = {real(k): v for k, v in parsed.fields.items() if k.lower() != f"{table}id"}
+    # Virtual tables carry F&O enums as option-set numbers (200000000 + …), which only the environment's metadata
+    # could turn back into symbols: kept as sent, and apply re-reads the row through OData (symbols there).
+    enums = any(isinstance(v, dict) and v.get("$type") in ("choice", "choices") for v in fields.values())
     company_value = fields.get("dataAreaId")
     company = str(company_value).lower() if isinstance(company_value, str) and company_value else None
     keys: dict[str, JsonValue] = {}
@@ -188,6 +191,7 @@ def parse_data_event(context: dict[str, Any], headers: Mapping[str, str], catalo
             "changed_fields": [real(k) for k in parsed.changed_fields if k.lower() != f"{table}id"],
             "company": company,
             "keys": keys,
+            "reread_required": parsed.reread_required or enums,
         }
     )
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableErrorCode, TableTransactionError
+from azure.data.tables import TableErrorCode, TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
 from shared.events.model import ChangeEvent
@@ -20,6 +20,7 @@ from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry, key_te
 from shared.maps.model import Side
 
 TABLES = ("ledger", "conflicts", "errors", "mapstate", "held")
+HOLDING_STATES = ("paused", "invalid")  # invalid: the map failed its check against the apps' metadata
 
 
 class LedgerConflict(RuntimeError):
@@ -53,6 +54,7 @@ class Ledger:
         # a paused map is always re-read, so a resume is never missed and held changes are never held again.
         self._running_ttl = running_ttl
         self._running_until: dict[str, float] = {}
+        self._state_writes: dict[str, int] = {}
 
     def _table(self, name: str) -> Any:
         if name not in self._tables:
@@ -178,31 +180,41 @@ class Ledger:
     # --- map state and held changes -------------------------------------------------------------------------------
 
     async def is_paused(self, map_name: str) -> bool:
+        """Whether the map's changes are held: paused by an operator or an alert, or invalid (failed its check)."""
         if time.monotonic() < self._running_until.get(map_name, 0.0):
             return False
-        return bool((await self.map_state(map_name))["state"] == "paused")
+        return (await self.map_state(map_name))["state"] in HOLDING_STATES
 
     async def map_state(self, map_name: str) -> dict[str, Any]:
         await self.ensure_tables()
+        writes = self._state_writes.get(map_name, 0)  # a read that overlaps a state change must not be cached
         try:
             entity = await self._table("mapstate").get_entity("map", map_name)
         except ResourceNotFoundError:
             state: dict[str, Any] = {"state": "running"}
         else:
             state = {"state": entity["State"], "reason": entity.get("Reason", ""), "since": entity.get("Since")}
-        if state["state"] == "running":
+            if entity.get("Problems"):
+                state["problems"] = json.loads(entity["Problems"])
+        if state["state"] == "running" and writes == self._state_writes.get(map_name, 0):
             self._running_until[map_name] = time.monotonic() + self._running_ttl
         else:
             self._running_until.pop(map_name, None)
         return state
 
-    async def set_map_state(self, map_name: str, state: str, reason: str = "") -> None:
+    async def set_map_state(
+        self, map_name: str, state: str, reason: str = "", problems: list[dict[str, str]] | None = None
+    ) -> None:
         await self.ensure_tables()
+        self._state_writes[map_name] = self._state_writes.get(map_name, 0) + 1
         self._running_until.pop(map_name, None)
         await self._table("mapstate").upsert_entity(
             {"PartitionKey": "map", "RowKey": map_name, "State": state, "Reason": reason,
-             "Since": datetime.now(UTC).isoformat()}
+             "Since": datetime.now(UTC).isoformat(), "Problems": json.dumps(problems) if problems else ""},
+            mode=UpdateMode.REPLACE,
         )  # fmt: skip
+        self._state_writes[map_name] += 1
+        self._running_until.pop(map_name, None)
 
     async def hold(self, map_name: str, event: ChangeEvent) -> None:
         await self.ensure_tables()

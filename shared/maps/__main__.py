@@ -1,15 +1,16 @@
-"""`python -m shared.maps validate [FILES…]` | `show NAME` | `schema [--check]`."""
+"""`python -m shared.maps validate [FILES…]` | `show NAME` | `schema [--check]` | `check --live [--json]`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from pathlib import Path
 
 import yaml
 
-from shared.maps.loader import MAPS_DIR, MapProblems, load_maps
+from shared.maps.loader import MAPS_DIR, MapProblems, MapSet, load_maps
 from shared.maps.model import TableMap
 
 SCHEMA = MAPS_DIR.parent / "schema.json"
@@ -31,6 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("name")
     schema = sub.add_parser("schema", help="write maps/schema.json from the models")
     schema.add_argument("--check", action="store_true", help="exit 1 if maps/schema.json is out of date")
+    check = sub.add_parser("check", help="check the maps against both apps' live metadata; exit 1 with every problem")
+    check.add_argument(
+        "--live",
+        action="store_true",
+        required=True,
+        help="read F&O $metadata and Dataverse EntityDefinitions with the bridge's settings",
+    )
+    check.add_argument("--json", action="store_true", help="the report as JSON")
     args = parser.parse_args(argv)
 
     if args.command == "schema":
@@ -49,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     except MapProblems as exc:
         print(exc, file=sys.stderr)
         return 1
+    if args.command == "check":
+        return asyncio.run(_check_live(maps, args.json))
     if args.command == "validate":
         print(f"{len(maps.maps)} map(s) valid; dependency order: {', '.join(maps.order)}")
         return 0
@@ -61,6 +72,32 @@ def main(argv: list[str] | None = None) -> int:
         f.setdefault("dir", compiled.map.dir.value)
     print(yaml.safe_dump({"map": resolved, "dependency_order": maps.order}, sort_keys=False, allow_unicode=True))
     return 0
+
+
+async def _check_live(maps: MapSet, as_json: bool) -> int:
+    """With the bridge's own settings and credentials (DATAVERSE_URL, FNO_URL, tokens as the connectors get them)."""
+    from shared.connectors.wiring import Connectors
+    from shared.maps.metadata import MetadataUnavailable, check_live
+    from shared.settings import ConfigurationError, get_settings
+
+    connectors = Connectors(get_settings())
+    try:
+        report = await check_live(maps, connectors.dataverse, connectors.fno)
+    except (MetadataUnavailable, ConfigurationError) as exc:
+        print(f"cannot check the maps: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await connectors.close()
+    if as_json:
+        print(json.dumps(report.as_json(), indent=2))
+    elif report.ok:
+        print(f"{len(report.maps)} map(s) match both apps' metadata")
+    else:
+        failing = report.failing()
+        print(f"{len(report.problems)} problem(s) in {len(failing)} of {len(report.maps)} map(s):")
+        for problem in report.problems:
+            print(f"  {problem}")
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -96,13 +96,15 @@ class _Context:
 
 class ApplyService:
     def __init__(
-        self, maps: MapSet, ledger: Ledger, dataverse: DataverseRows, fno: FnoRows, alert: AlertRule | None = None
-    ) -> None:
+        self, maps: MapSet, ledger: Ledger, dataverse: DataverseRows, fno: FnoRows, alert: AlertRule | None = None,
+        before_first: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:  # fmt: skip
         self.maps = maps
         self.ledger = ledger
         self.dataverse = dataverse
         self.fno = fno
         self.alert = alert or AlertRule()
+        self.before_first = before_first  # the maps' check against the apps, once per process (cached by its owner)
 
     @staticmethod
     def maps_side(event: ChangeEvent) -> Side:
@@ -111,6 +113,8 @@ class ApplyService:
     # --- entry point ----------------------------------------------------------------------------------------------
 
     async def handle(self, event: ChangeEvent, delivery_count: int = 1) -> list[Outcome]:
+        if self.before_first is not None:
+            await self.before_first()
         side = Side(str(event.source))
         maps = self.maps.reading(side, event.entity)
         if not maps:
@@ -161,7 +165,9 @@ class ApplyService:
             return Outcome(m.name, "skipped-echo", "our own write (tag)")  # never applied, paused or not
         if depth == 0 and await self.ledger.is_paused(m.name):
             await self.ledger.hold(m.name, event)
-            return Outcome(m.name, "held", "the map is paused")
+            return Outcome(m.name, "held", "the map is paused or failed its check")
+        if depth > 0 and (await self.ledger.map_state(m.name))["state"] == "invalid":  # no healing through it
+            raise Retry(10.0, f"the referenced map {m.name} failed its check against the apps' metadata")
         if event.operation is Operation.DELETE:
             return await self._delete(m, side, event)
         for _ in range(MAX_DECISION_ROUNDS):

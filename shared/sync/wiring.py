@@ -7,6 +7,7 @@ from shared.connectors.wiring import get_connectors
 from shared.events.model import ChangeEvent
 from shared.ledger.model import ErrorRecord
 from shared.ledger.tables import Ledger
+from shared.sync.control import MapControl, MapGate
 from shared.sync.rows import DataverseRows, FnoRows
 from shared.sync.service import ApplyService, Outcome, PermanentFailure, Retry
 from shared.wiring import get_maps, get_publisher
@@ -32,8 +33,9 @@ def get_apply_service() -> ApplyService:
         connectors = get_connectors()
         tables = {name: c.map for name, c in maps.maps.items()}
         _service = ApplyService(
-            maps, get_ledger(), DataverseRows(connectors.dataverse, tables), FnoRows(connectors.fno)
-        )
+            maps, get_ledger(), DataverseRows(connectors.dataverse, tables), FnoRows(connectors.fno),
+            before_first=MapGate(MapControl.default).ensure,
+        )  # fmt: skip
     return _service
 
 

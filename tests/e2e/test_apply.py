@@ -21,6 +21,10 @@ from tests.e2e.sync_stack import (
     unique,
 )
 
+# F&O takes it (its phone field publishes no length here), Dataverse refuses it for good: telephone1 holds 50.
+# (An undefined enum symbol no longer serves: F&O itself refuses it.)
+TOO_LONG = "+1 555 " + "0" * 60
+
 
 @pytest.fixture(scope="module")
 def bridge(azurite: AzuritePorts) -> Iterator[SyncStack]:
@@ -176,7 +180,7 @@ async def test_a_validation_error_is_logged_and_dead_lettered(bridge: SyncStack)
         await fno.create(
             "CustomersV3",
             {"dataAreaId": "usmf", "CustomerAccount": number},
-            {"OrganizationName": "Bad flag", "PartyType": "Organization", "CreditLimitIsMandatory": "Maybe"},
+            {"OrganizationName": "Bad phone", "PartyType": "Organization", "PrimaryContactPhone": TOO_LONG},
         )
 
     async def errors() -> list[dict[str, Any]]:
@@ -184,7 +188,7 @@ async def test_a_validation_error_is_logged_and_dead_lettered(bridge: SyncStack)
         return [e for e in found if e["event"]["keys"].get("CustomerAccount") == number]
 
     logged = await eventually(errors, bool)
-    assert "NoYes" in logged[0]["message"] and logged[0]["event"]["entity"] == "CustomersV3"
+    assert "maximum allowed length of '50'" in logged[0]["message"] and logged[0]["event"]["entity"] == "CustomersV3"
 
     async def dead_lettered() -> list[str]:
         async with ServiceBusClient.from_connection_string(bridge.servicebus) as client:
@@ -331,7 +335,7 @@ async def test_an_alert_rule_pauses_a_map_after_repeated_errors(bridge: SyncStac
                 await fno.create(
                     "CustomersV3",
                     {"dataAreaId": "usmf", "CustomerAccount": number},
-                    {"OrganizationName": "Bad flag", "PartyType": "Organization", "CreditLimitIsMandatory": "Maybe"},
+                    {"OrganizationName": "Bad phone", "PartyType": "Organization", "PrimaryContactPhone": TOO_LONG},
                 )
 
         async def customers_map() -> dict[str, Any]:
