@@ -12,8 +12,10 @@ from hypothesis import HealthCheck, given, settings
 
 from local.servicebus.config import DEFAULT_CONFIG
 from shared.events.model import ChangeEvent
+from shared.ingest.service import MAX_CHANGE_BYTES
 from tests import stack
 from tests.integration.test_webhooks import KEYS, MAX_BYTES, drain
+from tests.unit.events.builders import body, business_event
 from tests.unit.events.mutations import bodies, dataverse_seeds, fno_seeds, headers
 
 FUZZ = settings(
@@ -73,3 +75,19 @@ def test_mutated_notifications_never_get_a_5xx_and_only_what_was_accepted_is_que
     for message in queued:
         event = ChangeEvent.model_validate_json(str(message))
         assert event.event_id == message.message_id
+
+
+def test_a_change_too_big_for_a_message_is_queued_for_a_re_read_or_refused_with_413(bridge: tuple[str, str]) -> None:
+    url, sb = bridge
+    credit = "CustomerCreditLimitChangedBusinessEvent"
+    big = business_event(credit, 8, CustomerAccount="US-001", Notes="x" * (MAX_CHANGE_BYTES + 1))
+    r = httpx.post(f"{url}/api/webhooks/fno", content=body(big), params={"code": "fno-key"}, timeout=30)
+    assert r.status_code == 202, r.text[:500]
+    (message,) = drain(sb)
+    event = ChangeEvent.model_validate_json(str(message))
+    assert event.reread_required and event.fields == {}
+    huge_key = business_event(credit, 9, CustomerAccount="k" * (MAX_CHANGE_BYTES + 1))
+    r = httpx.post(f"{url}/api/webhooks/fno", content=body(huge_key), params={"code": "fno-key"}, timeout=30)
+    assert r.status_code == 413 and r.headers["content-type"].startswith("application/problem+json")
+    assert "Service Bus message" in r.json()["detail"]
+    assert drain(sb, wait=1) == []

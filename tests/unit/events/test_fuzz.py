@@ -14,12 +14,13 @@ from hypothesis import strategies as st
 
 from shared.bus.publisher import to_message
 from shared.events.bindings import load_bindings
-from shared.events.errors import InvalidNotification
+from shared.events.errors import ChangeTooLarge, InvalidNotification
 from shared.events.model import ChangeEvent, Source
 from shared.ingest.ordering import ordering_key
-from shared.ingest.service import IngestResult, IngestService
+from shared.ingest.service import MAX_CHANGE_BYTES, IngestResult, IngestService
 from shared.ingest.wiring import mapped_entities
 from shared.maps.loader import load_maps
+from tests.unit.events.builders import business_event
 from tests.unit.events.mutations import bodies, dataverse_seeds, dumps, fno_seeds, headers
 
 MAPS = load_maps()
@@ -135,3 +136,21 @@ def test_wrong_types_are_refused_with_what_is_wrong(source: Source, body: bytes,
     outcome, queue = ingest(source, body, {})
     assert isinstance(outcome, InvalidNotification), outcome
     assert words in str(outcome) and queue.events == []
+
+
+def test_a_change_too_big_for_one_message_is_queued_without_its_values_for_a_re_read() -> None:
+    big = business_event(CREDIT, 7, CustomerAccount="US-001", Notes="x" * (MAX_CHANGE_BYTES + 1))
+    outcome, queue = ingest(Source.FNO, json.dumps(big).encode(), {})
+    assert isinstance(outcome, IngestResult)
+    (event,) = queue.events
+    assert event.reread_required and event.fields == {} and "Notes" in event.changed_fields
+    assert event.keys == {"dataAreaId": "usmf", "CustomerAccount": "US-001"}
+    assert event.ordering_key == "customers:us-001"  # still travels with the row's other changes
+    assert len(event.model_dump_json()) < MAX_CHANGE_BYTES
+
+
+def test_a_change_too_big_even_without_its_values_is_refused() -> None:
+    huge_key = business_event(CREDIT, 7, CustomerAccount="k" * (MAX_CHANGE_BYTES + 1))
+    outcome, queue = ingest(Source.FNO, json.dumps(huge_key).encode(), {})
+    assert isinstance(outcome, ChangeTooLarge) and "Service Bus message" in str(outcome)
+    assert queue.events == []
