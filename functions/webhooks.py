@@ -8,7 +8,7 @@ import azure.functions as func
 
 from functions.http import json_response, problem, wants_representation
 from shared.bus.publisher import BusUnavailable
-from shared.events.errors import InvalidNotification
+from shared.events.errors import ChangeTooLarge, InvalidNotification
 from shared.events.model import ChangeEvent, Ignored, Source
 from shared.ingest.service import IngestResult
 from shared.ingest.wiring import get_ingest_service
@@ -38,6 +38,8 @@ async def _receive(req: func.HttpRequest, source: Source) -> func.HttpResponse:
         )
     try:
         result = await get_ingest_service().receive(source, body, dict(req.headers))
+    except ChangeTooLarge as exc:
+        return problem(413, "Payload Too Large", str(exc))
     except InvalidNotification as exc:
         return problem(400, "Bad Request", str(exc))
     except BusUnavailable as exc:

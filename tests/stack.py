@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from local.processes import (
@@ -102,3 +104,52 @@ def simulator(kind: str, seed: bool = True, tls: bool = False) -> Iterator[str]:
 def sim_ca_file(url: str) -> Path:
     """Where a TLS simulator started by `simulator(tls=True)` wrote its CA certificate."""
     return LOG_DIR / f"sim-ca-{url.rsplit(':', 1)[1].split('/')[0]}.pem"
+
+
+@dataclass
+class DevHost:
+    """A dev host that a test can crash (SIGKILL, no goodbye to the broker or storage) and start again on the same
+    port with the same settings, so the apps' webhook registrations still reach it."""
+
+    env: Mapping[str, str]
+    port: int
+    app: str = "function_app:app"
+    root: Path = ROOT
+    service: Service | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.service = start(
+            "dev host",
+            python_module("local.host", "--app", self.app, "--port", str(self.port), "--root", str(self.root)),
+            (self.port,),
+            env={"PYTHONPATH": str(ROOT), **self.env},
+            output=log_file("devhost"),
+        )
+        self.service.wait_ready(30)
+
+    def kill(self) -> None:
+        """SIGKILL to the host's process group: it dies mid-whatever, as in a crash or an OOM kill."""
+        if self.service is not None and self.service.process.poll() is None:
+            try:
+                os.killpg(self.service.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.service.process.wait(10)
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.stop()
+
+
+@contextmanager
+def restartable_dev_host(env: Mapping[str, str], app: str = "function_app:app") -> Iterator[DevHost]:
+    host = DevHost(env, free_port(), app)
+    try:
+        host.start()
+        yield host
+    finally:
+        host.stop()

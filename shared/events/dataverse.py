@@ -6,37 +6,22 @@ RemoteExecutionContext, or lacks what its message requires, is an `InvalidNotifi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from pydantic import JsonValue
 
+from shared.events.body import decode_json
 from shared.events.errors import InvalidNotification
 from shared.events.model import ChangeEvent, Ignored, Operation, Source, event_id
-from shared.events.values import attributes, canonical, pairs, parse_wcf_date
+from shared.events.values import attributes, canonical, pairs, parse_wcf_date, text_member
+
+__all__ = ["decode_json", "is_execution_context", "parse_context", "parse_dataverse", "shared_variables"]
 
 OPERATIONS = {"Create": Operation.CREATE, "Update": Operation.UPDATE, "Delete": Operation.DELETE}
 SIZE_EXCEEDED_HEADER = "x-ms-dynamics-msg-size-exceeded"
 _EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
-
-
-def decode_json(body: bytes, source: str) -> Any:
-    """The body as JSON: UTF-8 from bytes (BOM tolerated), decimals kept exact."""
-    if not body.strip():
-        raise InvalidNotification(f"the {source} notification body is empty")
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InvalidNotification(
-            f"the body is not UTF-8 (byte {exc.start}); set the endpoint's charset to UTF8"
-        ) from None
-    try:
-        return json.loads(text, parse_float=Decimal)
-    except json.JSONDecodeError as exc:
-        raise InvalidNotification(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
 
 
 def is_execution_context(body: Any) -> bool:
@@ -72,8 +57,8 @@ def _guid(value: Any) -> str | None:
 
 
 def _occurred_at(context: dict[str, Any]) -> datetime:
-    raw = context.get("OperationCreatedOn")
-    if isinstance(raw, str) and raw:
+    raw = text_member(context, "OperationCreatedOn", "context")
+    if raw:
         return parse_wcf_date(raw, "OperationCreatedOn").astimezone(UTC)
     return datetime.now(UTC)
 
@@ -84,8 +69,8 @@ def _images(context: dict[str, Any], key: str) -> list[dict[str, Any]]:
 
 def _version(target: dict[str, Any] | None, images: list[dict[str, Any]], fields: dict[str, JsonValue]) -> str | None:
     for entity in [target, *images]:
-        if isinstance(entity, dict) and _text(entity.get("RowVersion")):
-            return str(entity["RowVersion"])
+        if isinstance(entity, dict) and (row_version := text_member(entity, "RowVersion", "entity")):
+            return row_version
     version = fields.get("versionnumber")
     if isinstance(version, int) and not isinstance(version, bool):
         return str(version)
@@ -105,7 +90,7 @@ def parse_context(
     message = context.get("MessageName")
     if not isinstance(message, str) or not message:
         raise InvalidNotification("not a RemoteExecutionContext: MessageName is missing")
-    entity = _text(context.get("PrimaryEntityName"))
+    entity = _text(text_member(context, "PrimaryEntityName", "context"))
     operation = operations.get(message)
     if operation is None:
         return Ignored(f"message {message!r} is not a create, update or delete", entity)
@@ -116,7 +101,7 @@ def parse_context(
         raise InvalidNotification(f"{message} without InputParameters.Target")
     if target is not None and not isinstance(target, dict):
         raise InvalidNotification("InputParameters.Target is not an entity or entity reference")
-    entity = entity or (_text(target.get("LogicalName")) if target else None)
+    entity = entity or (_text(text_member(target, "LogicalName", "InputParameters.Target")) if target else None)
     if not entity:
         raise InvalidNotification("the table is unknown: neither PrimaryEntityName nor Target.LogicalName is set")
 
@@ -129,7 +114,9 @@ def parse_context(
 
     outputs = pairs(context.get("OutputParameters"), "OutputParameters")
     row_id = (
-        _guid(target.get("Id") if target else None) or _guid(context.get("PrimaryEntityId")) or _guid(outputs.get("id"))
+        _guid(text_member(target, "Id", "InputParameters.Target") if target else None)
+        or _guid(text_member(context, "PrimaryEntityId", "context"))
+        or _guid(text_member(outputs, "id", "OutputParameters"))
     )
     if row_id is None:
         raise InvalidNotification(
@@ -143,18 +130,20 @@ def parse_context(
         }
     variables = shared_variables(context)
     tag = variables.get("tag")
-    correlation = _text(context.get("CorrelationId")) or headers.get("x-ms-correlation-request-id") or None
+    correlation = (
+        _text(text_member(context, "CorrelationId", "context")) or headers.get("x-ms-correlation-request-id") or None
+    )
     version = _version(target, post + pre, fields)
     return ChangeEvent(
         event_id=event_id(
             source,
-            _guid(context.get("OrganizationId")) or headers.get("x-ms-dynamics-organization"),
+            _guid(text_member(context, "OrganizationId", "context")) or headers.get("x-ms-dynamics-organization"),
             entity,
             row_id,
             message,
             version,
-            _guid(context.get("OperationId")),
-            _guid(context.get("RequestId")),
+            _guid(text_member(context, "OperationId", "context")),
+            _guid(text_member(context, "RequestId", "context")),
             correlation,
         ),
         source=source,
@@ -167,8 +156,8 @@ def parse_context(
         changed_fields=list(target_fields),
         source_version=version,
         occurred_at=_occurred_at(context),
-        initiating_user=_guid(context.get("InitiatingUserId")),
-        user=_guid(context.get("UserId")),
+        initiating_user=_guid(text_member(context, "InitiatingUserId", "context")),
+        user=_guid(text_member(context, "UserId", "context")),
         correlation_id=correlation,
         write_tag=str(tag) if tag not in (None, "") else None,
         reread_required=size_exceeded,

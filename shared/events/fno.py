@@ -15,10 +15,11 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from shared.events.dataverse import decode_json, is_execution_context, parse_context
+from shared.events.body import decode_json
+from shared.events.dataverse import is_execution_context, parse_context
 from shared.events.errors import InvalidNotification
 from shared.events.model import ChangeEvent, Ignored, Operation, Source, event_id
-from shared.events.values import decimal_value, is_wcf_date, pairs, parse_wcf_date
+from shared.events.values import decimal_value, is_wcf_date, pairs, parse_wcf_date, text_member
 
 DATA_EVENT_OPERATIONS = {
     "OnExternalCreated": Operation.CREATE,
@@ -93,9 +94,9 @@ def _plain(value: Any, where: str) -> JsonValue:
     return value  # type: ignore[no-any-return]
 
 
-def _event_time(event: dict[str, Any]) -> datetime:
-    iso = event.get("EventTimeIso8601")
-    if isinstance(iso, str) and iso:
+def _event_time(event: dict[str, Any], where: str) -> datetime:
+    iso = text_member(event, "EventTimeIso8601", where)
+    if iso:
         try:
             # 7 fractional digits: Python takes at most 6
             head, _, rest = iso.partition(".")
@@ -104,11 +105,13 @@ def _event_time(event: dict[str, Any]) -> datetime:
                 zone = rest[len(digits) :] or "+00:00"
                 iso = f"{head}.{digits[:6]}{zone}"
             return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(UTC)
-        except ValueError:
-            raise InvalidNotification(f"EventTimeIso8601: {event['EventTimeIso8601']!r} is not ISO 8601") from None
-    raw = event.get("EventTime")
-    if isinstance(raw, str) and raw:
-        return parse_wcf_date(raw, "EventTime").astimezone(UTC)
+        except (ValueError, OverflowError):
+            raise InvalidNotification(
+                f"{where}.EventTimeIso8601: {event['EventTimeIso8601'][:80]!r} is not an ISO 8601 date-time"
+            ) from None
+    raw = text_member(event, "EventTime", where)
+    if raw:
+        return parse_wcf_date(raw, f"{where}.EventTime").astimezone(UTC)
     return datetime.now(UTC)
 
 
@@ -119,14 +122,13 @@ def is_business_event(document: Any) -> bool:
 def parse_business_event(
     event: dict[str, Any], bindings: Mapping[str, BusinessEventBinding], where: str = "body"
 ) -> ChangeEvent | Ignored:
-    business_event_id = str(event.get("BusinessEventId") or "")
+    business_event_id = text_member(event, "BusinessEventId", where) or ""
     if business_event_id == TEST_EVENT_ID:
         return Ignored("the business events endpoint test message", test=True)
     binding = bindings.get(business_event_id)
     if binding is None:
         return Ignored(f"no binding for business event {business_event_id!r}")
-    company_raw = event.get(binding.company_field)
-    company = str(company_raw).lower() if company_raw not in (None, "") else None
+    company = (text_member(event, binding.company_field, where) or "").lower() or None
     payload = {k: v for k, v in event.items() if k not in ENVELOPE_FIELDS}
     renamed = {binding.fields.get(k, k): v for k, v in payload.items() if not binding.fields or k in binding.fields}
     fields = {k: _plain(v, f"{where}.{k}") for k, v in renamed.items()}
@@ -135,13 +137,20 @@ def parse_business_event(
         name = binding.fields.get(key, key)
         if key not in event or event[key] in (None, ""):
             raise InvalidNotification(f"{where}: business event {business_event_id} lacks its key field {key!r}")
+        if not isinstance(event[key], str | int | Decimal) or isinstance(event[key], bool):
+            raise InvalidNotification(
+                f"{where}.{key}: business event {business_event_id}'s key field must be text or a number,"
+                f" not {type(event[key]).__name__}"
+            )
         keys[name] = fields.get(name, _plain(event[key], f"{where}.{key}"))
     if company is not None:
         keys = {"dataAreaId": company, **keys}
     row_id = "|".join(f"{k}={v}" for k, v in keys.items())
     control = event.get("ControlNumber")
-    raw_event_id = str(event.get("EventId") or "").strip("{}").lower() or None
-    user = str(event.get("InitiatingUserAADObjectId") or "").strip("{}").lower() or None
+    if control is not None and (not isinstance(control, int | str) or isinstance(control, bool)):
+        raise InvalidNotification(f"{where}.ControlNumber: expected a number, got {type(control).__name__}")
+    raw_event_id = (text_member(event, "EventId", where) or "").strip("{}").lower() or None
+    user = (text_member(event, "InitiatingUserAADObjectId", where) or "").strip("{}").lower() or None
     return ChangeEvent(
         event_id=event_id(Source.FNO, "business-event", business_event_id, raw_event_id, control, row_id),
         source=Source.FNO,
@@ -153,7 +162,7 @@ def parse_business_event(
         fields=fields,
         changed_fields=list(fields),
         source_version=str(control) if control is not None else None,
-        occurred_at=_event_time(event),
+        occurred_at=_event_time(event, where),
         initiating_user=None if user == "00000000-0000-0000-0000-000000000000" else user,
         correlation_id=raw_event_id,
     )
@@ -180,7 +189,9 @@ def parse_data_event(context: dict[str, Any], headers: Mapping[str, str], catalo
     # could turn back into symbols: kept as sent, and apply re-reads the row through OData (symbols there).
     enums = any(isinstance(v, dict) and v.get("$type") in ("choice", "choices") for v in fields.values())
     company_value = fields.get("dataAreaId")
-    company = str(company_value).lower() if isinstance(company_value, str) and company_value else None
+    if company_value is not None and not isinstance(company_value, str):
+        raise InvalidNotification(f"{table}: mserp_dataareaid must be a company code, not {company_value!r:.60}")
+    company = company_value.lower() if company_value else None
     keys: dict[str, JsonValue] = {}
     if names and names.keys:
         keys = {k: fields[k] for k in names.keys if k in fields}
@@ -207,6 +218,8 @@ def _one(
         return parse_business_event(document, bindings, where)
     if is_execution_context(document):
         message = document.get("MessageName")
+        if not isinstance(message, str):
+            raise InvalidNotification(f"{where}.MessageName: expected a message name, got {type(message).__name__}")
         if message in DATA_EVENT_OPERATIONS:
             return parse_data_event(document, headers, catalog)
         # Business events routed through Dataverse arrive wrapped in a context: find the event inside.
@@ -216,7 +229,9 @@ def _one(
                 inner = decode_json(value.encode("utf-8"), "F&O")
             if is_business_event(inner):
                 return parse_business_event(inner, bindings, where)
-        return Ignored(f"message {message!r} is not an F&O data event", document.get("PrimaryEntityName"))
+        return Ignored(
+            f"message {message!r} is not an F&O data event", text_member(document, "PrimaryEntityName", where)
+        )
     raise InvalidNotification(
         f"{where}: neither an F&O business event (BusinessEventId) nor a data event (RemoteExecutionContext)"
     )

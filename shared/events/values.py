@@ -11,20 +11,24 @@ from pydantic import JsonValue
 
 from shared.events.errors import InvalidNotification
 
-_WCF_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
+_WCF_DATE = re.compile(r"^/Date\((-?\d{1,16})([+-]\d{4})?\)/$")  # ms since 1970, an optional UTC offset
 
 
 def parse_wcf_date(text: str, where: str = "date") -> datetime:
     """`/Date(1506384247000)/` or `/Date(1506409448000-0700)/` → an aware datetime (ms since epoch are UTC)."""
     m = _WCF_DATE.match(text.strip())
     if m is None:
-        raise InvalidNotification(f"{where}: {text!r} is not a /Date(ms)/ value")
+        raise InvalidNotification(f"{where}: {text[:80]!r} is not a /Date(ms)/ value")
     millis, offset = int(m.group(1)), m.group(2)
-    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis)
-    if offset:
-        sign = 1 if offset[0] == "+" else -1
-        zone = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
-        return moment.astimezone(zone)
+    try:
+        moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis)
+        if offset:
+            sign = 1 if offset[0] == "+" else -1
+            zone = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
+            moment = moment.astimezone(zone)
+        moment.astimezone(UTC)  # every caller wants UTC: out of range there is out of range here
+    except (OverflowError, ValueError):
+        raise InvalidNotification(f"{where}: {text!r} is outside the dates a datetime can hold") from None
     return moment
 
 
@@ -63,7 +67,7 @@ def canonical(value: Any, where: str) -> JsonValue:
             return {"$type": "choice", "value": _option(value, where)}
         if kind == "Money":
             amount = value.get("Value")
-            if not isinstance(amount, int | float | Decimal):
+            if not isinstance(amount, int | float | Decimal) or isinstance(amount, bool):
                 raise InvalidNotification(f"{where}: Money without a numeric Value")
             return {"$type": "money", "value": format(Decimal(str(amount)), "f")}
         if kind == "EntityReference" or (
@@ -71,12 +75,14 @@ def canonical(value: Any, where: str) -> JsonValue:
         ):
             return {
                 "$type": "lookup",
-                "table": value.get("LogicalName"),
-                "id": _guid(value.get("Id")),
-                "name": value.get("Name"),
+                "table": text_member(value, "LogicalName", where),
+                "id": _guid(text_member(value, "Id", where)),
+                "name": text_member(value, "Name", where),
             }
         if kind == "EntityCollection":
             entities = value.get("Entities") or []
+            if not isinstance(entities, list) or not all(isinstance(e, dict) for e in entities):
+                raise InvalidNotification(f"{where}.Entities: expected a list of entities")
             return {
                 "$type": "entities",
                 "entities": [entity_value(e, f"{where}.Entities[{i}]") for i, e in enumerate(entities)],
@@ -94,14 +100,27 @@ def _option(value: dict[str, Any], where: str) -> int:
     return number
 
 
-def _guid(value: Any) -> str | None:
-    return str(value).lower() if value is not None else None
+def _guid(value: str | None) -> str | None:
+    return value.lower() if value is not None else None
+
+
+def text_member(node: dict[str, Any], name: str, where: str) -> str | None:
+    """A member that the contract types as a string (a name, a GUID, a version): a string or null, else refused."""
+    value = node.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidNotification(f"{where}.{name}: expected a string, got {type(value).__name__} {_short(value)}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def entity_value(entity: dict[str, Any], where: str) -> JsonValue:
     return {
-        "table": entity.get("LogicalName"),
-        "id": _guid(entity.get("Id")),
+        "table": text_member(entity, "LogicalName", where),
+        "id": _guid(text_member(entity, "Id", where)),
         "fields": attributes(entity, where),
     }
 
@@ -118,7 +137,12 @@ def pairs(items: Any, where: str) -> dict[str, Any]:
     for i, item in enumerate(items):
         if not isinstance(item, dict) or "key" not in item:
             raise InvalidNotification(f'{where}[{i}]: expected {{"key": …, "value": …}}')
-        out[str(item["key"])] = item.get("value")
+        key = item["key"]
+        if not isinstance(key, str):
+            raise InvalidNotification(f"{where}[{i}].key: expected a string, got {type(key).__name__}")
+        if key in out:  # a ParameterCollection / AttributeCollection is a dictionary: one value per key
+            raise InvalidNotification(f"{where}: the key {key[:80]!r} appears twice")
+        out[key] = item.get("value")
     return out
 
 

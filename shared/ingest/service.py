@@ -7,9 +7,13 @@ from dataclasses import dataclass, field
 
 from shared.bus.publisher import ChangePublisher
 from shared.events.dataverse import parse_dataverse
+from shared.events.errors import ChangeTooLarge
 from shared.events.fno import BusinessEventBinding, FnoCatalog, parse_fno
 from shared.events.model import ChangeEvent, Ignored, Source
 
+# A Service Bus Standard message holds 256 KB, headers and properties included (Premium: 1 MB by default).
+# "Service Bus quotas", https://learn.microsoft.com/azure/service-bus-messaging/service-bus-quotas
+MAX_CHANGE_BYTES = 192 * 1024
 EntityFilter = Callable[[ChangeEvent], str | None]  # None: keep; else why the change is ignored
 RowOrdering = Callable[[ChangeEvent], str | None]  # the synced row, named alike from both sides
 
@@ -58,6 +62,21 @@ class IngestService:
             if isinstance(item, Ignored) or self._filter(item) is not None:
                 result.ignored.append(item)
             else:
-                result.accepted.append(item.model_copy(update={"ordering_key": self._ordering(item)}))
+                result.accepted.append(fitting(item.model_copy(update={"ordering_key": self._ordering(item)})))
         await self._publisher.publish(result.accepted)
         return result
+
+
+def fitting(event: ChangeEvent, limit: int = MAX_CHANGE_BYTES) -> ChangeEvent:
+    """The change as it is if it fits one message; else without its values, marked for a re-read of the row —
+    what Dataverse itself does with a payload over 256 KB (`x-ms-dynamics-msg-size-exceeded`)."""
+    if len(event.model_dump_json().encode("utf-8")) <= limit:
+        return event
+    cut = event.model_copy(update={"fields": {}, "reread_required": True})
+    size = len(cut.model_dump_json().encode("utf-8"))
+    if size > limit:
+        raise ChangeTooLarge(
+            f"the change to {event.entity} {event.row_id[:80]} is {size} bytes even without its values;"
+            f" a Service Bus message holds {limit}"
+        )
+    return cut

@@ -322,16 +322,23 @@ class ApplyService:
             self._record_write(entry, into, written, current, row, values)
         elif current is not None:
             entry.side(into).values = {**entry.side(into).values, **fingerprint(current.record, current.record)}
-        if decision.back and current is not None:
-            writes += await self._write_back(compiled, side, event, key, current, decision.back, entry)
         state = entry.side(side)
         state.values = {**state.values, **seen}
         state.version = source_version if source_version and is_newer(source_version, state.version) else state.version
+        moved: Current | None = None
+        if decision.back and current is not None:
+            wrote, moved = await self._write_back(compiled, side, event, key, current, decision.back, entry)
+            writes += wrote
         state.last_event = event.event_id
         if event.row_id and not (side is Side.FNO and event.row_id.startswith("{")):
             state.row_id = state.row_id or event.row_id
         entry.deleted = False
         await self.ledger.save(entry)
+        if moved is not None and depth < MAX_HEAL_DEPTH:
+            # The source row had moved on past this change: sync it as it is now, before its own (older-looking)
+            # notifications arrive and find the ledger already past them.
+            follow = self._synthetic(side, m, event.row_id, moved)
+            writes += (await self._apply_change(compiled, side, follow, depth + 1)).writes
         detail = (
             f"conflict on {', '.join(sorted(decision.conflicts))}, {decision.winner} won" if decision.conflicts else ""
         )
@@ -380,9 +387,10 @@ class ApplyService:
     async def _write_back(
         self, compiled: CompiledMap, side: Side, event: ChangeEvent, key: dict[str, Any], current: Current,
         columns: set[str], entry: LedgerEntry,
-    ) -> int:  # fmt: skip
+    ) -> tuple[int, Current | None]:  # fmt: skip
         """Copy the target's own changes (and the columns it won) back into the source, so both converge even
-        though the target's own, older notification will now be skipped as stale."""
+        though the target's own, older notification will now be skipped as stale. Returns the source row when it
+        holds changes not synced yet."""
         m = compiled.map
         into = side.other
         back = transform(compiled, into, current.record, self.maps.maps, _Resolver())
@@ -393,7 +401,7 @@ class ApplyService:
             if f is not None and source_name and m.flows(f, side) and source_name in back.values:
                 names[source_name] = back.values[source_name]
         if not names:
-            return 0
+            return 0, None
         tag = f"{TAG_PREFIX}{event.event_id}:back"
         if side is Side.FNO:
             written = await self.fno.write(m, key, names, if_match="*", create=False)
@@ -401,9 +409,22 @@ class ApplyService:
             written = await self.dataverse.write(m, back.key, names, {}, if_match="*", create=False, tag=tag)
         state = entry.side(side)
         state.values = {**state.values, **{n: normalize(v) for n, v in names.items()}}
-        state.version = written.version or state.version
         entry.side(into).values = {**entry.side(into).values, **fingerprint(current.record, current.record)}
-        return 1
+        # The write-back does not check the source's version (If-Match: *): the row may hold newer changes than the
+        # one being applied (shuffled delivery). Its new version is ours only if it holds nothing we have not synced;
+        # else the notifications of those changes would be skipped as stale and the two apps would stay apart.
+        now: Current | None = (
+            Current(written.record, written.etag, written.row_id) if written.record is not None
+            else await self.fno.read(m, key) if side is Side.FNO
+            else await self.dataverse.read(m, state.row_id or event.row_id)
+        )  # fmt: skip
+        unsynced = now is not None and any(
+            state.values.get(n) != v for n, v in fingerprint(now.record, m.readable(side)).items()
+        )
+        if unsynced:
+            return 1, now
+        state.version = written.version or state.version
+        return 1, None
 
     # --- deletes --------------------------------------------------------------------------------------------------
 

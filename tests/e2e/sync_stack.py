@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -119,6 +120,30 @@ def sync_stack(azurite: AzuritePorts, **extra_env: str) -> Iterator[SyncStack]:
         host = stack_.enter_context(stack.dev_host(env))
         asyncio.run(connect_apps(host, dataverse_url, fno_url, stack.SIM_TOKEN, KEYS))
         yield SyncStack(host, dataverse_url, fno_url, connection)
+
+
+@contextmanager
+def crashable_sync_stack(
+    azurite: AzuritePorts, broker_config: Path = DEFAULT_CONFIG, **extra_env: str
+) -> Iterator[tuple[SyncStack, stack.DevHost]]:
+    """`sync_stack`, with the dev host handed out so that a test can kill it and start it again."""
+    with ExitStack() as stack_:
+        connection = stack_.enter_context(stack.broker(broker_config))
+        dataverse_url = stack_.enter_context(stack.simulator("dataverse"))
+        fno_url = stack_.enter_context(stack.simulator("fno"))
+        env = {
+            "AzureWebJobsStorage": azurite.connection_string(),
+            "ServiceBusConnection": connection,
+            "DATAVERSE_URL": dataverse_url,
+            "FNO_URL": fno_url,
+            "LOCAL_BEARER_TOKEN": stack.SIM_TOKEN,
+            "FUNCTION_KEYS": json.dumps(KEYS),
+            "CONNECTOR_RETRY_ATTEMPTS": "2",
+            "CONNECTOR_RETRY_SECONDS": "2",
+        } | extra_env
+        host = stack_.enter_context(stack.restartable_dev_host(env))
+        asyncio.run(connect_apps(host.url, dataverse_url, fno_url, stack.SIM_TOKEN, KEYS))
+        yield SyncStack(host.url, dataverse_url, fno_url, connection), host
 
 
 # --- a person's view of the two apps ---------------------------------------------------------------------------
