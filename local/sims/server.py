@@ -103,6 +103,7 @@ def main(kind: str, default_port: int) -> None:
     parser.add_argument("--port", type=int, default=default_port)
     parser.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
     parser.add_argument("--seed", action="store_true", help="load the demo fixtures (local/sims/seed)")
+    parser.add_argument("--log-level", default="INFO", help="WARNING: only problems (what `python -m local` asks)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {kind}-sim %(levelname)s %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s {kind}-sim %(levelname)s %(message)s")
     asyncio.run(serve(kind, args.host, args.port, args.db, args.seed))
