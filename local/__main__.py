@@ -80,9 +80,9 @@ def say(text: str) -> None:
         pass
 
 
-class StopRequested(BaseException):
-    """A signal asked the stack to stop: unwinds whatever start-up step or wait is running (not an Exception, so no
-    `except Exception` on the way swallows it)."""
+class StopRequested(KeyboardInterrupt):
+    """A signal asked the stack to stop: unwinds whatever start-up step or wait is running. A KeyboardInterrupt, so
+    no `except Exception` on the way swallows it, and asyncio re-raises it from whichever task it interrupted."""
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -161,6 +161,11 @@ def _sigterm_while_starting(stack: LocalStack) -> None:
     stack.process.send_signal(signal.SIGTERM)
 
 
+def _sigterm_during_the_demo(stack: LocalStack) -> None:
+    stack.wait_for_output("demo: creating customer")
+    stack.process.send_signal(signal.SIGTERM)
+
+
 def _sighup(stack: LocalStack) -> None:
     stack.wait_for_output("Press Ctrl-C to stop.")
     stack.process.send_signal(signal.SIGHUP)
@@ -168,8 +173,8 @@ def _sighup(stack: LocalStack) -> None:
 
 @pytest.mark.parametrize(
     ("extra", "stop"),
-    [((), _ctrl_c_twice), ((), _sigterm_while_starting), (("--no-demo",), _sighup)],
-    ids=["ctrl-c-twice", "sigterm-while-starting", "sighup"],
+    [((), _ctrl_c_twice), ((), _sigterm_while_starting), ((), _sigterm_during_the_demo), (("--no-demo",), _sighup)],
+    ids=["ctrl-c-twice", "sigterm-while-starting", "sigterm-during-the-demo", "sighup"],
 )
 def test_stopping_is_complete_whatever_arrives_meanwhile(extra: tuple[str, ...], stop: object) -> None:
     with local_stack(*extra) as stack:
