@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 from local import pidfile, procinfo
@@ -98,7 +100,7 @@ class Stack:
         self.host: Service | None = None
         self.stopping = False
         self.signalled = False
-        self.starting_child = False  # a signal now must not lose a just-forked child: it waits until it is known
+        self.starting_child = False
         self.pending: int | None = None
         self.pids = pidfile.PidFile.for_this_process()
         self.watchdog = subprocess.Popen(
@@ -131,26 +133,28 @@ class Stack:
         self._tell_watchdog(f"{service.pid}\n")
         return service
 
-    def start(self, name: str, argv: list[str], ports: tuple[int, ...], env: dict[str, str] | None = None) -> Service:
+    @contextmanager
+    def _starting_child(self) -> Iterator[None]:
+        """A signal while a child is being started waits until the child is known, so the stop reaches it too."""
         self.starting_child = True
         try:
-            return self.add(start(name, argv, ports, env=env))
+            yield
         finally:
             self.starting_child = False
             if self.pending is not None and not self.signalled:
                 self.signalled = True
                 raise StopRequested(self.pending)
 
+    def start(self, name: str, argv: list[str], ports: tuple[int, ...], env: dict[str, str] | None = None) -> Service:
+        with self._starting_child():
+            service = self.add(start(name, argv, ports, env=env))
+        return service
+
     def start_azurite(self, ports: AzuritePorts) -> Service:
-        self.starting_child = True
-        try:
-            output = None if self.verbose else subprocess.DEVNULL  # its start-up banner; errors still show
-            return self.add(start_azurite(ports, output=output, ready=False))
-        finally:
-            self.starting_child = False
-            if self.pending is not None and not self.signalled:
-                self.signalled = True
-                raise StopRequested(self.pending)
+        output = None if self.verbose else subprocess.DEVNULL  # its start-up banner; its errors still show
+        with self._starting_child():
+            service = self.add(start_azurite(ports, output=output, ready=False))
+        return service
 
     def stop(self) -> None:
         if self.stopping:
