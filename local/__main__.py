@@ -206,10 +206,17 @@ def check_ports(ports: dict[str, int]) -> list[str]:
             continue
         seen[port] = name
         if port_taken(port):
-            holders = procinfo.port_holders(port)
-            held = f" by {'; '.join(procinfo.describe(p) for p in holders)}" if holders else ""
-            problems.append(f"port {port} (for {name}) is already in use{held}")
+            problems.append(f"port {port} (for {name}) is already in use{_held_by(procinfo.port_holders(port))}")
     return problems
+
+
+def _held_by(holders: list[int]) -> str:
+    if not holders:
+        return ""  # the OS would not say
+    stack = pidfile.live_stack_holding(holders[0])
+    if stack is not None:
+        return f" by another local stack: `python -m local` pid {stack.pid} (Ctrl-C there, or kill {stack.pid})"
+    return f" by {'; '.join(procinfo.describe(p) for p in holders)}"
 
 
 def _reap_leftovers() -> None:

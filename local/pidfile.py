@@ -72,6 +72,16 @@ def _read(path: Path) -> tuple[procinfo.Identity | None, list[Leftover]]:
     return procinfo.Identity.from_json(data.get("owner")), found
 
 
+def live_stack_holding(pid: int, directory: Path = STATE_DIR) -> procinfo.Identity | None:
+    """The running `python -m local` whose service process group `pid` belongs to, if any."""
+    group = procinfo.process_group(pid)
+    for path in sorted(directory.glob("stack-*.json")):
+        owner, children = _read(path)
+        if owner is not None and procinfo.is_still(owner) and any(c.process.pid == group for c in children):
+            return owner
+    return None
+
+
 def leftovers(directory: Path = STATE_DIR) -> list[Leftover]:
     """Processes still running from earlier runs that died without stopping them. Forgets runs with none left."""
     found: list[Leftover] = []

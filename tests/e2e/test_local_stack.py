@@ -134,8 +134,20 @@ def test_the_stack_starts_quietly_and_ctrl_c_stops_everything() -> None:
     with local_stack() as stack:
         stack.wait_for_output("Press Ctrl-C to stop.")
         assert len(stack.seen) >= 5  # Azurite, the broker, two simulators, the dev host
+        second = subprocess.run(
+            [*stack.process.args, "--no-demo"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,  # type: ignore[misc]
+        )  # `make run` again: the ports are this stack's, and it must say so rather than call them ready
+        assert second.returncode == 1, second.stdout
+        assert f"port {stack.host_port} (for the dev host) is already in use by another local stack" in second.stdout
+        assert f"`python -m local` pid {stack.process.pid}" in second.stdout
+        assert "The local stack is up" not in second.stdout
         time.sleep(4)  # idle: the session receivers' refused links, reconnects… must not print a line each
         stack.watch()
+        assert httpx.get(f"http://127.0.0.1:{stack.host_port}/api/health", timeout=10).status_code == 200
         stack.process.send_signal(signal.SIGINT)
         assert stack.process.wait(STOP_SECONDS + 5) == 0
         stack.assert_nothing_left()
