@@ -139,7 +139,7 @@ def test_the_stack_starts_quietly_and_ctrl_c_stops_everything() -> None:
             cwd=ROOT,
             capture_output=True,
             text=True,
-            timeout=60,  # type: ignore[misc]
+            timeout=60,
         )  # `make run` again: the ports are this stack's, and it must say so rather than call them ready
         assert second.returncode == 1, second.stdout
         assert f"port {stack.host_port} (for the dev host) is already in use by another local stack" in second.stdout
