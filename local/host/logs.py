@@ -31,8 +31,9 @@ def apply_line(message: str) -> str | None:
         return None
     source = str(event.get("source", "?"))
     writes = event.get("writes") or 0
+    row = f" {event['row']}" if isinstance(event.get("row"), str) else ""  # the row's key, when the line has it
     parts = [
-        f"{outcome} {event.get('map', '?')} {source}→{SIDES.get(source, '?')} {event.get('entity', '?')} "
+        f"{outcome} {event.get('map', '?')}{row} {source}→{SIDES.get(source, '?')} {event.get('entity', '?')} "
         f"{event.get('operation', '?')}"
     ]
     if outcome in ("applied", "conflict"):

@@ -23,6 +23,11 @@ def test_an_applied_change_is_one_short_line() -> None:
     )
 
 
+def test_the_rows_key_is_shown_when_the_line_carries_it() -> None:
+    line = apply_line(_apply(row="USMF/C-1001"))
+    assert line == "applied customers USMF/C-1001 fno→dataverse CustomersV3 update, 1 write, 180 ms after the change"
+
+
 def test_a_conflict_says_who_won() -> None:
     line = apply_line(_apply(outcome="conflict", source="dataverse", entity="account", writes=2,
                              detail="conflict on name, fno won"))  # fmt: skip
