@@ -60,11 +60,21 @@ def function_keys() -> dict[str, str]:
     return {str(k): str(v) for k, v in keys.items()} if isinstance(keys, dict) else {}
 
 
+def _three_ports(text: str) -> AzuritePorts:
+    try:
+        blob, queue, table = (int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"three ports, blob,queue,table (e.g. 10000,10001,10002), not {text!r}"
+        ) from None
+    return AzuritePorts(blob, queue, table)
+
+
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__)
     parser.add_argument("--host-port", type=int, default=7071)
     parser.add_argument("--broker-port", type=int, default=5672)
-    parser.add_argument("--azurite-ports", default="10000,10001,10002", help="blob,queue,table")
+    parser.add_argument("--azurite-ports", type=_three_ports, default="10000,10001,10002", help="blob,queue,table")
     parser.add_argument("--dataverse-port", type=int, default=7301)
     parser.add_argument("--fno-port", type=int, default=7302)
     parser.add_argument("--no-demo", action="store_true", help="start the stack without running the demo")
@@ -74,10 +84,10 @@ def _arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def say(text: str) -> None:
-    """Print, but never fail: after SIGHUP the terminal may be gone, and stopping must go on regardless."""
+def say(text: str, problem: bool = False) -> None:
+    """Print (problems to stderr), but never fail: after SIGHUP the terminal may be gone, and stopping must go on."""
     try:
-        print(text, flush=True)
+        print(text, flush=True, file=sys.stderr if problem else sys.stdout)
     except (OSError, ValueError):
         pass
 
@@ -230,8 +240,8 @@ def _reap_leftovers() -> None:
 def main() -> int:
     args = _arguments()
     load_into_environment()
-    blob, queue, table = (int(p) for p in args.azurite_ports.split(","))
-    azurite_ports = AzuritePorts(blob, queue, table)
+    azurite_ports: AzuritePorts = args.azurite_ports
+    blob, queue, table = azurite_ports.blob, azurite_ports.queue, azurite_ports.table
     level = ["--log-level", "INFO" if args.verbose else "WARNING"]
     ports = {"Azurite blobs": blob, "Azurite queues": queue, "Azurite tables": table}
     ports |= {"the Service Bus broker": args.broker_port, "the Dataverse simulator": args.dataverse_port}
@@ -242,8 +252,8 @@ def main() -> int:
         _reap_leftovers()
         problems = check_ports(ports)
         if problems:
-            say("cannot start the local stack:\n  " + "\n  ".join(problems))
-            say("Stop what holds them, or choose other ports (python -m local --help lists the options).")
+            say("cannot start the local stack:\n  " + "\n  ".join(problems), problem=True)
+            say("Stop what holds them, or choose other ports (python -m local --help lists the options).", problem=True)
             return 1
         say(f"starting Azurite (tables on 127.0.0.1:{table}, in memory)…")
         stack.start_azurite(azurite_ports).wait_ready()
@@ -294,7 +304,7 @@ def main() -> int:
     except StopRequested:
         return 0
     except StartupError as exc:
-        say(f"could not start the local stack: {exc}" + ("" if args.verbose else " (--verbose shows more)"))
+        say(f"could not start the local stack: {exc}" + ("" if args.verbose else " (--verbose shows more)"), True)
         return 1
     finally:
         stack.stop()

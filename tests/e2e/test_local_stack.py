@@ -141,10 +141,11 @@ def test_the_stack_starts_quietly_and_ctrl_c_stops_everything() -> None:
             text=True,
             timeout=60,
         )  # `make run` again: the ports are this stack's, and it must say so rather than call them ready
-        assert second.returncode == 1, second.stdout
-        assert f"port {stack.host_port} (for the dev host) is already in use by another local stack" in second.stdout
-        assert f"`python -m local` pid {stack.process.pid}" in second.stdout
-        assert "The local stack is up" not in second.stdout
+        said = second.stdout + second.stderr
+        assert second.returncode == 1, said
+        assert f"port {stack.host_port} (for the dev host) is already in use by another local stack" in said
+        assert f"`python -m local` pid {stack.process.pid}" in said
+        assert "The local stack is up" not in said
         time.sleep(4)  # idle: the session receivers' refused links, reconnects… must not print a line each
         stack.watch()
         assert httpx.get(f"http://127.0.0.1:{stack.host_port}/api/health", timeout=10).status_code == 200
