@@ -116,16 +116,17 @@ def stop_all(services: Sequence[Service], grace_seconds: float = 5.0, first: Seq
 
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None  # loaded before any fork
+# Resolved before any fork, so the child between fork and exec only makes the call (no dlsym, no lock to take).
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 
 def _die_with_parent() -> None:
     """Runs in the child between fork and exec. The death signal survives exec but is tied to the thread that
     started the child: start children from the main thread."""
     parent = os.getppid()
-    if _LIBC is None:
+    if _PRCTL is None:
         return
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before the prctl: nobody would ever signal us
         os.kill(os.getpid(), signal.SIGTERM)
 
