@@ -40,10 +40,13 @@ class PidFile:
 
     def _write(self) -> None:
         data = {"owner": self.owner.to_json(), "children": {n: c.to_json() for n, c in self.children.items()}}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        temporary.replace(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")
+            temporary.replace(self.path)
+        except OSError:
+            pass  # best effort (a read-only checkout): the parent-death signal and the watchdog still apply
 
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):
