@@ -49,7 +49,7 @@ class PidFile:
             pass  # best effort (a read-only checkout): the parent-death signal and the watchdog still apply
 
     def remove(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             self.path.unlink()
 
 
@@ -94,7 +94,7 @@ def leftovers(directory: Path = STATE_DIR) -> list[Leftover]:
             continue  # a live stack: not ours to touch
         alive = [c for c in children if procinfo.is_still(c.process)]
         if not alive:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 path.unlink()
         found += alive
     return found
