@@ -28,8 +28,9 @@ $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# ARGS passes options through, e.g. `make run ARGS=--verbose` or `make run ARGS="--no-demo --host-port 7081"`.
 run: setup
-	$(PY) -m local
+	$(PY) -m local $(ARGS)
 
 test: setup $(INFRA_STAMP)
 	$(PY) -m pytest

@@ -3,8 +3,16 @@
 import azure.functions as func
 
 from functions import admin, apply, webhooks
+from shared.clients import close_clients
+from shared.connectors.wiring import close_connectors
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(admin.bp)
 app.register_functions(webhooks.bp)
 app.register_functions(apply.bp)
+
+
+async def shutdown() -> None:
+    """Awaited by the local dev host when it stops (see local/host/__main__.py): close the process's clients."""
+    await close_connectors()
+    await close_clients()

@@ -10,9 +10,9 @@ import importlib
 import inspect
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import azure.functions as func
 
@@ -64,6 +64,17 @@ def load_app(target: str) -> func.FunctionApp:
     if not isinstance(app, func.FunctionApp):
         raise FunctionAppLoadError(f"{target!r} is not an azure.functions.FunctionApp")
     return app
+
+
+def shutdown_hook(target: str) -> Callable[[], Awaitable[None]] | None:
+    """The app module's `shutdown`, if it has one: an async function the dev host awaits when it stops."""
+    module = importlib.import_module(target.partition(":")[0])
+    hook = getattr(module, "shutdown", None)
+    if hook is None:
+        return None
+    if not inspect.iscoroutinefunction(hook):
+        raise FunctionAppLoadError(f"{module.__name__}.shutdown must be an async function taking no arguments")
+    return cast(Callable[[], Awaitable[None]], hook)
 
 
 def handler_name(handler: Callable[..., Any]) -> str:

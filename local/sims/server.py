@@ -133,6 +133,7 @@ def main(kind: str, default_port: int) -> None:
     parser.add_argument("--seed", action="store_true", help="load the demo fixtures (local/sims/seed)")
     parser.add_argument("--tls", action="store_true", help="serve HTTPS with a certificate from a local CA made now")
     parser.add_argument("--ca-file", type=Path, help="with --tls: where to write the CA certificate to trust")
+    parser.add_argument("--log-level", default="INFO", help="WARNING: only problems (what `python -m local` asks)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {kind}-sim %(levelname)s %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s {kind}-sim %(levelname)s %(message)s")
     asyncio.run(serve(kind, args.host, args.port, args.db, args.seed, args.tls, args.ca_file))

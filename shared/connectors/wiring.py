@@ -71,3 +71,10 @@ def get_connectors() -> Connectors:
     if _connectors is None:
         _connectors = Connectors(get_settings())
     return _connectors
+
+
+async def close_connectors() -> None:
+    global _connectors
+    if _connectors is not None:
+        await _connectors.close()
+        _connectors = None
