@@ -151,6 +151,18 @@ async def test_a_host_killed_mid_burst_leaves_both_apps_agreeing(
         await edit_fno(s, written, b, OrganizationName=f"{b} fno {round_}")
         await edit_dataverse(s, written, ids, c, name=f"{c} dv {round_}", telephone1=f"+1 555 03{round_}3")
         await edit_fno(s, written, d, PrimaryContactPhone=f"+1 555 04{round_}4")
+    made_in_dataverse = unique("K")
+    async with s.dataverse() as dataverse:
+        await dataverse.create(
+            "accounts",
+            {"name": f"{made_in_dataverse} new", "accountnumber": made_in_dataverse, "customertypecode": 3},
+            lookups={
+                "msdyn_company": ("cdm_companies", usmf),
+                "msdyn_customergroupid": ("msdyn_customergroups", {"msdyn_company": usmf, "msdyn_groupid": "10"}),
+            },
+        )
+    written[made_in_dataverse]["OrganizationName"].add(f"{made_in_dataverse} new")
+    written[made_in_dataverse]["PrimaryContactPhone"].add(None)
     created = unique("K")
     async with s.fno() as fno:
         await fno.create(
@@ -160,9 +172,10 @@ async def test_a_host_killed_mid_burst_leaves_both_apps_agreeing(
         )
     written[created]["OrganizationName"].add(f"{created} new")
     written[created]["PrimaryContactPhone"].add(None)
-    # Only the bridge writes from here on: both apps throttle and fail its requests too.
+    # Only the bridge writes from here on, and both apps refuse all of it (429 and 503) until the host is back:
+    # what is in flight at the kill is in flight for sure.
     for app in ("dataverse", "fno"):
-        await s.faults(app, latency_ms=150, throttle_share=0.4, error_share=0.4, error_status=503, remaining=10)
+        await s.faults(app, latency_ms=150, throttle_share=0.5, error_share=0.5, error_status=503)
     await asyncio.sleep(WINDOW)  # the last shuffle window closes: every notification of the burst is on its way
     await delivered(s)
     await asyncio.to_thread(host.kill)
