@@ -15,6 +15,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from cproton import ffi as _ffi
@@ -137,16 +138,20 @@ class SasValidator:
             return None
         if not token.startswith("SharedAccessSignature "):
             return "not a SharedAccessSignature token"
-        fields = dict(urllib.parse.parse_qsl(token[len("SharedAccessSignature ") :], keep_blank_values=True))
+        # Keep each value as sent: the signature covers `sr` exactly as it stands in the token, URL-encoded (as the
+        # SDK's own tokens have it) or plain (as its authenticate_using_azure_sas_credential sample signs it).
+        raw = dict(part.partition("=")[::2] for part in token[len("SharedAccessSignature ") :].split("&"))
         try:
-            resource, signature, expiry = fields["sr"], fields["sig"], int(fields["se"])
+            resource, expiry = raw["sr"], int(raw["se"])
+            signature = urllib.parse.unquote(raw["sig"])
         except (KeyError, ValueError):
             return "the token lacks sr, sig or se"
-        if self.key_name and fields.get("skn") != self.key_name:
-            return f"unknown key name {fields.get('skn')!r}"
+        key_name = urllib.parse.unquote(raw.get("skn", ""))
+        if self.key_name and key_name != self.key_name:
+            return f"unknown key name {key_name!r}"
         if expiry < now:
             return "the token has expired"
-        to_sign = f"{urllib.parse.quote_plus(resource)}\n{expiry}".encode()
+        to_sign = f"{resource}\n{expiry}".encode()
         expected = base64.b64encode(hmac.new(self.key.encode(), to_sign, hashlib.sha256).digest()).decode()
         if not hmac.compare_digest(expected, signature):
             return "the signature does not match the key"
@@ -254,6 +259,12 @@ class BrokerHandler(Handler):
 
     def _refuse(self, link: Link, condition: str, description: str) -> None:
         log.info("link %s refused: %s", link.name, condition)
+        # A refusing attach carries a null terminus on our side (AMQP 1.0 §2.6.3): the SDK treats only a null
+        # source (for its receivers) or target (for its senders) as a refusal, and otherwise believes it attached.
+        if link.is_sender:
+            link.source.type = Terminus.UNSPECIFIED
+        else:
+            link.target.type = Terminus.UNSPECIFIED
         # The SDK's attach callback reads the attach's properties before it sees the detach: never leave them null.
         link.properties = {symbol("com.microsoft:tracking-id"): str(uuid.uuid4())}
         link.open()
@@ -626,7 +637,7 @@ class BrokerHandler(Handler):
             return 200, {}
         if operation == "com.microsoft:get-message-sessions":
             skip, top = int(body.get("skip", 0)), int(body.get("top", 100))
-            ids = entity.session_ids()[skip : skip + top]
+            ids = entity.session_ids(_updated_after(body.get("last-updated-time")))[skip : skip + top]
             if not ids:
                 return 204, None
             return 200, {"skip": skip + len(ids), "sessions-ids": _array(Data.STRING, *ids)}
@@ -703,6 +714,21 @@ def _status_for(exc: BrokerError) -> int:
     if isinstance(exc, SessionCannotBeLocked):
         return 409
     return 400
+
+
+# DateTime.MaxValue as the SDKs send it (ms since the epoch): "no date", list every session with messages or state.
+# Any other `last-updated-time` lists the sessions whose state was set after it ("AMQP 1.0 in Azure Service Bus:
+# request-response operations", Get message sessions).
+_NO_DATE_MS = 253402300800000
+
+
+def _updated_after(value: object) -> float | None:
+    """`last-updated-time` (an AMQP timestamp, ms) as epoch seconds, or None for Service Bus's "no date"."""
+    if isinstance(value, datetime):
+        value = int(value.timestamp() * 1000)
+    if not isinstance(value, int) or value >= _NO_DATE_MS:
+        return None
+    return value / 1000
 
 
 def _text(value: object) -> str | None:
