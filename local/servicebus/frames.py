@@ -6,8 +6,9 @@ message locks on a receiver's `$management` link, `asyncio.gather` of settlement
 same delivery-id twice. Service Bus accepts that; Proton ends the connection with `amqp:session:invalid-field
 sequencing error, expected delivery-id 2, got 1`. A transfer frame may omit the delivery-id (AMQP 1.0 §2.7.5: it
 is only required on the first frame of a delivery, and Proton then takes the next one in sequence), so the broker
-removes it: Proton numbers the deliveries itself, which is what the client's counter says once its sends are done,
-and its settlements of a racing pair cover both of the client's equal ids.
+removes it from single-frame deliveries: Proton numbers them itself, which is what the client's counter says once
+its sends are done, and its settlements of a racing pair cover both of the client's equal ids. Proton wants the id
+on a session's first transfer and on every frame of a multi-frame delivery (large batches): those keep theirs.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from __future__ import annotations
 PROTOCOL_HEADER = b"AMQP"
 BEGIN, TRANSFER = 0x11, 0x14  # performative descriptors (smallulong)
 _NULL = 0x40
-# uint encodings: uint0 (no bytes), smalluint (1 byte), uint (4 bytes); null
+_TRUE = 0x41
+# Widths after the constructor byte: null, uint0, smalluint, uint; boolean true/false, boolean (1 byte).
+_FIXED_WIDTH = {0x40: 0, 0x43: 0, 0x52: 1, 0x70: 4, 0x41: 0, 0x42: 0, 0x56: 1}
 _UINT_WIDTH = {0x43: 0, 0x52: 1, 0x70: 4, 0x40: 0}
-# The most bytes past the frame header that locate a transfer's delivery-id: descriptor 3, list32 header 9,
-# handle 5, delivery-id 5.
-_HEAD = 32
+# The bytes past the frame header that hold a transfer's fields up to `more`: descriptor 3, list32 header 9,
+# handle 5, delivery-id 5, delivery-tag (the SDK's are 16 bytes) 37, message-format 5, settled 2, more 2.
+_HEAD = 80
 
 
 Bytes = bytes | memoryview
@@ -28,10 +31,11 @@ Bytes = bytes | memoryview
 class TransferIdScrubber:
     """One connection's incoming byte stream: passes it on, rewriting only the transfer frames' delivery-ids."""
 
-    __slots__ = ("_carry", "_numbered", "_skip")
+    __slots__ = ("_carry", "_numbered", "_partial", "_skip")
 
     def __init__(self) -> None:
         self._numbered: set[int] = set()  # channels whose session has had its first transfer (which keeps its id)
+        self._partial: set[tuple[int, int]] = set()  # (channel, handle) in the middle of a multi-frame delivery
         self._skip = 0  # bytes of the current frame (or protocol header) still to pass on unchanged
         self._carry = b""  # the start of a frame whose head has not fully arrived yet
 
@@ -89,29 +93,62 @@ class TransferIdScrubber:
             return None
         if performative != TRANSFER:
             return None
-        if channel not in self._numbered:
-            self._numbered.add(channel)
+        try:
+            fields = _transfer_fields(data, body + 3, pos + frame_size)
+        except IndexError:  # a delivery tag longer than any the SDK sends, cut by the read: leave the frame be
             return None
-        return _delivery_id_span(data, body + 3, pos + frame_size)
+        if fields is None:
+            return None
+        handle, id_at, id_end, more, list_size_at, wide = fields
+        first_of_session = channel not in self._numbered
+        self._numbered.add(channel)
+        continuing = (channel, handle) in self._partial
+        if more:
+            self._partial.add((channel, handle))
+        else:
+            self._partial.discard((channel, handle))
+        if first_of_session or continuing or more or data[id_at] == _NULL:
+            return None
+        return id_at, id_end, list_size_at, wide
 
 
-def _delivery_id_span(data: Bytes, at: int, frame_end: int) -> tuple[int, int, int, bool] | None:
-    """Where a transfer's delivery-id lies (`at`: its field list): first byte, end, list size offset, list32?"""
+def _transfer_fields(data: Bytes, at: int, frame_end: int) -> tuple[int, int, int, bool, int, bool] | None:
+    """A transfer's field list (`at`): handle, delivery-id start and end, more, list size offset, list32?"""
     kind = data[at]
     if kind == 0xC0:
-        list_size_at, wide, at = at + 1, False, at + 3
+        list_size_at, wide, count, at = at + 1, False, data[at + 2], at + 3
     elif kind == 0xD0:
-        list_size_at, wide, at = at + 1, True, at + 9
+        list_size_at, wide, count, at = at + 1, True, int.from_bytes(data[at + 5 : at + 9], "big"), at + 9
     else:
         return None
+    if count < 2:
+        return None
     handle_width = _UINT_WIDTH.get(data[at])
-    if handle_width is None or data[at + 1 + handle_width] == _NULL:
+    if handle_width is None:
         return None
-    at += 1 + handle_width
-    id_width = _UINT_WIDTH.get(data[at])
-    if id_width is None or at + 1 + id_width > frame_end:
+    handle = int.from_bytes(data[at + 1 : at + 1 + handle_width], "big")
+    id_at = at + 1 + handle_width
+    id_width = _UINT_WIDTH.get(data[id_at])
+    if id_width is None:
         return None
-    return at, at + 1 + id_width, list_size_at, wide
+    id_end = id_at + 1 + id_width
+    more, at = False, id_end
+    for index in range(2, min(count, 6)):  # delivery-tag, message-format, settled, more
+        constructor = data[at]
+        if index == 5:
+            more = constructor == _TRUE or (constructor == 0x56 and data[at + 1] == 1)
+            break
+        if constructor == 0xA0:
+            at += 2 + data[at + 1]
+        elif constructor == 0xB0:
+            at += 5 + int.from_bytes(data[at + 1 : at + 5], "big")
+        elif constructor in _FIXED_WIDTH:
+            at += 1 + _FIXED_WIDTH[constructor]
+        else:
+            return None
+    if at > frame_end:
+        return None
+    return handle, id_at, id_end, more, list_size_at, wide
 
 
 def _shrunk(data: Bytes, pos: int, frame_size: int, first: int, last: int, list_size_at: int, wide: bool) -> bytes:

@@ -11,12 +11,18 @@ def _frame(channel: int, body: bytes) -> bytes:
     return (8 + len(body)).to_bytes(4, "big") + b"\x02\x00" + channel.to_bytes(2, "big") + body
 
 
-def _transfer(channel: int, delivery_id: bytes, payload: bytes = b"payload", wide: bool = False) -> bytes:
-    fields = b"\x52\x01" + delivery_id + b"\xa0\x01t" + b"\x43"  # handle 1, delivery-id, tag, message-format 0
+def _transfer(
+    channel: int, delivery_id: bytes, payload: bytes = b"payload", wide: bool = False, more: bool | None = None
+) -> bytes:
+    fields = b"\x52\x01" + delivery_id + b"\xa0\x10" + b"t" * 16 + b"\x43"  # handle 1, id, tag, message-format 0
+    count = 4
+    if more is not None:
+        fields += b"\x42" + (b"\x41" if more else b"\x42")  # settled false, more
+        count = 6
     listed = (
-        b"\xd0" + (len(fields) + 4).to_bytes(4, "big") + (4).to_bytes(4, "big") + fields
+        b"\xd0" + (len(fields) + 4).to_bytes(4, "big") + count.to_bytes(4, "big") + fields
         if wide
-        else b"\xc0" + bytes([len(fields) + 1, 4]) + fields
+        else b"\xc0" + bytes([len(fields) + 1, count]) + fields
     )
     return _frame(channel, b"\x00\x53\x14" + listed + payload)
 
@@ -48,6 +54,17 @@ def test_list32_transfers_and_a_new_session_on_the_same_channel() -> None:
     expected = BEGIN + _transfer(0, b"\x43", wide=True) + _transfer(0, b"\x40", wide=True) + BEGIN
     expected += _transfer(0, b"\x43") + _transfer(0, b"\x40")
     assert _feed_in_pieces(stream, 5) == expected
+
+
+def test_every_frame_of_a_multi_frame_delivery_keeps_its_id() -> None:
+    big = [
+        _transfer(0, b"\x52\x03", more=True),
+        _transfer(0, b"\x52\x03", more=True),
+        _transfer(0, b"\x52\x03", more=False),
+    ]
+    stream = BEGIN + _transfer(0, b"\x52\x02") + b"".join(big) + _transfer(0, b"\x52\x04", more=False)
+    expected = BEGIN + _transfer(0, b"\x52\x02") + b"".join(big) + _transfer(0, b"\x40", more=False)
+    assert _feed_in_pieces(stream, 9) == expected
 
 
 def test_a_stream_without_transfers_passes_through_untouched() -> None:
