@@ -16,10 +16,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from local.servicebus.auth import SasValidator
 from local.servicebus.config import DEFAULT_CONFIG, TopicsNotSupported, load_config
 from local.servicebus.engine import Namespace
 from local.servicebus.loop import run
-from local.servicebus.server import BrokerHandler, SasValidator
+from local.servicebus.server import BrokerHandler
 
 log = logging.getLogger("local.servicebus")
 
