@@ -15,6 +15,7 @@ from __future__ import annotations
 
 PROTOCOL_HEADER = b"AMQP"
 BEGIN, TRANSFER = 0x11, 0x14  # performative descriptors (smallulong)
+_WATCHED = frozenset((BEGIN, TRANSFER))
 _NULL = 0x40
 _TRUE = 0x41
 # Widths after the constructor byte: null, uint0, smalluint, uint; boolean true/false, boolean (1 byte).
@@ -31,9 +32,10 @@ Bytes = bytes | memoryview
 class TransferIdScrubber:
     """One connection's incoming byte stream: passes it on, rewriting only the transfer frames' delivery-ids."""
 
-    __slots__ = ("_carry", "_numbered", "_partial", "_skip")
+    __slots__ = ("_carry", "_headers", "_numbered", "_partial", "_skip")
 
     def __init__(self) -> None:
+        self._headers = 2  # protocol headers still to come: SASL's, then AMQP's
         self._numbered: set[int] = set()  # channels whose session has had its first transfer (which keeps its id)
         self._partial: set[tuple[int, int]] = set()  # (channel, handle) in the middle of a multi-frame delivery
         self._skip = 0  # bytes of the current frame (or protocol header) still to pass on unchanged
@@ -57,13 +59,19 @@ class TransferIdScrubber:
         start = 0  # first byte not yet copied to out
         pos = self._skip  # at a frame boundary
         while size - pos >= 8:
-            if data[pos : pos + 4] == PROTOCOL_HEADER:
+            if self._headers and data[pos : pos + 4] == PROTOCOL_HEADER:
+                self._headers -= 1
                 pos += 8
                 continue
-            frame_size = max(int.from_bytes(data[pos : pos + 4], "big"), 8)  # below 8: Proton reports it
-            if data[pos + 5] == 0 and frame_size > 8:  # an AMQP frame with a body (not SASL, not a heartbeat)
-                head = min(frame_size, data[pos + 4] * 4 + _HEAD)
-                if size - pos < head:
+            frame_size = int.from_bytes(data[pos : pos + 4], "big")
+            if frame_size <= 8 or data[pos + 5]:  # a heartbeat, a SASL frame, or malformed (Proton reports it)
+                pos += max(frame_size, 8)
+                continue
+            body = pos + data[pos + 4] * 4
+            if body + 3 > size:
+                break
+            if data[body + 2] in _WATCHED:  # most frames (flow, disposition) need nothing more
+                if size - pos < min(frame_size, body - pos + _HEAD):
                     break
                 cut = self._transfer_id(data, pos, frame_size)
                 if cut is not None:
