@@ -39,7 +39,9 @@ def _time(req: func.HttpRequest, name: str) -> datetime | None:
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return datetime.fromisoformat(
+            text.replace("Z", "+00:00").replace(" ", "+")
+        )  # an unescaped + arrives as a space
     except ValueError:
         raise BadRequest(f"{name}: {text!r} is not an ISO 8601 date-time") from None
 

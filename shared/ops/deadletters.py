@@ -10,6 +10,9 @@ from typing import Any
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage, ServiceBusSubQueue
 from azure.servicebus.aio import ServiceBusClient
 
+from shared.events.model import ChangeEvent
+from shared.ops.ids import replay_event_id
+
 MAX_BROWSE = 100
 
 
@@ -45,6 +48,16 @@ def dead_letter_json(message: ServiceBusReceivedMessage) -> dict[str, Any]:
     }
 
 
+def _resubmitted_body(body: str, resubmission: str) -> str:
+    """A change goes back under a replay's event id, so that its outcome closes its error entry as a replay does;
+    anything else is resubmitted as it is."""
+    try:
+        event = ChangeEvent.model_validate_json(body)
+    except ValueError:
+        return body
+    return event.model_copy(update={"event_id": replay_event_id(event.event_id, resubmission)}).model_dump_json()
+
+
 class DeadLetters:
     def __init__(self, client: ServiceBusClient, queue: str) -> None:
         self._client = client
@@ -75,7 +88,7 @@ class DeadLetters:
             if found is None:
                 raise DeadLetterNotFound(f"no dead-lettered message {sequence_number}")
             copy = ServiceBusMessage(
-                _body(found).encode(),
+                _resubmitted_body(_body(found), resubmission).encode(),
                 message_id=f"{found.message_id}:resubmitted:{resubmission}",
                 session_id=found.session_id,
                 content_type=found.content_type,

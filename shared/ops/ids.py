@@ -27,7 +27,7 @@ def parse_entry_id(text: str) -> tuple[str, str]:
     return partition, row
 
 
-def replay_event_id(original: str, attempt: int) -> str:
+def replay_event_id(original: str, attempt: int | str) -> str:
     """A replay is the original change under a new event id (duplicate detection would drop the original's), marked
     so that its outcome is written back onto the original's error entry, whichever process applies it."""
     return f"{original_event_id(original)}{REPLAY_MARK}{attempt}"
