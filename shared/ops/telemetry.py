@@ -22,6 +22,8 @@ from opentelemetry import metrics, trace
 
 log = logging.getLogger("ops.telemetry")
 CONNECTION_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+OUTCOMES_METRIC = "bridge.apply.outcomes"
+LATENCY_METRIC = "bridge.apply.latency"
 _configured = False
 
 
@@ -42,9 +44,9 @@ def configure() -> bool:
 @cache
 def _instruments() -> tuple[Any, Any]:
     meter = metrics.get_meter("bridge.apply")
-    outcomes = meter.create_counter("bridge.apply.outcomes", unit="1", description="Apply outcomes per map")
+    outcomes = meter.create_counter(OUTCOMES_METRIC, unit="1", description="Apply outcomes per map")
     latency = meter.create_histogram(
-        "bridge.apply.latency", unit="ms", description="From the source's change to the target write, per map"
+        LATENCY_METRIC, unit="ms", description="From the source's change to the target write, per map"
     )
     return outcomes, latency
 
