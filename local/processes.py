@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -147,7 +148,10 @@ def start(
         stderr=subprocess.STDOUT if output is not None and output != subprocess.DEVNULL else None,
         stdin=subprocess.DEVNULL,
         start_new_session=True,  # own process group: stop() reaches grandchildren
-        preexec_fn=_die_with_parent,  # SIGTERM when we die
+        # SIGTERM when we die. The death signal fires when the *thread* that forked the child ends, so a child
+        # started from a worker thread (a test's `asyncio.to_thread`) would die with that thread: only the main
+        # thread arms it; the other callers stop their children themselves.
+        preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
     )
     return Service(name, process, tuple(ports))
 
