@@ -93,6 +93,12 @@ var baseSettings = [
     value: 'Authorization=AAD'
   }
   {
+    // with host.json telemetryMode OpenTelemetry: the invocation's trace context reaches the worker, so the
+    // webhook, the Service Bus message and the target write share one operation id
+    name: 'PYTHON_ENABLE_OPENTELEMETRY'
+    value: 'true'
+  }
+  {
     name: 'DATAVERSE_URL'
     value: dataverseUrl
   }

@@ -3,22 +3,21 @@ is set (`azure-monitor-opentelemetry`); locally nothing is configured, so the Op
 nothing is sent.
 
 Counters per map and outcome (`bridge.apply.outcomes`: applied, skipped-* by reason, conflict, error, held,
-deferred) and a latency histogram (`bridge.apply.latency`, ms from the source's change to the target write). The
-Azure SDKs' own spans (Service Bus send and receive carry `Diagnostic-Id`/`traceparent`, the HTTP writes through
-httpx) join the Functions host's operation, so one operation id runs from the webhook through Service Bus to the
-target write; the apply span carries the change's correlation id as well.
+deferred) and a latency histogram (`bridge.apply.latency`, ms from the source's change to the target write). Traces: the
+distro instruments the Azure SDKs (a Service Bus send carries the W3C `traceparent` as `Diagnostic-Id`) and httpx
+(the target writes); with host.json `"telemetryMode": "OpenTelemetry"` and `PYTHON_ENABLE_OPENTELEMETRY=true` (set
+by the Bicep) the Functions host hands each invocation's trace context to the worker, so one operation id runs from
+the webhook through Service Bus to the target write (Microsoft Learn, "Use OpenTelemetry with Azure Functions").
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
-from opentelemetry import metrics, trace
+from opentelemetry import metrics
 
 log = logging.getLogger("ops.telemetry")
 CONNECTION_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
@@ -57,11 +56,3 @@ def record_outcome(map_name: str, outcome: str, latency_ms: float) -> None:
     outcomes.add(1, attributes)
     if outcome in ("applied", "conflict"):
         latency.record(latency_ms, {"map": map_name})
-
-
-@contextmanager
-def span(name: str, correlation_id: str | None, **attributes: str) -> Iterator[None]:
-    """A span in the current operation (a no-op without a configured provider)."""
-    tracer = trace.get_tracer("bridge")
-    with tracer.start_as_current_span(name, attributes={"bridge.correlation_id": correlation_id or "", **attributes}):
-        yield
