@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import azure.functions as func
+from azure.servicebus.exceptions import ServiceBusError
 from pydantic import ValidationError
 
 from functions.http import json_response, problem
@@ -150,7 +151,7 @@ async def replay_map_errors(req: func.HttpRequest) -> func.HttpResponse:
 async def resolve_conflict(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(who := signed_in(req), func.HttpResponse):
         return who
-    from shared.connectors.errors import ConnectorError
+    from shared.connectors.errors import ConcurrencyConflict, ConnectorError
     from shared.connectors.wiring import get_connectors
     from shared.sync.rows import DataverseRows, FnoRows
 
@@ -172,6 +173,8 @@ async def resolve_conflict(req: func.HttpRequest) -> func.HttpResponse:
         return problem(400, "Bad Request", f'expected {{"fields": {{"<column>": {{"take": ...}}}}}}: {detail}')
     except InvalidAction as exc:
         return problem(exc.status, "Bad Request" if exc.status == 400 else "Conflict", str(exc))
+    except ConcurrencyConflict:
+        return problem(409, "Conflict", "the row changed in one of the apps meanwhile: reload and decide again")
     except ConnectorError as exc:
         return problem(502, "Bad Gateway", f"an app refused the write: {exc}")
 
@@ -191,7 +194,10 @@ async def list_dead_letters(req: func.HttpRequest) -> func.HttpResponse:
         limit, start = _int(req, "limit", 50), _int(req, "from", 1)
     except BadRequest as exc:
         return problem(400, "Bad Request", str(exc))
-    return json_response({"deadletters": await _dead_letters().browse(limit, start)})
+    try:
+        return json_response({"deadletters": await _dead_letters().browse(limit, start)})
+    except (ServiceBusError, OSError) as exc:
+        return problem(503, "Service Unavailable", f"the dead-letter queue could not be read: {type(exc).__name__}")
 
 
 @bp.route(route="deadletters/{id}/resubmit", methods=["POST"], auth_level=OPERATOR_LEVEL)
@@ -205,4 +211,6 @@ async def resubmit_dead_letter(req: func.HttpRequest) -> func.HttpResponse:
         resubmitted = await _dead_letters().resubmit(int(text), uuid.uuid4().hex[:8])
     except DeadLetterNotFound as exc:
         return problem(404, "Not Found", str(exc))
+    except (ServiceBusError, OSError) as exc:
+        return problem(503, "Service Unavailable", f"the dead letter could not be resubmitted: {type(exc).__name__}")
     return json_response(resubmitted | {"resubmitted_by": who.name}, status=202)

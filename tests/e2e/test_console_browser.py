@@ -56,6 +56,7 @@ async def test_an_operator_runs_the_bridge_from_the_console(
     bridge, _ = console
     page: Page = await browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(30_000)
+    expect.set_options(timeout=30_000)  # a loaded machine: assertions wait as long as actions
     await page.goto(f"{bridge.host}/api/console?code={KEYS['master']}")
     customers = page.locator("#maps tr[data-map=customers]")
     await expect(customers.locator(".state")).to_contain_text("running")
