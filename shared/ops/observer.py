@@ -89,6 +89,7 @@ class Observer:
     _flusher: asyncio.Task[None] | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _fired: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    _rules_broken: bool = False
 
     def observe(self, event: ChangeEvent, map_name: str, outcome: str, detail: str, latency_ms: float) -> None:
         try:
@@ -114,7 +115,10 @@ class Observer:
     def _has_rules(self, map_name: str) -> bool:
         try:
             return bool(self.effects().rules(map_name))
-        except Exception:
+        except Exception as exc:  # e.g. a malformed ALERT_RULES: said once, and sync goes on
+            if not self._rules_broken:
+                self._rules_broken = True
+                log.error("alert rules unusable, no alert fires: %s", str(exc).splitlines()[0])
             return False
 
     async def _flush_soon(self) -> None:
