@@ -12,7 +12,7 @@ from shared.bus.publisher import ChangePublisher
 from shared.connectors.dataverse import WriteMode
 from shared.events.model import ChangeEvent
 from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry
-from shared.ledger.tables import Ledger
+from shared.ledger.tables import Ledger, LedgerConflict
 from shared.maps.loader import MapSet
 from shared.maps.model import Side, TableMap
 from shared.maps.transform import transform
@@ -22,6 +22,7 @@ from shared.sync.decide import fingerprint, normalize
 from shared.sync.rows import Current, DataverseRows, FnoRows, Written, dataverse_record
 
 RESOLVE_TAG = "bridge:resolve:"
+MAX_LEDGER_ROUNDS = 5
 
 
 class NotFoundError(LookupError):
@@ -137,33 +138,32 @@ class ConflictActions:
         chosen = {col: _chosen(record, source, col, choice) for col, choice in resolution.fields.items()}
         entry = await self.ledger.get(m.name, record.key) or LedgerEntry(map=m.name, key=record.key)
         tag = f"{RESOLVE_TAG}{record.event_id}"
-        # The target of the parked change first: its columns are the conflict's.
         into_row = await self._read(m.name, into, record.key, entry)
-        if into_row is None:
-            raise InvalidAction(f"the row no longer exists in {into}")
-        into_written = await self._write(m.name, into, record.key, entry, chosen, into_row, tag)
-        # Then the source, with the same values in its own columns, as the map transforms them.
-        after = {**into_row.record, **(into_written.record or {}), **chosen}
-        resolver = await self._resolver(into, after)
-        back = transform(compiled, into, after, self.maps.maps, resolver)
+        source_row = await self._read(m.name, source, record.key, entry)
+        if into_row is None or source_row is None:
+            raise InvalidAction(f"the row no longer exists in {into if into_row is None else source}")
+        # The same values in the source's own columns, as the map transforms them (value maps, types, text rules).
+        after = {**into_row.record, **chosen}
+        back = transform(compiled, into, after, self.maps.maps, await self._resolver(into, after))
         names: dict[str, Any] = {}
         for col in chosen:
             f = m.field_for(into, col)
             name = (f.fno if source is Side.FNO else f.dataverse) if f else None
             if name and name in back.values:
                 names[name] = back.values[name]
-        source_row = await self._read(m.name, source, record.key, entry)
-        if source_row is None:
-            raise InvalidAction(f"the row no longer exists in {source}")
+        # The ledger first, so that the two writes' own notifications, however soon they arrive, are echoes.
+        expected = {
+            into: {c: normalize(v) for c, v in chosen.items()},
+            source: {n: normalize(v) for n, v in names.items()},
+        }
+        await self._record(m.name, record.key, expected, {})
+        into_written = await self._write(m.name, into, record.key, entry, chosen, into_row, tag)
         source_written = await self._write(m.name, source, record.key, entry, names, source_row, tag)
-        # The ledger: both sides as they now are, so the two writes' own notifications are recognised as echoes.
+        # Then both sides as they now are (versions, row ids, whatever the apps stored).
+        now_rows: dict[Side, tuple[Current, Written]] = {}
         for side, written, before in ((into, into_written, into_row), (source, source_written, source_row)):
-            now_row = await self._read(m.name, side, record.key, entry) or before
-            state = entry.side(side)
-            state.values = {**state.values, **fingerprint(now_row.record, now_row.record)}
-            state.version = now_row.version or written.version or state.version
-            state.row_id = state.row_id or now_row.row_id
-        await self.ledger.save(entry)
+            now_rows[side] = (await self._read(m.name, side, record.key, entry) or before, written)
+        await self._record(m.name, record.key, {}, now_rows)
         decided = {col: {"take": c.take, "value": normalize(chosen[col])} for col, c in resolution.fields.items()}
         props = {
             "Status": "resolved",
@@ -173,6 +173,27 @@ class ConflictActions:
         }
         await self.store.mark_conflict(partition, row, **props)
         return conflict_json(entity | props)
+
+    async def _record(
+        self, map_name: str, key: dict[str, Any], values: dict[Side, dict[str, Any]],
+        rows: dict[Side, tuple[Current, Written]],
+    ) -> None:  # fmt: skip
+        """Merge into the ledger entry, again on a concurrent save (apply may be saving the same row)."""
+        for _ in range(MAX_LEDGER_ROUNDS):
+            entry = await self.ledger.get(map_name, key) or LedgerEntry(map=map_name, key=key)
+            for side, written_values in values.items():
+                entry.side(side).values = {**entry.side(side).values, **written_values}
+            for side, (now_row, written) in rows.items():
+                state = entry.side(side)
+                state.values = {**state.values, **fingerprint(now_row.record, now_row.record)}
+                state.version = now_row.version or written.version or state.version
+                state.row_id = state.row_id or now_row.row_id
+            try:
+                await self.ledger.save(entry)
+                return
+            except LedgerConflict:
+                continue
+        raise InvalidAction("the row kept changing in the ledger; try again")
 
     async def _read(self, map_name: str, side: Side, key: dict[str, Any], entry: LedgerEntry) -> Current | None:
         m = self.maps.maps[map_name].map

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from azure.data.tables.aio import TableServiceClient
 
-from local.processes import AzuritePorts
 from shared.ledger.model import ErrorRecord, LedgerEntry, key_text
+from tests import stack
 from tests.e2e.console_stack import Receiver, api, console_stack, set_column_length
 from tests.e2e.sync_stack import KEYS, SyncStack, dataverse_account, eventually, fno_customer, synced_customer, unique
 
@@ -22,14 +22,21 @@ PHONE = "+1 555 " + "0" * 60  # 67 characters: over Dataverse's telephone1 (50) 
 
 
 @pytest.fixture(scope="module")
-def console(azurite: AzuritePorts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SyncStack, Receiver]]:
-    with console_stack(azurite, tmp_path_factory.mktemp("console-maps")) as both:
-        yield both
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SyncStack, Receiver, str]]:
+    # Its own Azurite: the ledger, errors and conflicts these tests leave must not reach the session's other stacks
+    # (whose simulators give the same rows other ids), nor theirs reach these.
+    with stack.azurite() as own, console_stack(own, tmp_path_factory.mktemp("console-maps")) as (bridge, hook):
+        yield bridge, hook, own.connection_string()
 
 
 @pytest.fixture(scope="module")
-def bridge(console: tuple[SyncStack, Receiver]) -> SyncStack:
+def bridge(console: tuple[SyncStack, Receiver, str]) -> SyncStack:
     return console[0]
+
+
+@pytest.fixture(scope="module")
+def storage(console: tuple[SyncStack, Receiver, str]) -> str:
+    return console[2]
 
 
 async def _errors_of(bridge: SyncStack, number: str, status: str = "") -> list[dict[str, Any]]:
@@ -64,11 +71,9 @@ async def test_without_the_key_every_page_and_call_is_401_with_no_data(bridge: S
     assert "<script" in page.text and page.headers["cache-control"] == "no-store"
 
 
-async def test_errors_page_through_thousands_filtered_by_map_status_and_time(
-    bridge: SyncStack, azurite: AzuritePorts
-) -> None:
+async def test_errors_page_through_thousands_filtered_by_map_status_and_time(bridge: SyncStack, storage: str) -> None:
     base = datetime(2026, 1, 1, tzinfo=UTC)
-    async with TableServiceClient.from_connection_string(azurite.connection_string()) as service:
+    async with TableServiceClient.from_connection_string(storage) as service:
         table = service.get_table_client("errors")
         for i in range(1200):
             record = ErrorRecord(map="paging", event_id=f"p-{i:04d}", event={"keys": {}}, request="", message=f"m{i}",
@@ -148,7 +153,7 @@ async def test_replay_all_of_a_map(bridge: SyncStack) -> None:
 
 
 async def test_resolving_a_parked_conflict_writes_the_choice_to_both_apps_and_the_ledger(
-    bridge: SyncStack, azurite: AzuritePorts
+    bridge: SyncStack, storage: str
 ) -> None:
     number, account = await synced_customer(bridge, "RC")
     assert (await api(bridge, "POST", "maps/customers/pause")).status_code == 200
@@ -186,7 +191,7 @@ async def test_resolving_a_parked_conflict_writes_the_choice_to_both_apps_and_th
     mirrored = await dataverse_account(bridge, "USMF", number)
     assert customer is not None and mirrored is not None
     assert customer["OrganizationName"] == "F&O name" and mirrored["name"] == "F&O name"
-    async with TableServiceClient.from_connection_string(azurite.connection_string()) as service:
+    async with TableServiceClient.from_connection_string(storage) as service:
         key = {"CustomerAccount": number, "dataAreaId": "usmf"}
         entity = await service.get_table_client("ledger").get_entity("customers", key_text(key))
         entry = LedgerEntry.model_validate_json(entity["Entry"])
@@ -219,9 +224,9 @@ async def test_a_dead_lettered_change_is_browsed_and_resubmitted(bridge: SyncSta
 
 
 async def test_alert_rules_post_their_notifications_to_the_receiver_retrying_a_failure(
-    console: tuple[SyncStack, Receiver],
+    console: tuple[SyncStack, Receiver, str],
 ) -> None:
-    bridge, hook = console
+    bridge, hook, _ = console
 
     async def received() -> list[dict[str, Any]]:
         return list(hook.received)

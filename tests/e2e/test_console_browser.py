@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from local.processes import AzuritePorts
 from tests import stack
 from tests.e2e.console_stack import Receiver, api, console_stack, set_column_length
 from tests.e2e.sync_stack import KEYS, SyncStack, dataverse_account, eventually, fno_customer, synced_customer, unique
@@ -25,8 +24,10 @@ pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chr
 
 
 @pytest.fixture(scope="module")
-def console(azurite: AzuritePorts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SyncStack, Receiver]]:
-    with console_stack(azurite, tmp_path_factory.mktemp("browser-maps")) as both:
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SyncStack, Receiver]]:
+    # Its own Azurite: the ledger, errors and conflicts these tests leave must not reach the session's other stacks
+    # (whose simulators give the same rows other ids), nor theirs reach these.
+    with stack.azurite() as own, console_stack(own, tmp_path_factory.mktemp("browser-maps")) as both:
         yield both
 
 
