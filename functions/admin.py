@@ -53,7 +53,11 @@ async def change_map_state(req: func.HttpRequest) -> func.HttpResponse:
         reason = req.params.get("reason") or _body_reason(req)
         return json_response(await control.pause(name, f"paused by {who.name}" + (f": {reason}" if reason else "")))
     if action == "resume":
-        return json_response(await control.resume(name))
+        resumed = await control.resume(name)
+        if resumed.get("state") == "running":  # who resumed it, as who paused it
+            await control.ledger.set_map_state(name, "running", f"resumed by {who.name}")
+            resumed["reason"] = f"resumed by {who.name}"
+        return json_response(resumed)
     return problem(404, "Not Found", f"unknown action {action!r}: use pause or resume")
 
 
