@@ -32,7 +32,12 @@ $(NPM_STAMP): package.json package-lock.json
 run: setup
 	$(PY) -m local $(ARGS)
 
-test: setup $(INFRA_STAMP)
+# The console's browser test drives Debian's chromium through Playwright (which never downloads a browser here).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get install -y chromium || sudo apt-get install -y chromium
+
+test: setup $(INFRA_STAMP) $(CHROMIUM)
 	$(PY) -m pytest
 
 lint: setup
