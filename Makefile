@@ -35,7 +35,7 @@ run: setup
 # The console's browser test drives Debian's chromium through Playwright (which never downloads a browser here).
 CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
-	apt-get install -y chromium || sudo apt-get install -y chromium
+	(apt-get update -qq && apt-get install -y -qq chromium) || (sudo apt-get update -qq && sudo apt-get install -y -qq chromium)
 
 test: setup $(INFRA_STAMP) $(CHROMIUM)
 	$(PY) -m pytest
