@@ -92,6 +92,8 @@ def read_rows(sim: Simulator, table: Table, request: Request) -> Reply:
             raise unknown_name(sim, table, exc.name) from None
         except FilterError as exc:
             raise SimError(400, f"Invalid $orderby: {exc}", "0x80060888") from None
+    if predicate is None and not order and _all_visible(sim, request):
+        return _read_page(sim, table, request, selected)
     rows = [r for r in sim.store.all(table.entity_set) if sim.dialect.visible(table, r, request)]
     documents = [sim.dialect.present(table, r) for r in rows]
     if predicate is not None:
@@ -102,7 +104,7 @@ def read_rows(sim: Simulator, table: Table, request: Request) -> Reply:
     skip = int(request.query.get("$skiptoken") or request.query.get("$skip") or 0)
     top = request.query.get("$top")
     page = _preference(request, "odata.maxpagesize")
-    size = int(page) if page and page.isdigit() and 0 < int(page) <= 5000 else 5000  # larger: ignored
+    size = _page_size(sim, request)
     end = len(documents) if top is None else min(len(documents), skip + int(top))
     chunk = documents[skip : min(end, skip + size)]
     body: dict[str, Any] = {"@odata.context": _context(sim, table, selected, entity=False)}
@@ -114,6 +116,42 @@ def read_rows(sim: Simulator, table: Table, request: Request) -> Reply:
         query = {k: v for k, v in request.query.items() if k not in ("$skiptoken", "$skip")}
         query["$skiptoken"] = str(skip + size)
         body["@odata.nextLink"] = sim._link(table.entity_set, query)
+    applied = ("odata.maxpagesize",) if page and page.isdigit() and size == int(page) else ()
+    return Reply(200, body, _applied(sim, request, (*applied, "odata.include-annotations")))
+
+
+def _all_visible(sim: Simulator, request: Request) -> bool:
+    return sim.dialect.name == "dataverse" or request.query.get("cross-company", "").lower() == "true"
+
+
+def _page_size(sim: Simulator, request: Request) -> int:
+    """Dataverse pages hold at most 5,000 rows ("Page results"), F&O's server-driven pages 10,000; a larger
+    `odata.maxpagesize` is ignored."""
+    largest = 10_000 if sim.dialect.name == "fno" else 5000
+    page = _preference(request, "odata.maxpagesize")
+    return int(page) if page and page.isdigit() and 0 < int(page) <= largest else largest
+
+
+def _read_page(sim: Simulator, table: Table, request: Request, selected: list[str] | None) -> Reply:
+    """An unfiltered, unordered read: one page from storage, not the whole table sorted and cut on every page (a
+    bulk read of 100,000 rows would otherwise cost the square of its pages)."""
+    if "$skip" in request.query and not getattr(sim.dialect, "supports_skip", True):
+        raise SimError(400, "The query parameter $skip is not supported.", "0x80060888")
+    skip = int(request.query.get("$skiptoken") or request.query.get("$skip") or 0)
+    top = request.query.get("$top")
+    size = _page_size(sim, request)
+    total = sim.store.count(table.entity_set)
+    end = total if top is None else min(total, skip + int(top))
+    rows = sim.store.page(table.entity_set, skip, max(0, min(end, skip + size) - skip))
+    body: dict[str, Any] = {"@odata.context": _context(sim, table, selected, entity=False)}
+    if request.query.get("$count", "").lower() == "true":
+        body["@odata.count"] = min(total, 5000)
+    body["value"] = [_shape(sim, table, sim.dialect.present(table, r), selected, request) for r in rows]
+    if skip + size < end:
+        query = {k: v for k, v in request.query.items() if k not in ("$skiptoken", "$skip")}
+        query["$skiptoken"] = str(skip + size)
+        body["@odata.nextLink"] = sim._link(table.entity_set, query)
+    page = _preference(request, "odata.maxpagesize")
     applied = ("odata.maxpagesize",) if page and page.isdigit() and size == int(page) else ()
     return Reply(200, body, _applied(sim, request, (*applied, "odata.include-annotations")))
 

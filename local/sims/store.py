@@ -82,6 +82,23 @@ class Store:
         cursor = self._db.execute("SELECT * FROM rows WHERE entity_set=? ORDER BY rowid", (entity_set,))
         return [self._row(r) for r in cursor]
 
+    def page(self, entity_set: str, offset: int, limit: int) -> list[StoredRow]:
+        """Rows in insertion order from `offset`: a page read without loading the whole table."""
+        cursor = self._db.execute(
+            "SELECT * FROM rows WHERE entity_set=? ORDER BY rowid LIMIT ? OFFSET ?", (entity_set, limit, offset)
+        )
+        return [self._row(r) for r in cursor]
+
+    def insert_many(self, entity_set: str, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """(id, key, data) rows in one statement: the bulk seed (`--generate`)."""
+        now = datetime.now(UTC).isoformat()
+        first = self._next_version()
+        self._db.execute("UPDATE counter SET version = version + ?", (len(rows),))
+        self._db.executemany(
+            "INSERT INTO rows VALUES (?,?,?,?,?,?,?)",
+            [(entity_set, i.lower(), k, dumps(d), first + n, now, now) for n, (i, k, d) in enumerate(rows)],
+        )
+
     def insert(self, entity_set: str, row_id: str, key: str, data: dict[str, Any]) -> StoredRow:
         now = datetime.now(UTC).isoformat()
         version = self._next_version()
