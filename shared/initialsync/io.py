@@ -18,7 +18,7 @@ from shared.initialsync.plan import Decision, Lookups, Snapshot, Write
 from shared.ledger.bulk import load_map
 from shared.ledger.tables import Ledger
 from shared.maps.model import Side, TableMap
-from shared.maps.transform import CompiledMap
+from shared.maps.transform import CompiledMap, transform
 from shared.sync.rows import DataverseRows, dataverse_record
 
 FNO_PAGE = 10_000  # F&O's server-driven page
@@ -68,6 +68,17 @@ async def gather_lookups(
         for (side, row_id), text in index.items():
             if side is Side.DATAVERSE and text in entries:
                 lookups.fno_keys[(name, row_id)] = entries[text].key
+        # Rows the ledger does not know yet (a plan, or rows equal on both sides): their key from their own values.
+        referenced = maps[name]
+        company = referenced.map.company_field(Side.FNO)
+        for snapshot in await read_dataverse(client, referenced.map):
+            if snapshot.row_id is None or (name, snapshot.row_id) in lookups.fno_keys:
+                continue
+            key = transform(referenced, Side.DATAVERSE, snapshot.record, maps, lookups).key
+            if len(key) == len(referenced.map.fno.key):
+                lookups.fno_keys[(name, snapshot.row_id)] = {
+                    k: (str(v).lower() if k == company else v) for k, v in key.items()
+                }
     return lookups
 
 

@@ -43,11 +43,24 @@ def error_id(map_name: str, key: dict[str, Any]) -> str:
 
 
 def new_run(mode: Mode, maps: MapSet, names: Sequence[str] | None = None, only_failed: bool = False) -> RunState:
-    """A run over `names` (default: every enabled map), put in dependency order."""
+    """A run over `names` and the maps they depend on (default: every enabled map), in dependency order, so the
+    rows a lookup references exist before the rows referencing them."""
     wanted = set(names) if names else {c.map.name for c in maps.enabled()}
     unknown = wanted - set(maps.maps)
     if unknown:
         raise ValueError(f"no map named {', '.join(sorted(unknown))}")
+    todo = list(wanted)
+    while todo:
+        m = maps.maps[todo.pop()].map
+        for dependency in [*m.depends_on, *(f.lookup for f in m.fields if f.lookup)]:
+            if (
+                dependency
+                and dependency in maps.maps
+                and dependency not in wanted
+                and maps.maps[dependency].map.enabled
+            ):
+                wanted.add(dependency)
+                todo.append(dependency)
     order = [n for n in maps.order if n in wanted]
     run = RunState(run_id=uuid.uuid4().hex[:16], mode=mode, maps=order, only_failed=only_failed)
     run.progress = {n: MapProgress(map=n) for n in order}
