@@ -94,7 +94,10 @@ class Failure:
 class Writer:
     """Writes decisions into both apps in bulk; returns the failures (a failed write fails its whole decision)."""
 
-    def __init__(self, dataverse: DataverseClient, fno: FnoClient, maps: Mapping[str, CompiledMap], tag: str) -> None:
+    def __init__(
+        self, dataverse: DataverseClient, fno: FnoClient, maps: Mapping[str, CompiledMap], tag: str, in_flight: int = 4
+    ) -> None:
+        self._gate = asyncio.Semaphore(in_flight)  # `$batch`es at once: each is up to 1,000 writes of server time
         self.dataverse = dataverse
         self.fno = fno
         self.rows = DataverseRows(dataverse, {n: c.map for n, c in maps.items()})
@@ -132,9 +135,17 @@ class Writer:
 
     async def _send(self, batch: list[tuple[Side, Decision, Write, BatchOperation]]) -> list[Failure]:
         client = self.dataverse if batch[0][0] is Side.DATAVERSE else self.fno
-        results = await client.batch([j[3] for j in batch], atomic=False, continue_on_error=True)
+        async with self._gate:
+            results = await client.batch([j[3] for j in batch], atomic=False, continue_on_error=True)
         failures = []
         for (_, decision, write, op), result in zip(batch, results, strict=True):
+            if (
+                write.create
+                and write.into is Side.DATAVERSE
+                and result.status == 412
+                and "duplicate key" in str(result.error)
+            ):
+                continue  # the id the run gave it is taken: an earlier attempt (a retried batch, a crash) made it
             if not result.ok:
                 error = result.error
                 message = error.message if error is not None else f"status {result.status}"
