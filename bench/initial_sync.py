@@ -114,7 +114,8 @@ async def one(count: int) -> dict[str, float]:
         services.append(host)
         host.wait_ready()
         base = f"http://127.0.0.1:{host_port}"
-        await connect_apps(base, urls["dataverse"], urls["fno"], TOKEN, KEYS)
+        if "--no-webhooks" not in sys.argv:
+            await connect_apps(base, urls["dataverse"], urls["fno"], TOKEN, KEYS)
         before = await requests(urls)
         seconds, report = await sync(base, "sync")
         used = await requests(urls) - before

@@ -100,11 +100,16 @@ class SyncRunner:
         state.state, state.started_at, state.finished_at = "reading", datetime.now(UTC), None
         done_before = state.processed
         await self.runs.save(run)
+        clock = time.monotonic()
         fno_rows = await io.read_fno(self.fno, m)
         dataverse_rows = await io.read_dataverse(self.dataverse, m)
+        read_s, clock = time.monotonic() - clock, time.monotonic()
         entries, index = await load_map(self.ledger, name)
         lookups = await io.gather_lookups(self.dataverse, self.ledger, compiled, self.maps.maps)
+        ledger_s, clock = time.monotonic() - clock, time.monotonic()
         decisions = plan_map(compiled, self.maps.maps, fno_rows, dataverse_rows, entries, index, lookups, run.run_id)
+        log.info("%s: read %d + %d rows in %.2f s, the ledger (%d) in %.2f s, planned in %.2f s", name, len(fno_rows),
+                 len(dataverse_rows), read_s, len(entries), ledger_s, time.monotonic() - clock)  # fmt: skip
         if run.only_failed:
             failed = {e.event_id for e in await self.ledger.errors(name) if e.event_id.startswith("sync:")}
             decisions = [d for d in decisions if error_id(name, d.key) in failed]
@@ -135,7 +140,9 @@ class SyncRunner:
         writing = run.mode is not Mode.PLAN
         errors: list[tuple[Decision, str, str, int | None]] = []
         if writing:
+            clock = time.monotonic()
             saved = await save_many(self.ledger, [d.entry for d in chunk if d.entry is not None])
+            log.info("%s: %d ledger entries saved in %.2f s", name, len(saved.saved), time.monotonic() - clock)
             refused = {key_text(e.key) for e in saved.refused}
             for d in chunk:
                 if d.key_text in refused:  # changed by live sync since the run read it: live sync has it

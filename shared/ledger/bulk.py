@@ -6,6 +6,7 @@ sink its 99 neighbours."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -53,46 +54,44 @@ class BulkResult:
     refused: list[LedgerEntry] = field(default_factory=list)  # changed meanwhile (live apply): left to it
 
 
-async def save_many(ledger: Ledger, entries: Sequence[LedgerEntry]) -> BulkResult:
-    """Create or (ETag-conditionally) replace `entries`, all of one map, in transactions of ≤ 100 operations."""
+async def save_many(ledger: Ledger, entries: Sequence[LedgerEntry], in_flight: int = 8) -> BulkResult:
+    """Create or (ETag-conditionally) replace `entries`, all of one map, in transactions of ≤ 100 operations,
+    `in_flight` at a time."""
     await ledger.ensure_tables()
     table = ledger.table("ledger")
     result = BulkResult()
     now = datetime.now(UTC)
-    chunk: list[tuple[LedgerEntry, int]] = []  # (entry, how many operations it takes)
-    operations: list[tuple[Any, ...]] = []
+    gate = asyncio.Semaphore(in_flight)
 
-    async def flush() -> None:
-        if not chunk:
-            return
-        try:
-            answers = await table.submit_transaction(operations)
-        except TableTransactionError:
-            for entry, _ in chunk:  # one entry changed meanwhile: save the others one by one
-                try:
-                    answers_one = await table.submit_transaction(_operations(entry))
-                except TableTransactionError:
-                    result.refused.append(entry)
-                    continue
-                _saved(entry, answers_one[0])
-                result.saved.append(entry)
-        else:
-            position = 0
-            for entry, count in chunk:
-                _saved(entry, answers[position])
-                position += count
-                result.saved.append(entry)
-        chunk.clear()
-        operations.clear()
+    async def submit(chunk: list[tuple[LedgerEntry, int]], operations: list[tuple[Any, ...]]) -> None:
+        async with gate:
+            try:
+                answers = await table.submit_transaction(operations)
+            except TableTransactionError:
+                for entry, _ in chunk:  # one entry changed meanwhile: save the others one by one
+                    try:
+                        answers_one = await table.submit_transaction(_operations(entry))
+                    except TableTransactionError:
+                        result.refused.append(entry)
+                        continue
+                    _saved(entry, answers_one[0])
+                    result.saved.append(entry)
+                return
+        position = 0
+        for entry, count in chunk:
+            _saved(entry, answers[position])
+            position += count
+            result.saved.append(entry)
 
+    transactions: list[tuple[list[tuple[LedgerEntry, int]], list[tuple[Any, ...]]]] = [([], [])]
     for entry in entries:
         entry.updated_at = now
         ops = _operations(entry)
-        if len(operations) + len(ops) > MAX_TRANSACTION:
-            await flush()
-        chunk.append((entry, len(ops)))
-        operations.extend(ops)
-    await flush()
+        if len(transactions[-1][1]) + len(ops) > MAX_TRANSACTION:
+            transactions.append(([], []))
+        transactions[-1][0].append((entry, len(ops)))  # (entry, how many operations it takes)
+        transactions[-1][1].extend(ops)
+    await asyncio.gather(*(submit(chunk, operations) for chunk, operations in transactions if chunk))
     return result
 
 
