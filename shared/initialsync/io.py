@@ -90,6 +90,11 @@ class Failure:
     message: str
     status: int | None
 
+    @property
+    def concurrent(self) -> bool:
+        """The target changed since the run read it (a live change): live sync has it, not an error."""
+        return self.status == 412 and not self.write.create
+
 
 class Writer:
     """Writes decisions into both apps in bulk; returns the failures (a failed write fails its whole decision)."""

@@ -13,6 +13,7 @@ its row is left to live sync.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -32,7 +33,7 @@ from shared.maps.loader import MapSet
 from shared.maps.model import Side
 from shared.sync.decide import normalize
 
-CHUNK = 5_000  # decisions written (and checkpointed) together
+CHUNK = int(os.environ.get("SYNC_CHUNK_ROWS") or 5_000)  # decisions written (and checkpointed) together
 SAMPLES = 5
 log = logging.getLogger("sync.initial")
 
@@ -162,6 +163,10 @@ class SyncRunner:
                 old = before.get(d.key_text)
                 if old is not None and d.entry is not None:
                     restore_old.append(old.model_copy(update={"etag": d.entry.etag, "indexed": d.entry.indexed}))
+                if f.concurrent:
+                    d.kind, d.writes, d.conflict = Kind.SKIPPED, [], None
+                    d.detail = "changed by live sync meanwhile (412)"
+                    continue
                 errors.append((d, f.request, f.message, f.status))
                 d.kind, d.error_side = Kind.ERROR, f.write.into.other
             await save_many(self.ledger, restore_old)
