@@ -37,7 +37,9 @@ class MapProgress(BaseModel):
     fno: SideCounts = Field(default_factory=SideCounts)
     dataverse: SideCounts = Field(default_factory=SideCounts)
     planned: int = 0  # keys compared
-    processed: int = 0  # keys whose writes are done (the checkpoint: a resumed run re-reads and skips them)
+    processed: int = 0  # keys whose writes are done
+    cursor: str | None = None  # the checkpoint: the last key done (keys are worked through in order)
+    steps: int = 0
     samples: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -70,11 +72,12 @@ class RunState(BaseModel):
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     message: str = ""
+    steps: int = 0  # queued steps so far (each bounded in time, continuing from the cursors)
 
     def report(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id, "mode": str(self.mode), "state": self.state, "maps": self.maps,
-            "only_failed": self.only_failed, "created_at": self.created_at.isoformat(),
+            "only_failed": self.only_failed, "steps": self.steps, "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(), "message": self.message,
             "progress": {name: p.report() for name, p in self.progress.items()},
         }  # fmt: skip

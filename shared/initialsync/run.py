@@ -78,14 +78,20 @@ class SyncRunner:
         self.dataverse = dataverse
         self.fno = fno
 
-    async def run(self, run: RunState, progress: Callable[[RunState], None] | None = None) -> RunState:
+    async def run(
+        self, run: RunState, progress: Callable[[RunState], None] | None = None, budget_seconds: float | None = None
+    ) -> RunState:
+        """Run (or continue) `run` from its checkpoint. With a budget, stop after the chunk that spends it and leave
+        the run `running` (the caller queues the next step): no step holds a function for long."""
         run.state = "running"
         await self.runs.save(run)
+        deadline = time.monotonic() + budget_seconds if budget_seconds is not None else None
         try:
             for name in run.maps:
                 if run.progress[name].state == "done":
-                    continue  # done before a restart
-                await self._map(run, name, progress)
+                    continue  # done by an earlier step
+                if not await self._map(run, name, progress, deadline):
+                    return run  # out of time: the next step continues from the cursor
         except Exception as exc:
             run.state, run.message = "failed", f"{type(exc).__name__}: {exc}"
             await self.runs.save(run)
@@ -94,12 +100,15 @@ class SyncRunner:
         await self.runs.save(run)
         return run
 
-    async def _map(self, run: RunState, name: str, progress: Callable[[RunState], None] | None) -> None:
+    async def _map(
+        self, run: RunState, name: str, progress: Callable[[RunState], None] | None, deadline: float | None
+    ) -> bool:
+        """One map from its cursor; False when the deadline came first."""
         compiled = self.maps.maps[name]
         m = compiled.map
         state = run.progress[name]
-        state.state, state.started_at, state.finished_at = "reading", datetime.now(UTC), None
-        done_before = state.processed
+        state.state, state.finished_at = "reading", None
+        state.started_at = state.started_at or datetime.now(UTC)
         await self.runs.save(run)
         clock = time.monotonic()
         fno_rows = await io.read_fno(self.fno, m)
@@ -114,23 +123,29 @@ class SyncRunner:
         if run.only_failed:
             failed = {e.event_id for e in await self.ledger.errors(name) if e.event_id.startswith("sync:")}
             decisions = [d for d in decisions if error_id(name, d.key) in failed]
-        fresh = MapProgress(map=name, state="writing", started_at=state.started_at, planned=len(decisions))
-        fresh.fno.read, fresh.dataverse.read = len(fno_rows), len(dataverse_rows)
-        fresh.processed = min(done_before, len(decisions))
-        run.progress[name] = state = fresh
+        if state.cursor is not None:  # keys up to the cursor were done by an earlier step
+            decisions = [d for d in decisions if d.key and d.key_text > state.cursor]
+        state.state = "writing"
+        state.fno.read, state.dataverse.read = max(state.fno.read, len(fno_rows)), max(state.dataverse.read,
+                                                                                       len(dataverse_rows))  # fmt: skip
+        state.planned = state.processed + len(decisions)
         await self.runs.save(run)
         writer = io.Writer(self.dataverse, self.fno, self.maps.maps, f"{io.TAG_PREFIX}sync:{run.run_id}")
         for start in range(0, len(decisions), CHUNK):
             chunk = decisions[start : start + CHUNK]
             await self._chunk(run, state, chunk, entries, writer)
-            state.processed = max(state.processed, start + len(chunk))
+            state.processed += len(chunk)
+            state.cursor = max((d.key_text for d in chunk if d.key), default=state.cursor)
             await self.runs.save(run)
             if progress is not None:
                 progress(run)
+            if deadline is not None and time.monotonic() > deadline and start + CHUNK < len(decisions):
+                return False
         state.state, state.finished_at = "done", datetime.now(UTC)
         await self.runs.save(run)
         if progress is not None:
             progress(run)
+        return True
 
     async def _chunk(
         self, run: RunState, state: MapProgress, chunk: list[Decision], before: dict[str, LedgerEntry],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -23,9 +24,12 @@ class RunNotFound(LookupError):
     pass
 
 
+STEP_SECONDS = float(os.environ.get("SYNC_STEP_SECONDS") or 240)  # well inside the 5-minute lock renewal
+
+
 async def _enqueue(run: RunState) -> None:
-    # Message id = run id: a start repeated by a client retry is one step (duplicate detection).
-    message = ServiceBusMessage(json.dumps({"run_id": run.run_id}), message_id=run.run_id)
+    # Message id = run id and step: a step queued twice (a retried start or hand-over) runs once.
+    message = ServiceBusMessage(json.dumps({"run_id": run.run_id}), message_id=f"{run.run_id}:{run.steps}")
     async with get_clients().servicebus.get_queue_sender(SYNC_QUEUE) as sender:
         await sender.send_messages(message)
 
@@ -49,7 +53,11 @@ async def run_step(body: bytes) -> None:
         return
     if run.state == "done":
         return  # a redelivered step of a finished run
-    await runner.run(run)
+    await runner.run(run, budget_seconds=STEP_SECONDS)
+    if run.state == "running":  # out of time: the next step continues from the checkpoint
+        run.steps += 1
+        await runner.runs.save(run)
+        await _enqueue(run)
 
 
 async def report(run_id: str) -> RunState:
