@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import JsonValue
 
 from shared.connectors.wire import etag_version
-from shared.ledger.model import ConflictRecord, LedgerEntry, key_text
+from shared.ledger.model import ConflictRecord, LedgerEntry, SideState, key_text
 from shared.maps.model import ConflictPolicy, FieldMap, Side, TableMap
 from shared.maps.transform import CompiledMap, LookupRef, TargetRow, passes_filter, plain, transform
 from shared.sync.decide import fingerprint, normalize
@@ -218,9 +218,20 @@ def _decide(
     return _compare(compiled, key, fno, dv, to_dv, to_fno, entry, run_id)
 
 
+_READABLE: dict[tuple[int, Side], frozenset[str]] = {}
+
+
+def _readable(m: TableMap, side: Side) -> frozenset[str]:
+    """`m.readable(side)`, worked out once per map (it is asked for every row)."""
+    names = _READABLE.get((id(m), side))
+    if names is None:
+        names = _READABLE[(id(m), side)] = frozenset(m.readable(side))
+    return names
+
+
 def _entry(m: TableMap, key: dict[str, Any], entry: LedgerEntry | None) -> LedgerEntry:
-    if entry is None:
-        return LedgerEntry(map=m.name, key=key)
+    if entry is None:  # built unvalidated: the values come from the map and the rows, once per row of a large run
+        return LedgerEntry.model_construct(map=m.name, key=key, fno=SideState(), dataverse=SideState())
     return entry.model_copy(deep=True, update={"etag": entry.etag, "indexed": set(entry.indexed)})
 
 
@@ -245,7 +256,7 @@ def _create(
     if not any(m.flows(f, into) for f in m.fields):
         return Decision(key, Kind.UNCHANGED, detail=f"the map does not write into {into}")
     new = _entry(m, key, entry)
-    _record_side(new, side, source, m.readable(side))
+    _record_side(new, side, source, _readable(m, side))
     target = new.side(into)
     if into is Side.DATAVERSE:
         row_id = target.row_id or dataverse_row_id(m.name, key)
@@ -337,8 +348,8 @@ def _compare(
     m = compiled.map
     differences = _differences(m, fno, dv, to_dv, to_fno)
     new = _entry(m, key, entry)
-    _record_side(new, Side.FNO, fno, m.readable(Side.FNO))
-    _record_side(new, Side.DATAVERSE, dv, m.readable(Side.DATAVERSE))
+    _record_side(new, Side.FNO, fno, _readable(m, Side.FNO))
+    _record_side(new, Side.DATAVERSE, dv, _readable(m, Side.DATAVERSE))
     if not differences:
         known = entry is not None and entry.dataverse.row_id == dv.row_id
         return Decision(key, Kind.UNCHANGED if known else Kind.LINKED, entry=None if known else new)
