@@ -7,11 +7,12 @@ requests in flight and honours `Retry-After`."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.connectors.batch import MAX_OPERATIONS, BatchOperation
+from shared.connectors.batch import BatchOperation
 from shared.connectors.dataverse import DataverseClient, WriteMode, lookup_property
 from shared.connectors.fno import FnoClient
 from shared.initialsync.plan import Decision, Lookups, Snapshot, Write
@@ -24,6 +25,9 @@ from shared.sync.rows import DataverseRows, dataverse_record
 FNO_PAGE = 10_000  # F&O's server-driven page
 DATAVERSE_PAGE = 5_000  # Dataverse's maximum `odata.maxpagesize`
 TAG_PREFIX = "bridge:"
+# Operations per `$batch`: Dataverse takes up to 1,000 (MAX_OPERATIONS); 500 keeps one request well inside the
+# client's 30-second timeout on a busy server, at 2 requests per 1,000 rows.
+BATCH_OPERATIONS = int(os.environ.get("SYNC_BATCH_OPERATIONS") or 500)
 
 
 def dataverse_select(m: TableMap) -> list[str]:
@@ -133,8 +137,8 @@ class Writer:
         batches = []
         for side in Side:
             mine = [j for j in jobs if j[0] is side]
-            for start in range(0, len(mine), MAX_OPERATIONS):
-                batches.append(mine[start : start + MAX_OPERATIONS])
+            for start in range(0, len(mine), BATCH_OPERATIONS):
+                batches.append(mine[start : start + BATCH_OPERATIONS])
         answers = await asyncio.gather(*(self._send(batch) for batch in batches))
         return [f for failures in answers for f in failures]
 

@@ -12,6 +12,7 @@ its row is left to live sync.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.connectors.dataverse import DataverseClient
+from shared.connectors.errors import ConnectorError
 from shared.connectors.fno import FnoClient
 from shared.initialsync import io
 from shared.initialsync.model import DriftRecord, MapProgress, Mode, RunState
@@ -92,6 +94,13 @@ class SyncRunner:
                     continue  # done by an earlier step
                 if not await self._map(run, name, progress, deadline):
                     return run  # out of time: the next step continues from the cursor
+        except ConnectorError as exc:
+            # Throttled, timed out, unreachable: the step is retried (its message redelivered) from the checkpoint.
+            run.message = f"retrying after {type(exc).__name__}: {exc}"
+            if not exc.retryable:
+                run.state = "failed"
+            await self.runs.save(run)
+            raise
         except Exception as exc:
             run.state, run.message = "failed", f"{type(exc).__name__}: {exc}"
             await self.runs.save(run)
@@ -117,7 +126,10 @@ class SyncRunner:
         entries, index = await load_map(self.ledger, name)
         lookups = await io.gather_lookups(self.dataverse, self.ledger, compiled, self.maps.maps)
         ledger_s, clock = time.monotonic() - clock, time.monotonic()
-        decisions = plan_map(compiled, self.maps.maps, fno_rows, dataverse_rows, entries, index, lookups, run.run_id)
+        # In a thread: a large plan is seconds of CPU, and the host's loop keeps serving webhooks meanwhile.
+        decisions = await asyncio.to_thread(
+            plan_map, compiled, self.maps.maps, fno_rows, dataverse_rows, entries, index, lookups, run.run_id
+        )
         log.info("%s: read %d + %d rows in %.2f s, the ledger (%d) in %.2f s, planned in %.2f s", name, len(fno_rows),
                  len(dataverse_rows), read_s, len(entries), ledger_s, time.monotonic() - clock)  # fmt: skip
         if run.only_failed:
