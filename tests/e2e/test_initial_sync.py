@@ -5,6 +5,10 @@ writes nothing, a second run that writes nothing, and failed rows rerun after th
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +16,7 @@ import httpx
 import pytest
 from azure.data.tables.aio import TableServiceClient
 
+from local.processes import ROOT
 from shared.ledger.tables import Ledger
 from tests import stack
 from tests.e2e.sync_stack import KEYS, SyncStack, company_id, dataverse_account, eventually, fno_customer, sync_stack
@@ -173,3 +178,17 @@ async def test_bad_requests_get_problem_details(bridge: SyncStack) -> None:
     async with httpx.AsyncClient() as http:  # the master key only
         assert (await http.post(f"{bridge.host}/api/maps/customers/sync")).status_code == 401
     await asyncio.sleep(0)
+
+
+def test_the_terminal_command_plans_with_the_same_code(bridge: SyncStack) -> None:
+    storage = bridge.storage.connection_string()  # type: ignore[attr-defined]
+    env = {**os.environ, "AzureWebJobsStorage": storage, "DATAVERSE_URL": bridge.dataverse_url,
+           "FNO_URL": bridge.fno_url, "LOCAL_BEARER_TOKEN": stack.SIM_TOKEN}  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "shared.initialsync", "plan", "customers"], env=env, cwd=ROOT,
+                          capture_output=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    report = json.loads(done.stdout)
+    customers = report["progress"]["customers"]
+    assert report["mode"] == "plan" and customers["state"] == "done"
+    assert customers["dataverse"]["created"] == customers["fno"]["created"] == 0  # everything is in sync now
+    assert customers["dataverse"]["unchanged"] >= 6 and "customers [" in done.stderr.decode()  # the progress bar
