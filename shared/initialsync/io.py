@@ -96,8 +96,9 @@ class Failure:
 
     @property
     def concurrent(self) -> bool:
-        """The target changed since the run read it (a live change): live sync has it, not an error."""
-        return self.status == 412 and not self.write.create
+        """412: the target changed since the run read it, or a row with this key (or the id the run gave it: an
+        earlier attempt of this very write) exists now. Not an error: live sync has it, or the next run links it."""
+        return self.status == 412
 
 
 class Writer:
