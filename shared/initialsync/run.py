@@ -26,7 +26,7 @@ from shared.connectors.errors import ConnectorError
 from shared.connectors.fno import FnoClient
 from shared.initialsync import io
 from shared.initialsync.model import DriftRecord, MapProgress, Mode, RunState
-from shared.initialsync.plan import Decision, Kind, plan_map
+from shared.initialsync.plan import Decision, Kind, integration_key, plan_map
 from shared.initialsync.store import RunStore
 from shared.ledger.bulk import delete_many, load_map, save_many
 from shared.ledger.model import ErrorRecord, LedgerEntry, key_text
@@ -123,7 +123,10 @@ class SyncRunner:
         fno_rows = await io.read_fno(self.fno, m)
         dataverse_rows = await io.read_dataverse(self.dataverse, m)
         read_s, clock = time.monotonic() - clock, time.monotonic()
-        entries, index = await load_map(self.ledger, name)
+        if state.cursor is not None:  # a continued step: keys up to the cursor are done
+            cursor = state.cursor
+            fno_rows = [r for r in fno_rows if key_text(integration_key(m, r.record) or {}) > cursor]
+        entries, index = await load_map(self.ledger, name, state.cursor)
         lookups = await io.gather_lookups(self.dataverse, self.ledger, compiled, self.maps.maps)
         ledger_s, clock = time.monotonic() - clock, time.monotonic()
         # In a thread: a large plan is seconds of CPU, and the host's loop keeps serving webhooks meanwhile.

@@ -113,10 +113,18 @@ async def delete_many(ledger: Ledger, entries: Iterable[LedgerEntry]) -> None:
                 pass
 
 
-async def load_map(ledger: Ledger, map_name: str) -> tuple[dict[str, LedgerEntry], dict[tuple[Side, str], str]]:
-    """Every entry of a map (by key text) and its id index ((side, row id) → key text): one partition query."""
+async def load_map(
+    ledger: Ledger, map_name: str, after: str | None = None
+) -> tuple[dict[str, LedgerEntry], dict[tuple[Side, str], str]]:
+    """Every entry of a map (by key text) and its id index ((side, row id) → key text): one partition query.
+    `after`: only rows whose RowKey sorts after it (a continued run needs no entry of a key it has done)."""
     await ledger.ensure_tables()
-    query = ledger.table("ledger").query_entities("PartitionKey eq @m", parameters={"m": map_name})
+    if after is None:
+        query = ledger.table("ledger").query_entities("PartitionKey eq @m", parameters={"m": map_name})
+    else:
+        query = ledger.table("ledger").query_entities(
+            "PartitionKey eq @m and RowKey gt @after", parameters={"m": map_name, "after": after}
+        )
     entries: dict[str, LedgerEntry] = {}
     index: dict[tuple[Side, str], str] = {}
     async for entity in query:
