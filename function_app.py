@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from functions import admin, apply, console_page, notify, ops, webhooks
+from functions import admin, apply, console_page, notify, ops, sync, webhooks
 from shared.ops.telemetry import configure
 
 configure()  # Application Insights through OpenTelemetry, only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
@@ -14,3 +14,4 @@ app.register_functions(console_page.bp)
 app.register_functions(webhooks.bp)
 app.register_functions(apply.bp)
 app.register_functions(notify.bp)
+app.register_functions(sync.bp)

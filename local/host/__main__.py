@@ -45,6 +45,10 @@ async def serve(app_target: str, host: str, port: int, root: Path) -> None:
         log.info("http  %-24s http://%s:%d%s", name, host, port, route)
     triggers = ServiceBusTriggerRunner(functions.service_bus, ServiceBusOptions.from_host_json(host_json))
     triggers.start()
+    from local.host.timers import TimerRunner, timer_specs
+
+    timers = TimerRunner(timer_specs(functions.timers))
+    timers.start()
     for name in functions.unsupported:
         log.warning("not served by the dev host: %s", name)
     log.info("dev host ready on http://%s:%d", host, port)
@@ -55,6 +59,7 @@ async def serve(app_target: str, host: str, port: int, root: Path) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("dev host stopping")
+    await timers.stop()
     try:
         await asyncio.wait_for(triggers.stop(), SHUTDOWN_SECONDS)
     except TimeoutError:

@@ -46,6 +46,7 @@ class ServiceBusTriggerSpec:
 class FunctionCatalog:
     http: list[HttpTriggerSpec] = field(default_factory=list)
     service_bus: list[ServiceBusTriggerSpec] = field(default_factory=list)
+    timers: list[Any] = field(default_factory=list)  # timerTrigger functions, for local/host/timers.py
     unsupported: list[str] = field(default_factory=list)
 
 
@@ -127,6 +128,8 @@ def catalog(app: func.FunctionApp) -> FunctionCatalog:
                     wants_context=wants_context,
                 )
             )
+        elif trigger["type"] == "timerTrigger":
+            found.timers.append(function)
         else:
             found.unsupported.append(f"{name} ({trigger['type']})")
     return found

@@ -5,8 +5,6 @@ Dataverse answers a failed change set with the failing response alone; F&O insid
 
 from __future__ import annotations
 
-import email
-import email.policy
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
@@ -19,9 +17,7 @@ from shared.connectors.wire import dumps
 
 def run_batch(sim: Simulator, request: Request, changes: list[Change]) -> tuple[str, bytes]:
     content_type = request.headers.get("content-type", "")
-    message = email.message_from_bytes(
-        f"Content-Type: {content_type}\r\n\r\n".encode() + request.body, policy=email.policy.compat32
-    )
+    message = _Part.parse(content_type, request.body)
     if not message.is_multipart():
         raise SimError(400, "a $batch body must be multipart/mixed")
     continue_on_error = "odata.continue-on-error" in request.headers.get("prefer", "")
@@ -55,6 +51,62 @@ def run_batch(sim: Simulator, request: Request, changes: list[Change]) -> tuple[
             out += [f"--{boundary}", *_http_part(part.get("Content-ID"), reply)]
     out += [f"--{boundary}--", ""]
     return f"multipart/mixed; boundary={boundary}", "\r\n".join(out).encode("utf-8")
+
+
+class _Part:
+    """One MIME part of a `$batch` body: headers and either a body or sub-parts (a change set). The stdlib's email
+    parser compiles a regular expression per boundary and walks the body line by line: a batch of 1,000 change
+    sets cost it 2 s; splitting on the boundaries costs a few ms."""
+
+    def __init__(self, headers: dict[str, str], body: bytes) -> None:
+        self.headers = headers
+        self.body = body
+        self._parts: list[_Part] | None = None
+        boundary = _boundary(headers.get("content-type", ""))
+        if boundary is not None:
+            self._parts = _split(boundary, body)
+
+    @classmethod
+    def parse(cls, content_type: str, body: bytes) -> _Part:
+        return cls({"content-type": content_type}, body)
+
+    def is_multipart(self) -> bool:
+        return self._parts is not None
+
+    def get(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def get_payload(self, decode: bool = False) -> Any:
+        return self._parts if self._parts is not None and not decode else self.body
+
+
+def _boundary(content_type: str) -> str | None:
+    if not content_type.lower().startswith("multipart/"):
+        return None
+    for piece in content_type.split(";")[1:]:
+        name, _, value = piece.strip().partition("=")
+        if name.lower() == "boundary":
+            return value.strip('"')
+    return None
+
+
+def _split(boundary: str, body: bytes) -> list[_Part]:
+    delimiter = b"--" + boundary.encode()
+    parts = []
+    for piece in body.split(delimiter)[1:]:
+        if piece.startswith(b"--"):
+            break
+        piece = piece.removeprefix(b"\r\n").removeprefix(b"\n")
+        head, sep, rest = piece.partition(b"\r\n\r\n")
+        if not sep:
+            head, sep, rest = piece.partition(b"\n\n")
+        headers = {}
+        for line in head.decode("utf-8", "replace").splitlines():
+            name, colon, value = line.partition(":")
+            if colon:
+                headers[name.strip().lower()] = value.strip()
+        parts.append(_Part(headers, rest.removesuffix(b"\r\n").removesuffix(b"\n")))
+    return parts
 
 
 def _change_set(

@@ -1,8 +1,9 @@
 """Asynchronous webhook delivery in commit order per row: rows are spread over a few ordered lanes, each lane
 posts one notification at a time. Dataverse's rule: one more attempt only on 502, 503 or 504.
 
-Tests can make delivery as bad as the real services allow: every notification posted twice (at-least-once), and
-a shuffled stream (notifications gathered for a moment, then posted in random order across rows and within one).
+Tests can make delivery as bad as the real services allow: every notification posted twice (at-least-once), a
+shuffled stream (notifications gathered for a moment, then posted in random order across rows and within one), and
+a share of notifications lost (Dataverse retries a webhook once, F&O three times; after that it is gone).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Chaos:
     duplicate: bool = False  # post every notification twice
     shuffle: bool = False  # gather notifications for `window_seconds`, post them in random order
     window_seconds: float = 0.5
+    drop_share: float = 0.0  # this share of notifications is never posted (a lost webhook), counted in `dropped`
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Deliverer:
         self.sent = 0
         self.failed = 0
         self.pending = 0
+        self.dropped = 0
         self.last_status: int | None = None
         self.chaos = Chaos()
         self._gathered: list[Notification] = []
@@ -51,6 +54,9 @@ class Deliverer:
     def submit(self, notification: Notification) -> None:
         if not self._workers:
             self._workers = [asyncio.create_task(self._work(q)) for q in self._queues]
+        if self.chaos.drop_share and self._random.random() < self.chaos.drop_share:
+            self.dropped += 1  # lost: neither sent nor retried, as a webhook Dataverse gave up on
+            return
         copies = 2 if self.chaos.duplicate else 1
         self.pending += copies
         if self.chaos.shuffle:

@@ -345,11 +345,14 @@ class Simulator:
         return web.json_response({"faults": None})
 
     async def _set_delivery(self, request: web.Request) -> web.Response:
-        """Webhook delivery chaos: {"duplicate": true, "shuffle": true, "window_seconds": 0.5}."""
+        """Webhook delivery chaos: {"duplicate": true, "shuffle": true, "window_seconds": 0.5, "drop_share": 0.1}."""
         try:
-            self.dialect.deliverer.chaos = Chaos(**await request.json())
+            chaos = Chaos(**await request.json())
+            if not 0.0 <= float(chaos.drop_share) <= 1.0:
+                raise ValueError("drop_share is a share: between 0 and 1")
         except (TypeError, ValueError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
+        self.dialect.deliverer.chaos = chaos
         return web.json_response({"delivery": vars(self.dialect.deliverer.chaos)})
 
     async def _clear_delivery(self, request: web.Request) -> web.Response:
@@ -370,7 +373,7 @@ class Simulator:
 
     def extra_stats(self) -> dict[str, Any]:
         d = self.dialect.deliverer
-        return {"webhooks": {"sent": d.sent, "failed": d.failed, "pending": d.pending}}
+        return {"webhooks": {"sent": d.sent, "failed": d.failed, "pending": d.pending, "dropped": d.dropped}}
 
     async def _customize(self, request: web.Request) -> web.Response:
         """`{"entity_set": "accounts", "add": [{"name", "type", "max_length", "options", "enum", "target"}],

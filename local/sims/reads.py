@@ -74,6 +74,8 @@ def read_row(sim: Simulator, table: Table, key: dict[str, Any] | str, request: R
 
 
 def read_rows(sim: Simulator, table: Table, request: Request) -> Reply:
+    if sim.dialect.name == "dataverse" and _preference(request, "odata.track-changes") is not None:
+        return _tracked(sim, table, request)
     selected = _selected(sim, table, request)
     names = property_names(sim, table)
     predicate = None
@@ -92,6 +94,8 @@ def read_rows(sim: Simulator, table: Table, request: Request) -> Reply:
             raise unknown_name(sim, table, exc.name) from None
         except FilterError as exc:
             raise SimError(400, f"Invalid $orderby: {exc}", "0x80060888") from None
+    if predicate is None and not order and _all_visible(sim, request):
+        return _read_page(sim, table, request, selected)
     rows = [r for r in sim.store.all(table.entity_set) if sim.dialect.visible(table, r, request)]
     documents = [sim.dialect.present(table, r) for r in rows]
     if predicate is not None:
@@ -102,7 +106,7 @@ def read_rows(sim: Simulator, table: Table, request: Request) -> Reply:
     skip = int(request.query.get("$skiptoken") or request.query.get("$skip") or 0)
     top = request.query.get("$top")
     page = _preference(request, "odata.maxpagesize")
-    size = int(page) if page and page.isdigit() and 0 < int(page) <= 5000 else 5000  # larger: ignored
+    size = _page_size(sim, request)
     end = len(documents) if top is None else min(len(documents), skip + int(top))
     chunk = documents[skip : min(end, skip + size)]
     body: dict[str, Any] = {"@odata.context": _context(sim, table, selected, entity=False)}
@@ -114,6 +118,93 @@ def read_rows(sim: Simulator, table: Table, request: Request) -> Reply:
         query = {k: v for k, v in request.query.items() if k not in ("$skiptoken", "$skip")}
         query["$skiptoken"] = str(skip + size)
         body["@odata.nextLink"] = sim._link(table.entity_set, query)
+    applied = ("odata.maxpagesize",) if page and page.isdigit() and size == int(page) else ()
+    return Reply(200, body, _applied(sim, request, (*applied, "odata.include-annotations")))
+
+
+_NOT_WITH_TRACKING = ("$filter", "$orderby", "$expand", "$top", "$skip", "$apply")
+
+
+def _tracked(sim: Simulator, table: Table, request: Request) -> Reply:
+    """Change tracking — Microsoft Learn, "Use change tracking to synchronize data with external systems": with
+    `Prefer: odata.track-changes` a read answers every row and, on its last page, `@odata.deltaLink`
+    (`…?$deltatoken=<token>`); GET that link later for the rows changed since (created or updated) and the deleted
+    ones as `{"@odata.context": "…$deletedEntity", "id", "reason": "deleted"}`, with a new delta link. `$filter`,
+    `$orderby`, `$expand` and `$top` are refused with it. Pages as any query; the token of a paged answer is taken
+    at its first page, so a change made while paging is in the next delta."""
+    refused = [o for o in _NOT_WITH_TRACKING if o in request.query]
+    if refused:
+        raise SimError(400, f"{refused[0]} is not supported with change tracking (odata.track-changes).", "0x80060888")
+    selected = _selected(sim, table, request)
+    skip_text, _, as_of_text = request.query.get("$skiptoken", "").partition(":")
+    as_of = int(as_of_text) if as_of_text.isdigit() else sim.store.version()
+    token = request.query.get("$deltatoken")
+    gone: list[str]
+    if token is None:
+        rows, gone = sim.store.all(table.entity_set), []
+    else:
+        since = token.split("!", 1)[0]
+        if not since.isdigit():
+            raise SimError(400, f"The delta token '{token}' is not valid.", "0x80060888")
+        rows, gone = sim.store.changed_since(table.entity_set, int(since))
+        gone = [g for g in gone if sim.store.get(table.entity_set, g) is None]  # deleted, not re-created
+    rows = [r for r in rows if r.version <= as_of]
+    context = _context(sim, table, selected, entity=False)
+    documents: list[dict[str, Any]] = [
+        _shape(sim, table, sim.dialect.present(table, r), selected, request) for r in rows
+    ]
+    documents += [{"@odata.context": f"{sim.base_url}$metadata#{table.entity_set}/$deletedEntity", "id": g,
+                   "reason": "deleted"} for g in gone]  # fmt: skip
+    skip = int(skip_text) if skip_text.isdigit() else 0
+    size = _page_size(sim, request)
+    body: dict[str, Any] = {"@odata.context": context, "value": documents[skip : skip + size]}
+    query = {k: v for k, v in request.query.items() if k not in ("$skiptoken", "$deltatoken")}
+    if skip + size < len(documents):
+        body["@odata.nextLink"] = sim._link(table.entity_set, query | ({"$deltatoken": token} if token else {})
+                                            | {"$skiptoken": f"{skip + size}:{as_of}"})  # fmt: skip
+    else:
+        body["@odata.deltaLink"] = sim._link(table.entity_set, query | {"$deltatoken": f"{as_of}!{_now()}"})
+    return Reply(200, body, {"Preference-Applied": "odata.track-changes"})
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%m/%d/%Y %H:%M:%S")
+
+
+def _all_visible(sim: Simulator, request: Request) -> bool:
+    return sim.dialect.name == "dataverse" or request.query.get("cross-company", "").lower() == "true"
+
+
+def _page_size(sim: Simulator, request: Request) -> int:
+    """Dataverse pages hold at most 5,000 rows ("Page results"), F&O's server-driven pages 10,000; a larger
+    `odata.maxpagesize` is ignored."""
+    largest = 10_000 if sim.dialect.name == "fno" else 5000
+    page = _preference(request, "odata.maxpagesize")
+    return int(page) if page and page.isdigit() and 0 < int(page) <= largest else largest
+
+
+def _read_page(sim: Simulator, table: Table, request: Request, selected: list[str] | None) -> Reply:
+    """An unfiltered, unordered read: one page from storage, not the whole table sorted and cut on every page (a
+    bulk read of 100,000 rows would otherwise cost the square of its pages)."""
+    if "$skip" in request.query and not getattr(sim.dialect, "supports_skip", True):
+        raise SimError(400, "The query parameter $skip is not supported.", "0x80060888")
+    skip = int(request.query.get("$skiptoken") or request.query.get("$skip") or 0)
+    top = request.query.get("$top")
+    size = _page_size(sim, request)
+    total = sim.store.count(table.entity_set)
+    end = total if top is None else min(total, skip + int(top))
+    rows = sim.store.page(table.entity_set, skip, max(0, min(end, skip + size) - skip))
+    body: dict[str, Any] = {"@odata.context": _context(sim, table, selected, entity=False)}
+    if request.query.get("$count", "").lower() == "true":
+        body["@odata.count"] = min(total, 5000)
+    body["value"] = [_shape(sim, table, sim.dialect.present(table, r), selected, request) for r in rows]
+    if skip + size < end:
+        query = {k: v for k, v in request.query.items() if k not in ("$skiptoken", "$skip")}
+        query["$skiptoken"] = str(skip + size)
+        body["@odata.nextLink"] = sim._link(table.entity_set, query)
+    page = _preference(request, "odata.maxpagesize")
     applied = ("odata.maxpagesize",) if page and page.isdigit() and size == int(page) else ()
     return Reply(200, body, _applied(sim, request, (*applied, "odata.include-annotations")))
 

@@ -13,6 +13,7 @@ import os
 import signal
 import ssl
 import tempfile
+import uuid
 from pathlib import Path
 
 from aiohttp import web
@@ -22,7 +23,7 @@ from local.sims.engine import Request, SimError, Simulator
 from local.sims.fno import FnoDialect
 from local.sims.fno_schema import describe
 from local.sims.schema import dataverse_tables, fno_tables
-from local.sims.store import Store
+from local.sims.store import Store, key_text
 from shared.connectors.wire import dumps
 from shared.maps.loader import load_maps
 
@@ -78,6 +79,32 @@ def seed(simulator: Simulator, kind: str, path: Path | None = None) -> int:
     return count
 
 
+GENERATED = {"customers": "CustomersV3"}  # what `--generate` knows how to make, per app: F&O customers
+
+
+def generate(simulator: Simulator, spec: str) -> int:
+    """`customers=100000`: that many F&O customers (organizations in usmf, group 10, USD), straight into storage in
+    one transaction — a bulk seed for benchmarks, raising no notifications. Accounts `G0000001`…"""
+    name, _, count_text = spec.partition("=")
+    entity_set = GENERATED.get(name.strip())
+    if entity_set is None or entity_set not in simulator.tables or not count_text.strip().isdigit():
+        raise SystemExit(f"--generate: give customers=N (F&O simulator); got {spec!r}")
+    table = simulator.tables[entity_set]
+    rows = []
+    for n in range(1, int(count_text) + 1):
+        data = {
+            "dataAreaId": "usmf", "CustomerAccount": f"G{n:07d}", "OrganizationName": f"Generated customer {n}",
+            "PartyType": "Organization", "CustomerGroupId": "10", "SalesCurrencyCode": "USD",
+            "CreditLimit": (n % 100) * 1000, "CreditLimitIsMandatory": "No", "LanguageId": "en-us",
+            "PrimaryContactEmail": f"customer{n}@generated.example", "DeliveryAddressCity": "Seattle",
+            "DeliveryAddressCountryRegionISOCode": "US",
+        }  # fmt: skip
+        rows.append((str(uuid.uuid4()), key_text(data, table.key), data))
+    with simulator.store.transaction():
+        simulator.store.insert_many(entity_set, rows)
+    return len(rows)
+
+
 def tls_context(host: str, ca_file: Path) -> ssl.SSLContext:
     """A certificate for `host` (and localhost) from a local CA made now, with trustme; the CA is written to
     `ca_file` for clients to trust (SSL_CERT_FILE / REQUESTS_CA_BUNDLE / an httpx `verify=`). The real apps serve
@@ -95,7 +122,14 @@ def tls_context(host: str, ca_file: Path) -> ssl.SSLContext:
 
 
 async def serve(
-    kind: str, host: str, port: int, db: str, with_seed: bool, tls: bool = False, ca_file: Path | None = None
+    kind: str,
+    host: str,
+    port: int,
+    db: str,
+    with_seed: bool,
+    tls: bool = False,
+    ca_file: Path | None = None,
+    generated: tuple[str, ...] = (),
 ) -> None:
     simulator = build(kind, db)
     if with_seed and sum(simulator.store.count(t) for t in simulator.tables) <= 64:
@@ -104,6 +138,8 @@ async def serve(
         except SimError as exc:
             log.error("seed failed: %s", exc.message)
             raise
+    for spec in generated:
+        log.info("generated %d rows (%s)", generate(simulator, spec), spec)
     admin = simulator.admin_routes() if isinstance(simulator, _FnoSimulator) else None
     runner = web.AppRunner(simulator.app(admin), access_log=None)
     await runner.setup()
@@ -134,6 +170,8 @@ def main(kind: str, default_port: int) -> None:
     parser.add_argument("--tls", action="store_true", help="serve HTTPS with a certificate from a local CA made now")
     parser.add_argument("--ca-file", type=Path, help="with --tls: where to write the CA certificate to trust")
     parser.add_argument("--log-level", default="INFO", help="WARNING: only problems (what `python -m local` asks)")
+    parser.add_argument("--generate", action="append", default=[], metavar="customers=N",
+                        help="bulk-seed N generated rows (F&O: customers), after --seed")  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s {kind}-sim %(levelname)s %(message)s")
-    asyncio.run(serve(kind, args.host, args.port, args.db, args.seed, args.tls, args.ca_file))
+    asyncio.run(serve(kind, args.host, args.port, args.db, args.seed, args.tls, args.ca_file, tuple(args.generate)))

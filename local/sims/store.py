@@ -41,6 +41,8 @@ class Store:
         )
         self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS rows_key ON rows (entity_set, key)")
         self._db.execute("CREATE TABLE IF NOT EXISTS counter (version INTEGER)")
+        # Deleted rows, for change tracking's `$deletedEntity` answers.
+        self._db.execute("CREATE TABLE IF NOT EXISTS tombstones (entity_set TEXT, id TEXT, version INTEGER)")
         if self._db.execute("SELECT COUNT(*) FROM counter").fetchone()[0] == 0:
             self._db.execute("INSERT INTO counter VALUES (1000)")
         self._depth = 0
@@ -82,6 +84,23 @@ class Store:
         cursor = self._db.execute("SELECT * FROM rows WHERE entity_set=? ORDER BY rowid", (entity_set,))
         return [self._row(r) for r in cursor]
 
+    def page(self, entity_set: str, offset: int, limit: int) -> list[StoredRow]:
+        """Rows in insertion order from `offset`: a page read without loading the whole table."""
+        cursor = self._db.execute(
+            "SELECT * FROM rows WHERE entity_set=? ORDER BY rowid LIMIT ? OFFSET ?", (entity_set, limit, offset)
+        )
+        return [self._row(r) for r in cursor]
+
+    def insert_many(self, entity_set: str, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """(id, key, data) rows in one statement: the bulk seed (`--generate`)."""
+        now = datetime.now(UTC).isoformat()
+        first = self._next_version()
+        self._db.execute("UPDATE counter SET version = version + ?", (len(rows),))
+        self._db.executemany(
+            "INSERT INTO rows VALUES (?,?,?,?,?,?,?)",
+            [(entity_set, i.lower(), k, dumps(d), first + n, now, now) for n, (i, k, d) in enumerate(rows)],
+        )
+
     def insert(self, entity_set: str, row_id: str, key: str, data: dict[str, Any]) -> StoredRow:
         now = datetime.now(UTC).isoformat()
         version = self._next_version()
@@ -100,10 +119,26 @@ class Store:
         return StoredRow(row.entity_set, row.id, row.key, data, version, row.created, now)
 
     def delete(self, row: StoredRow) -> None:
+        self._db.execute("INSERT INTO tombstones VALUES (?,?,?)", (row.entity_set, row.id, self._next_version()))
         self._db.execute("DELETE FROM rows WHERE entity_set=? AND id=?", (row.entity_set, row.id))
 
     def reset(self) -> None:
         self._db.execute("DELETE FROM rows")
+        self._db.execute("DELETE FROM tombstones")
+
+    def version(self) -> int:
+        """The last version given to any write: a change-tracking token names it."""
+        return int(self._db.execute("SELECT version FROM counter").fetchone()[0])
+
+    def changed_since(self, entity_set: str, version: int) -> tuple[list[StoredRow], list[str]]:
+        """(rows written after `version`, in version order; ids of rows deleted after it)."""
+        rows = self._db.execute(
+            "SELECT * FROM rows WHERE entity_set=? AND version>? ORDER BY version", (entity_set, version)
+        )
+        gone = self._db.execute(
+            "SELECT id FROM tombstones WHERE entity_set=? AND version>? ORDER BY version", (entity_set, version)
+        )
+        return [self._row(r) for r in rows], [str(g[0]) for g in gone]
 
     def count(self, entity_set: str) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM rows WHERE entity_set=?", (entity_set,)).fetchone()[0])

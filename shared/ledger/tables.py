@@ -56,6 +56,10 @@ class Ledger:
         self._running_until: dict[str, float] = {}
         self._state_writes: dict[str, int] = {}
 
+    def table(self, name: str) -> Any:
+        """The Table Storage client of one of the ledger's tables (bulk writes, `shared/ledger/bulk.py`)."""
+        return self._table(name)
+
     def _table(self, name: str) -> Any:
         if name not in self._tables:
             self._tables[name] = self._service.get_table_client(f"{self._prefix}{name}")

@@ -116,15 +116,22 @@ def _bridge_env(azurite: AzuritePorts, connection: str, dataverse_url: str, fno_
 
 
 @contextmanager
-def sync_stack(azurite: AzuritePorts, **extra_env: str) -> Iterator[SyncStack]:
+def sync_stack(
+    azurite: AzuritePorts, before_connect: Callable[[SyncStack], Awaitable[None]] | None = None, **extra_env: str
+) -> Iterator[SyncStack]:
+    """`before_connect`: runs once everything is up but before the apps' webhooks point at the bridge (data that
+    existed before the bridge)."""
     with ExitStack() as stack_:
         connection = stack_.enter_context(stack.broker(DEFAULT_CONFIG))
         dataverse_url = stack_.enter_context(stack.simulator("dataverse"))
         fno_url = stack_.enter_context(stack.simulator("fno"))
         env = _bridge_env(azurite, connection, dataverse_url, fno_url) | extra_env
         host = stack_.enter_context(stack.dev_host(env))
+        bridge = SyncStack(host, dataverse_url, fno_url, connection)
+        if before_connect is not None:
+            asyncio.run(before_connect(bridge))
         asyncio.run(connect_apps(host, dataverse_url, fno_url, stack.SIM_TOKEN, KEYS))
-        yield SyncStack(host, dataverse_url, fno_url, connection)
+        yield bridge
 
 
 @contextmanager

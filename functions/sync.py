@@ -1,0 +1,90 @@
+"""Initial sync and reconciliation: start a run (202 + Location), report it, rerun its failed rows, read drift; the
+queued steps; the reconciliation timer. All with the master key."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import azure.functions as func
+
+from functions.http import json_response, problem
+from shared.initialsync import service
+from shared.initialsync.model import Mode
+from shared.initialsync.wiring import get_runner
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
+log = logging.getLogger(__name__)
+
+
+@bp.route(route="maps/{name}/sync", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+async def start_sync(req: func.HttpRequest) -> func.HttpResponse:
+    """Body (optional): `{"mode": "sync" | "plan" | "reconcile", "maps": [...]}`; the maps run in dependency order."""
+    name = req.route_params.get("name", "")
+    try:
+        body = json.loads(req.get_body() or b"{}")
+    except ValueError:
+        return problem(400, "Bad Request", 'the body must be JSON: {"mode": "sync" | "plan", "maps": [...]}')
+    if not isinstance(body, dict):
+        return problem(400, "Bad Request", "the body must be a JSON object")
+    try:
+        mode = Mode(body.get("mode", "sync"))
+    except ValueError:
+        return problem(400, "Bad Request", f"unknown mode {body.get('mode')!r}: use sync, plan or reconcile")
+    maps = body.get("maps") or [name]
+    if not isinstance(maps, list) or not all(isinstance(m, str) for m in maps):
+        return problem(400, "Bad Request", "maps must be a list of map names")
+    if name not in maps:
+        maps = [name, *maps]
+    try:
+        run = await service.start(mode, maps)
+    except ValueError as exc:
+        return problem(404, "Not Found", str(exc))
+    location = f"/api/sync/{run.run_id}"
+    return json_response({"run_id": run.run_id, "location": location} | run.report(), 202, {"Location": location})
+
+
+@bp.route(route="sync/{run_id}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def sync_status(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        run = await service.report(req.route_params.get("run_id", ""))
+    except service.RunNotFound:
+        return problem(404, "Not Found", "no such sync run")
+    return json_response(run.report())
+
+
+@bp.route(route="sync/{run_id}/rerun-failed", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+async def sync_rerun_failed(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        run = await service.rerun_failed(req.route_params.get("run_id", ""))
+    except service.RunNotFound:
+        return problem(404, "Not Found", "no such sync run")
+    location = f"/api/sync/{run.run_id}"
+    return json_response({"run_id": run.run_id, "location": location} | run.report(), 202, {"Location": location})
+
+
+@bp.route(route="drift", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def list_drift(req: func.HttpRequest) -> func.HttpResponse:
+    found = await get_runner().runs.drift(req.params.get("map"))
+    return json_response({"drift": [d.model_dump(mode="json") for d in found]})
+
+
+@bp.service_bus_queue_trigger(arg_name="message", queue_name=service.SYNC_QUEUE, connection="ServiceBusConnection")
+async def sync_step(message: func.ServiceBusMessage) -> None:
+    await service.run_step(message.get_body())
+
+
+@bp.timer_trigger(schedule="0 * * * * *", arg_name="timer", run_on_startup=False)
+async def reconcile(timer: func.TimerRequest) -> None:
+    """Ticks every minute; a reconciliation starts when `RECONCILE_INTERVAL_MINUTES` (0 or unset: off) have passed
+    since the last one began, over `RECONCILE_MAPS` (comma-separated; unset: every enabled map)."""
+    try:
+        every = float(os.environ.get("RECONCILE_INTERVAL_MINUTES") or 0)
+    except ValueError:
+        log.error("RECONCILE_INTERVAL_MINUTES is not a number: reconciliation is off")
+        return
+    maps = [m.strip() for m in (os.environ.get("RECONCILE_MAPS") or "").split(",") if m.strip()] or None
+    run = await service.reconcile_if_due(every, maps)
+    if run is not None:
+        log.info("reconciliation %s started over %s", run.run_id, ", ".join(run.maps))

@@ -1,0 +1,164 @@
+"""The thin adapters of a sync run: read a map's rows from both apps in pages (only the columns the map reads),
+gather what the transforms need, and write decisions in bulk — Dataverse `$batch` of up to 1,000 operations, each
+its own change set with `Prefer: odata.continue-on-error` (one bad row does not sink its batch; Microsoft Learn,
+"Execute batch operations using the Web API"), F&O `$batch` likewise; the connectors' HTTP layer keeps at most 52
+requests in flight and honours `Retry-After`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shared.connectors.batch import BatchOperation
+from shared.connectors.dataverse import DataverseClient, WriteMode, lookup_property
+from shared.connectors.fno import FnoClient
+from shared.initialsync.plan import Decision, Lookups, Snapshot, Write
+from shared.ledger.bulk import load_map
+from shared.ledger.tables import Ledger
+from shared.maps.model import Side, TableMap
+from shared.maps.transform import CompiledMap, transform
+from shared.sync.rows import DataverseRows, dataverse_record
+
+FNO_PAGE = 10_000  # F&O's server-driven page
+DATAVERSE_PAGE = 5_000  # Dataverse's maximum `odata.maxpagesize`
+TAG_PREFIX = "bridge:"
+# Operations per `$batch`: Dataverse takes up to 1,000 (MAX_OPERATIONS); 500 keeps one request well inside the
+# client's 30-second timeout on a busy server, at 2 requests per 1,000 rows.
+BATCH_OPERATIONS = int(os.environ.get("SYNC_BATCH_OPERATIONS") or 500)
+
+
+def dataverse_select(m: TableMap) -> list[str]:
+    lookups = {f.dataverse for f in m.fields if f.lookup and f.dataverse}
+    company = m.company_field(Side.DATAVERSE)
+    if company:
+        lookups.add(company)
+    names = sorted(m.readable(Side.DATAVERSE))
+    return [lookup_property(n) if n in lookups else n for n in names] + ["modifiedon"]
+
+
+async def read_fno(client: FnoClient, m: TableMap) -> list[Snapshot]:
+    rows = client.list(m.fno.entity, select=sorted(m.readable(Side.FNO)), page_size=FNO_PAGE)
+    return [Snapshot(row.values, row.etag) async for row in rows]
+
+
+async def read_dataverse(client: DataverseClient, m: TableMap) -> list[Snapshot]:
+    primary = f"{m.dataverse.table}id"
+    out = []
+    async for row in client.list(m.dataverse.entity_set, select=dataverse_select(m), page_size=DATAVERSE_PAGE):
+        record = dataverse_record(row.values)
+        row_id = str(record.pop(primary, "") or "").lower() or None
+        modified = record.pop("modifiedon", None)
+        out.append(Snapshot(record, row.etag, row_id, str(modified) if modified else None))
+    return out
+
+
+async def gather_lookups(
+    client: DataverseClient, ledger: Ledger, compiled: CompiledMap, maps: Mapping[str, CompiledMap]
+) -> Lookups:
+    """Company codes by company id, and the F&O keys of referenced rows by their Dataverse id (their maps' ledger)."""
+    lookups = Lookups()
+    m = compiled.map
+    if m.company is not None and m.company.dataverse:
+        id_column = m.company.table_entity_set.removesuffix("ies") + "yid"  # cdm_companies → cdm_companyid
+        async for row in client.list(m.company.table_entity_set, select=[id_column, m.company.code]):
+            company_id, code = row.values.get(id_column), row.values.get(m.company.code)
+            if company_id and code:
+                lookups.companies[str(company_id).lower()] = str(code).upper()
+    for name in {f.lookup for f in m.fields if f.lookup and f.lookup in maps}:
+        entries, index = await load_map(ledger, name)
+        for (side, row_id), text in index.items():
+            if side is Side.DATAVERSE and text in entries:
+                lookups.fno_keys[(name, row_id)] = entries[text].key
+        # Rows the ledger does not know yet (a plan, or rows equal on both sides): their key from their own values.
+        referenced = maps[name]
+        company = referenced.map.company_field(Side.FNO)
+        for snapshot in await read_dataverse(client, referenced.map):
+            if snapshot.row_id is None or (name, snapshot.row_id) in lookups.fno_keys:
+                continue
+            key = transform(referenced, Side.DATAVERSE, snapshot.record, maps, lookups).key
+            if len(key) == len(referenced.map.fno.key):
+                lookups.fno_keys[(name, snapshot.row_id)] = {
+                    k: (str(v).lower() if k == company else v) for k, v in key.items()
+                }
+    return lookups
+
+
+@dataclass
+class Failure:
+    decision: Decision
+    write: Write
+    request: str
+    message: str
+    status: int | None
+
+    @property
+    def concurrent(self) -> bool:
+        """412: the target changed since the run read it, or a row with this key (or the id the run gave it: an
+        earlier attempt of this very write) exists now. Not an error: live sync has it, or the next run links it."""
+        return self.status == 412
+
+
+class Writer:
+    """Writes decisions into both apps in bulk; returns the failures (a failed write fails its whole decision)."""
+
+    def __init__(
+        self, dataverse: DataverseClient, fno: FnoClient, maps: Mapping[str, CompiledMap], tag: str, in_flight: int = 4
+    ) -> None:
+        self._gate = asyncio.Semaphore(in_flight)  # `$batch`es at once: each is up to 1,000 writes of server time
+        self.dataverse = dataverse
+        self.fno = fno
+        self.rows = DataverseRows(dataverse, {n: c.map for n, c in maps.items()})
+        self.tag = tag
+
+    async def _dataverse_operation(self, m: TableMap, write: Write) -> BatchOperation:
+        binds = {name: await self.rows.bind(ref) for name, ref in write.lookups.items()}
+        key: Any = write.row_id or await self.rows.key(m, write.key)
+        if write.create:
+            return self.dataverse.write_operation(
+                m.dataverse.entity_set, key, write.values, lookups=binds, mode=WriteMode.CREATE, tag=self.tag
+            )
+        return self.dataverse.write_operation(
+            m.dataverse.entity_set, key, write.values, lookups=binds, if_match=write.if_match or "*", tag=self.tag
+        )
+
+    def _fno_operation(self, m: TableMap, write: Write) -> BatchOperation:
+        if write.create:
+            return self.fno.create_operation(m.fno.entity, write.key, write.values)
+        return self.fno.update_operation(m.fno.entity, write.key, write.values, write.if_match or "*")
+
+    async def write(self, m: TableMap, decisions: Sequence[Decision]) -> list[Failure]:
+        jobs: list[tuple[Side, Decision, Write, BatchOperation]] = []
+        for decision in decisions:
+            for w in decision.writes:
+                op = await self._dataverse_operation(m, w) if w.into is Side.DATAVERSE else self._fno_operation(m, w)
+                jobs.append((w.into, decision, w, op))
+        batches = []
+        for side in Side:
+            mine = [j for j in jobs if j[0] is side]
+            for start in range(0, len(mine), BATCH_OPERATIONS):
+                batches.append(mine[start : start + BATCH_OPERATIONS])
+        answers = await asyncio.gather(*(self._send(batch) for batch in batches))
+        return [f for failures in answers for f in failures]
+
+    async def _send(self, batch: list[tuple[Side, Decision, Write, BatchOperation]]) -> list[Failure]:
+        client = self.dataverse if batch[0][0] is Side.DATAVERSE else self.fno
+        async with self._gate:
+            results = await client.batch([j[3] for j in batch], atomic=False, continue_on_error=True)
+        failures = []
+        for (_, decision, write, op), result in zip(batch, results, strict=True):
+            if (
+                write.create
+                and write.into is Side.DATAVERSE
+                and result.status == 412
+                and "duplicate key" in str(result.error)
+            ):
+                continue  # the id the run gave it is taken: an earlier attempt (a retried batch, a crash) made it
+            if not result.ok:
+                error = result.error
+                message = error.message if error is not None else f"status {result.status}"
+                request = f"{op.method} {op.path.split('?')[0]} {op.body}"
+                failures.append(Failure(decision, write, request, message, result.status))
+        return failures

@@ -1,0 +1,398 @@
+"""The decisions of a sync run, pure: (rows of both sides, the ledger, the map) → what to write where.
+
+Rows are matched by integration key — the ledger first (a Dataverse row it knows by id), then the key values. Per
+key: on one side only → created on the other (each field's direction honoured); on both and equal under the map →
+linked in the ledger, nothing written; on both and different → the columns changed since the ledger's last sync
+flow (reconciliation: the side that did not change was *behind*), and what changed on both, or any difference
+without a ledger entry, is settled by the map: its `initial_sync_master`, or its conflict policy when that is
+`last_writer_wins` (by the rows' modification times) or `manual` (nothing written, a conflict left open).
+Values are compared where they are written: a column flowing into Dataverse as Dataverse holds it (so a one-way
+text rule such as lower-casing does not count as a difference), a lookup by the F&O key it names.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import JsonValue
+
+from shared.connectors.wire import etag_version
+from shared.ledger.model import ConflictRecord, LedgerEntry, SideState, key_text
+from shared.maps.model import ConflictPolicy, FieldMap, Side, TableMap
+from shared.maps.transform import CompiledMap, LookupRef, TargetRow, passes_filter, plain, transform
+from shared.sync.decide import fingerprint, normalize
+
+_ROW_IDS = uuid.UUID("6f1d8a52-4c3e-4b7a-9f0e-2d5c1b8a7e40")  # namespace of the Dataverse ids a run assigns
+
+
+class Kind(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    LINKED = "linked"
+    UNCHANGED = "unchanged"
+    CONFLICT = "conflict"  # different on both sides; settled (written) or parked (manual)
+    ERROR = "error"
+    SKIPPED = "skipped"  # the ledger knows a newer state (live sync is ahead), or the row was deleted
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One row of one side as a run read it: canonical values (lookups as `{"$type": "lookup", "id"}`)."""
+
+    record: dict[str, Any]
+    etag: str | None = None
+    row_id: str | None = None  # Dataverse GUID
+    modified: str | None = None
+
+    @property
+    def version(self) -> str | None:
+        return etag_version(self.etag)
+
+
+@dataclass
+class Write:
+    into: Side
+    create: bool
+    key: dict[str, Any]  # F&O: the entity key; Dataverse: the alternate key (company as its code)
+    values: dict[str, Any]
+    lookups: dict[str, LookupRef | None] = field(default_factory=dict)
+    if_match: str | None = None  # the target's ETag as read: a row changed since is left to live sync
+    row_id: str | None = None  # Dataverse: the row's id (assigned by the run for a create)
+
+
+@dataclass
+class Decision:
+    key: dict[str, Any]  # the integration key, in F&O names
+    kind: Kind
+    writes: list[Write] = field(default_factory=list)
+    entry: LedgerEntry | None = None  # the ledger entry to save (before writing, so the echo is recognised)
+    conflict: ConflictRecord | None = None
+    error: str | None = None
+    error_side: Side | None = None  # the side whose row could not be brought over
+    behind: list[Side] = field(default_factory=list)  # the sides written because they lagged (drift)
+    detail: str = ""
+
+    @property
+    def key_text(self) -> str:
+        return key_text(self.key)
+
+
+@dataclass
+class Lookups:
+    """What the transforms need from I/O, gathered before planning: company codes of Dataverse company ids, the F&O
+    keys of rows of referenced maps by their Dataverse id (from those maps' ledger)."""
+
+    companies: dict[str, str] = field(default_factory=dict)
+    fno_keys: dict[tuple[str, str], dict[str, JsonValue]] = field(default_factory=dict)
+
+    def fno_key(self, map_name: str, dataverse_id: str) -> dict[str, JsonValue] | None:
+        return self.fno_keys.get((map_name, dataverse_id.lower()))
+
+    def company_code(self, dataverse_company_id: str) -> str | None:
+        return self.companies.get(dataverse_company_id.lower())
+
+
+def dataverse_row_id(map_name: str, key: Mapping[str, Any]) -> str:
+    """The id a run gives a row it creates in Dataverse: derived from the key, so a create repeated after a crash
+    names the same row (the second is refused) instead of making a duplicate."""
+    return str(uuid.uuid5(_ROW_IDS, f"{map_name}:{key_text(dict(key))}"))
+
+
+def integration_key(m: TableMap, record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """An F&O row's integration key (the company lower-cased, as apply names it); None when incomplete."""
+    key: dict[str, Any] = {}
+    company = m.company_field(Side.FNO)
+    for name in m.fno.key:
+        value = plain(record.get(name))
+        if value in (None, ""):
+            return None
+        key[name] = str(value).lower() if name == company else value
+    return key
+
+
+@dataclass
+class _Pair:
+    fno: Snapshot | None = None
+    dataverse: Snapshot | None = None
+    dataverse_key: TargetRow | None = None  # the Dataverse row as F&O values (computed once while matching)
+    error: str | None = None
+
+
+def match(
+    compiled: CompiledMap,
+    maps: Mapping[str, CompiledMap],
+    fno_rows: Iterable[Snapshot],
+    dataverse_rows: Iterable[Snapshot],
+    ledger: Mapping[str, LedgerEntry],
+    index: Mapping[tuple[Side, str], str],
+    lookups: Lookups,
+) -> tuple[dict[str, _Pair], list[Decision]]:
+    """Rows of both sides by integration key text; rows outside the map's filters are out of scope."""
+    m = compiled.map
+    pairs: dict[str, _Pair] = {}
+    errors: list[Decision] = []
+    for row in fno_rows:
+        if not passes_filter(compiled, Side.FNO, row.record):
+            continue
+        key = integration_key(m, row.record)
+        if key is None:
+            errors.append(Decision({}, Kind.ERROR, error="the F&O row's key is incomplete", error_side=Side.FNO))
+            continue
+        pairs.setdefault(key_text(key), _Pair()).fno = row
+    for row in dataverse_rows:
+        if not passes_filter(compiled, Side.DATAVERSE, row.record):
+            continue
+        as_fno = transform(compiled, Side.DATAVERSE, row.record, maps, lookups)
+        known = index.get((Side.DATAVERSE, (row.row_id or "").lower()))
+        if known is not None and known in ledger:
+            text = known
+        else:
+            key = {k: (str(v).lower() if k == m.company_field(Side.FNO) else v) for k, v in as_fno.key.items()}
+            if len(key) != len(m.fno.key) or any(v in (None, "") for v in key.values()):
+                why = "; ".join(as_fno.errors) or "the Dataverse row's key is incomplete"
+                errors.append(Decision({"row_id": row.row_id}, Kind.ERROR, error=why, error_side=Side.DATAVERSE))
+                continue
+            text = key_text(key)
+        pair = pairs.setdefault(text, _Pair())
+        pair.dataverse, pair.dataverse_key = row, as_fno
+    return pairs, errors
+
+
+def plan_map(
+    compiled: CompiledMap,
+    maps: Mapping[str, CompiledMap],
+    fno_rows: Iterable[Snapshot],
+    dataverse_rows: Iterable[Snapshot],
+    ledger: Mapping[str, LedgerEntry],
+    index: Mapping[tuple[Side, str], str],
+    lookups: Lookups,
+    run_id: str = "run",
+) -> list[Decision]:
+    """One decision per integration key seen on either side (in key order, so a plan reads the same twice)."""
+    pairs, decisions = match(compiled, maps, fno_rows, dataverse_rows, ledger, index, lookups)
+    for text in sorted(pairs):
+        pair = pairs[text]
+        decisions.append(_decide(compiled, maps, pair, ledger.get(text), lookups, run_id))
+    return decisions
+
+
+def _stale(snapshot: Snapshot | None, state_version: str | None) -> bool:
+    version = snapshot.version if snapshot is not None else None
+    if not version or not state_version or not version.isdigit() or not state_version.isdigit():
+        return False
+    return int(version) < int(state_version)
+
+
+def _decide(
+    compiled: CompiledMap,
+    maps: Mapping[str, CompiledMap],
+    pair: _Pair,
+    entry: LedgerEntry | None,
+    lookups: Lookups,
+    run_id: str,
+) -> Decision:
+    m = compiled.map
+    fno, dv = pair.fno, pair.dataverse
+    to_dv = transform(compiled, Side.FNO, fno.record, maps, lookups) if fno is not None else None
+    to_fno = pair.dataverse_key
+    key = integration_key(m, fno.record) if fno is not None else None
+    if key is None and to_fno is not None:
+        key = {k: (str(v).lower() if k == m.company_field(Side.FNO) else v) for k, v in to_fno.key.items()}
+    key = key or {}
+    if entry is not None and (entry.deleted or _stale(fno, entry.fno.version) or _stale(dv, entry.dataverse.version)):
+        why = "deleted on one side" if entry.deleted else "live sync knows a newer version"
+        return Decision(key, Kind.SKIPPED, detail=why)
+    if fno is not None and dv is None:
+        return _create(m, key, Side.DATAVERSE, fno, to_dv, entry)
+    if dv is not None and fno is None:
+        return _create(m, key, Side.FNO, dv, to_fno, entry)
+    assert fno is not None and dv is not None and to_dv is not None and to_fno is not None
+    for row, side in ((to_dv, Side.FNO), (to_fno, Side.DATAVERSE)):
+        if row.errors:
+            return Decision(key, Kind.ERROR, error="; ".join(row.errors), error_side=side)
+    return _compare(compiled, key, fno, dv, to_dv, to_fno, entry, run_id)
+
+
+_READABLE: dict[tuple[int, Side], frozenset[str]] = {}
+
+
+def _readable(m: TableMap, side: Side) -> frozenset[str]:
+    """`m.readable(side)`, worked out once per map (it is asked for every row)."""
+    names = _READABLE.get((id(m), side))
+    if names is None:
+        names = _READABLE[(id(m), side)] = frozenset(m.readable(side))
+    return names
+
+
+def _entry(m: TableMap, key: dict[str, Any], entry: LedgerEntry | None) -> LedgerEntry:
+    if entry is None:  # built unvalidated: the values come from the map and the rows, once per row of a large run
+        return LedgerEntry.model_construct(map=m.name, key=key, fno=SideState(), dataverse=SideState())
+    return entry.model_copy(deep=True, update={"etag": entry.etag, "indexed": set(entry.indexed)})
+
+
+def _record_side(entry: LedgerEntry, side: Side, snapshot: Snapshot | None, names: Iterable[str]) -> None:
+    state = entry.side(side)
+    if snapshot is not None:
+        state.values = {**state.values, **fingerprint(snapshot.record, names)}
+        state.version = snapshot.version or state.version
+        if side is Side.DATAVERSE:
+            state.row_id = snapshot.row_id or state.row_id
+
+
+def _create(
+    m: TableMap, key: dict[str, Any], into: Side, source: Snapshot, row: TargetRow | None, entry: LedgerEntry | None
+) -> Decision:
+    side = into.other
+    if row is None or row.errors:
+        return Decision(key, Kind.ERROR, error="; ".join(row.errors) if row else "no row", error_side=side)
+    if row.missing:
+        names = ", ".join(f"{r.field} → {r.map}" for r in row.missing)
+        return Decision(key, Kind.ERROR, error=f"referenced rows not synced yet: {names}", error_side=side)
+    if not any(m.flows(f, into) for f in m.fields):
+        return Decision(key, Kind.UNCHANGED, detail=f"the map does not write into {into}")
+    new = _entry(m, key, entry)
+    _record_side(new, side, source, _readable(m, side))
+    target = new.side(into)
+    if into is Side.DATAVERSE:
+        row_id = target.row_id or dataverse_row_id(m.name, key)
+        target.row_id = row_id
+        company = m.company_field(Side.DATAVERSE)
+        columns = {c: v for c, v in row.key.items() if c != company} | row.values
+        write = Write(into, True, dict(row.key), columns, dict(row.lookups), row_id=row_id)
+        target.values = {c: normalize(v) for c, v in columns.items()}
+    else:
+        write = Write(into, True, dict(row.key), dict(row.values))
+        target.values = {c: normalize(v) for c, v in {**row.values, **row.key}.items()}
+    target.version = None
+    return Decision(key, Kind.CREATED, [write], new, behind=[into])
+
+
+def _differences(
+    m: TableMap, fno: Snapshot, dv: Snapshot, to_dv: TargetRow, to_fno: TargetRow
+) -> list[tuple[FieldMap, Side | None]]:
+    """The fields whose values differ, each with the only side it can be written into (None: either)."""
+    company = (m.company_field(Side.FNO), m.company_field(Side.DATAVERSE))
+    out: list[tuple[FieldMap, Side | None]] = []
+    for f in m.fields:
+        if f.fno in company or f.dataverse in company or f.fno in m.fno.key or f.dataverse in m.dataverse.key:
+            continue
+        into_dv, into_fno = m.flows(f, Side.DATAVERSE), m.flows(f, Side.FNO)
+        if not into_dv and not into_fno:
+            continue
+        only: Side | None = None if into_dv and into_fno else (Side.DATAVERSE if into_dv else Side.FNO)
+        if f.lookup:
+            if f.fno is None or (not into_fno and f.dataverse is not None and f.dataverse not in to_dv.lookups):
+                continue
+            ours = normalize(plain(fno.record.get(f.fno)) or None)
+            if any(r.field == f.fno for r in to_fno.missing):
+                differs = True
+            elif f.fno in to_fno.values:
+                differs = normalize(plain(to_fno.values[f.fno]) or None) != ours
+            else:
+                differs = ours is not None and f.dataverse in dv.record and dv.record[f.dataverse] is None
+        elif into_dv and f.dataverse is not None:
+            if f.dataverse not in to_dv.values:
+                continue
+            differs = normalize(to_dv.values[f.dataverse]) != normalize(dv.record.get(f.dataverse))
+        else:
+            if f.fno is None or f.fno not in to_fno.values:
+                continue
+            differs = normalize(to_fno.values[f.fno]) != normalize(fno.record.get(f.fno))
+        if differs:
+            out.append((f, only))
+    return out
+
+
+def _changed_since(entry: LedgerEntry | None, side: Side, f: FieldMap, snapshot: Snapshot) -> bool | None:
+    """Whether `side` changed this field since the ledger last synced it; None when the ledger cannot tell."""
+    name = f.fno if side is Side.FNO else f.dataverse
+    if entry is None or name is None or name not in entry.side(side).values:
+        return None
+    return bool(normalize(snapshot.record.get(name)) != entry.side(side).values[name])
+
+
+def _time(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
+
+
+def _master(m: TableMap, fno: Snapshot, dv: Snapshot) -> Side | None:
+    """Who wins a difference nothing else settles; None: nobody (manual, parked for a person)."""
+    policy = m.conflict.policy
+    if policy is ConflictPolicy.MANUAL:
+        return None
+    if policy is ConflictPolicy.LAST_WRITER_WINS:
+        f_time, d_time = _time(fno.modified), _time(dv.modified)
+        if f_time is not None and d_time is not None:
+            return Side.FNO if f_time >= d_time else Side.DATAVERSE
+    return m.initial_sync_master
+
+
+def _compare(
+    compiled: CompiledMap,
+    key: dict[str, Any],
+    fno: Snapshot,
+    dv: Snapshot,
+    to_dv: TargetRow,
+    to_fno: TargetRow,
+    entry: LedgerEntry | None,
+    run_id: str,
+) -> Decision:
+    m = compiled.map
+    differences = _differences(m, fno, dv, to_dv, to_fno)
+    new = _entry(m, key, entry)
+    _record_side(new, Side.FNO, fno, _readable(m, Side.FNO))
+    _record_side(new, Side.DATAVERSE, dv, _readable(m, Side.DATAVERSE))
+    if not differences:
+        known = entry is not None and entry.dataverse.row_id == dv.row_id
+        return Decision(key, Kind.UNCHANGED if known else Kind.LINKED, entry=None if known else new)
+    into: dict[Side, list[FieldMap]] = {Side.FNO: [], Side.DATAVERSE: []}
+    contested: dict[str, dict[str, Any]] = {}
+    master = _master(m, fno, dv)
+    for f, only in differences:
+        if only is not None:
+            into[only].append(f)
+            continue
+        fno_changed = _changed_since(entry, Side.FNO, f, fno)
+        dv_changed = _changed_since(entry, Side.DATAVERSE, f, dv)
+        if fno_changed and dv_changed is False:
+            into[Side.DATAVERSE].append(f)
+        elif dv_changed and fno_changed is False:
+            into[Side.FNO].append(f)
+        else:
+            name = f.dataverse or f.fno or ""
+            contested[name] = {"base": None if entry is None else entry.dataverse.values.get(name),
+                               "fno": normalize(plain(fno.record.get(f.fno or ""))),
+                               "dataverse": normalize(plain(dv.record.get(f.dataverse or "")))}  # fmt: skip
+            if master is not None:
+                into[master.other].append(f)
+    conflict = None
+    if contested:
+        conflict = ConflictRecord(
+            map=m.name, key=key, policy=f"initial_sync:{m.conflict.policy}", winner=str(master or "none"),
+            fields=contested, source="sync", event_id=f"sync:{run_id}", status="resolved" if master else "open",
+        )  # fmt: skip
+    writes: list[Write] = []
+    if into[Side.DATAVERSE]:
+        values = {f.dataverse: to_dv.values[f.dataverse] for f in into[Side.DATAVERSE] if f.dataverse in to_dv.values}
+        refs = {f.dataverse: to_dv.lookups[f.dataverse] for f in into[Side.DATAVERSE] if f.dataverse in to_dv.lookups}
+        if values or refs:
+            writes.append(Write(Side.DATAVERSE, False, dict(to_dv.key), values, refs, dv.etag, dv.row_id))
+            new.dataverse.values = {**new.dataverse.values, **{c: normalize(v) for c, v in values.items()}}
+    if into[Side.FNO]:
+        values = {f.fno: to_fno.values[f.fno] for f in into[Side.FNO] if f.fno in to_fno.values}
+        if values:
+            writes.append(Write(Side.FNO, False, dict(key), values, if_match=fno.etag))
+            new.fno.values = {**new.fno.values, **{c: normalize(v) for c, v in values.items()}}
+    behind = [w.into for w in writes]
+    if conflict is not None and not writes:
+        return Decision(key, Kind.CONFLICT, entry=None, conflict=conflict, detail="parked for a person")
+    kind = Kind.CONFLICT if conflict is not None else Kind.UPDATED
+    return Decision(key, kind, writes, new, conflict, behind=behind)

@@ -1,0 +1,278 @@
+"""A sync run: per map, in dependency order, read both sides, plan (pure), save the ledger entries, write in bulk,
+record errors, conflicts and drift, checkpoint the counts after every chunk.
+
+Resumable and idempotent by construction: a run that stopped (a crash, a redeploy) is run again from its checkpoint —
+maps already done are skipped, the current map is read again, and whatever it had already written now compares
+equal (linked or unchanged: no write). Rows it creates in Dataverse get ids derived from their key, so even a write
+whose answer was lost is not repeated as a duplicate. Ledger entries are saved *before* the writes, with the values
+about to be written, so the F&O data events those writes raise are recognised by apply as echoes (Dataverse writes
+carry `?tag=bridge:sync:…`, skipped by tag); an entry changed meanwhile by live sync is not overwritten (ETag) and
+its row is left to live sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.connectors.dataverse import DataverseClient
+from shared.connectors.errors import ConnectorError
+from shared.connectors.fno import FnoClient
+from shared.initialsync import io
+from shared.initialsync.model import DriftRecord, MapProgress, Mode, RunState
+from shared.initialsync.plan import Decision, Kind, integration_key, plan_map
+from shared.initialsync.store import RunStore
+from shared.ledger.bulk import delete_many, load_map, save_many
+from shared.ledger.model import ErrorRecord, LedgerEntry, key_text
+from shared.ledger.tables import Ledger
+from shared.maps.loader import MapSet
+from shared.maps.model import Side
+from shared.sync.decide import normalize
+
+CHUNK = int(os.environ.get("SYNC_CHUNK_ROWS") or 5_000)  # decisions written (and checkpointed) together
+SAMPLES = 5
+log = logging.getLogger("sync.initial")
+
+
+def error_id(map_name: str, key: dict[str, Any]) -> str:
+    """The error log's id of a row a run could not write: one per row, so a rerun replaces it."""
+    return f"sync:{map_name}:{key_text(key)}"
+
+
+def new_run(mode: Mode, maps: MapSet, names: Sequence[str] | None = None, only_failed: bool = False) -> RunState:
+    """A run over `names` and the maps they depend on (default: every enabled map), in dependency order, so the
+    rows a lookup references exist before the rows referencing them."""
+    wanted = set(names) if names else {c.map.name for c in maps.enabled()}
+    unknown = wanted - set(maps.maps)
+    if unknown:
+        raise ValueError(f"no map named {', '.join(sorted(unknown))}")
+    todo = list(wanted)
+    while todo:
+        m = maps.maps[todo.pop()].map
+        for dependency in [*m.depends_on, *(f.lookup for f in m.fields if f.lookup)]:
+            if (
+                dependency
+                and dependency in maps.maps
+                and dependency not in wanted
+                and maps.maps[dependency].map.enabled
+            ):
+                wanted.add(dependency)
+                todo.append(dependency)
+    order = [n for n in maps.order if n in wanted]
+    run = RunState(run_id=uuid.uuid4().hex[:16], mode=mode, maps=order, only_failed=only_failed)
+    run.progress = {n: MapProgress(map=n) for n in order}
+    return run
+
+
+class SyncRunner:
+    def __init__(
+        self, maps: MapSet, ledger: Ledger, runs: RunStore, dataverse: DataverseClient, fno: FnoClient
+    ) -> None:
+        self.maps = maps
+        self.ledger = ledger
+        self.runs = runs
+        self.dataverse = dataverse
+        self.fno = fno
+
+    async def run(
+        self, run: RunState, progress: Callable[[RunState], None] | None = None, budget_seconds: float | None = None
+    ) -> RunState:
+        """Run (or continue) `run` from its checkpoint. With a budget, stop after the chunk that spends it and leave
+        the run `running` (the caller queues the next step): no step holds a function for long."""
+        run.state = "running"
+        await self.runs.save(run)
+        deadline = time.monotonic() + budget_seconds if budget_seconds is not None else None
+        try:
+            for name in run.maps:
+                if run.progress[name].state == "done":
+                    continue  # done by an earlier step
+                if not await self._map(run, name, progress, deadline):
+                    return run  # out of time: the next step continues from the cursor
+        except ConnectorError as exc:
+            # Throttled, timed out, unreachable: the step is retried (its message redelivered) from the checkpoint.
+            run.message = f"retrying after {type(exc).__name__}: {exc}"
+            if not exc.retryable:
+                run.state = "failed"
+            await self.runs.save(run)
+            raise
+        except Exception as exc:
+            run.state, run.message = "failed", f"{type(exc).__name__}: {exc}"
+            await self.runs.save(run)
+            raise
+        run.state = "done"
+        await self.runs.save(run)
+        return run
+
+    async def _map(
+        self, run: RunState, name: str, progress: Callable[[RunState], None] | None, deadline: float | None
+    ) -> bool:
+        """One map from its cursor; False when the deadline came first."""
+        compiled = self.maps.maps[name]
+        m = compiled.map
+        state = run.progress[name]
+        state.state, state.finished_at = "reading", None
+        state.started_at = state.started_at or datetime.now(UTC)
+        await self.runs.save(run)
+        clock = time.monotonic()
+        fno_rows = await io.read_fno(self.fno, m)
+        dataverse_rows = await io.read_dataverse(self.dataverse, m)
+        read_s, clock = time.monotonic() - clock, time.monotonic()
+        if state.cursor is not None:  # a continued step: keys up to the cursor are done
+            cursor = state.cursor
+            fno_rows = [r for r in fno_rows if key_text(integration_key(m, r.record) or {}) > cursor]
+        entries, index = await load_map(self.ledger, name, state.cursor)
+        lookups = await io.gather_lookups(self.dataverse, self.ledger, compiled, self.maps.maps)
+        ledger_s, clock = time.monotonic() - clock, time.monotonic()
+        # In a thread: a large plan is seconds of CPU, and the host's loop keeps serving webhooks meanwhile.
+        decisions = await asyncio.to_thread(
+            plan_map, compiled, self.maps.maps, fno_rows, dataverse_rows, entries, index, lookups, run.run_id
+        )
+        log.info("%s: read %d + %d rows in %.2f s, the ledger (%d) in %.2f s, planned in %.2f s", name, len(fno_rows),
+                 len(dataverse_rows), read_s, len(entries), ledger_s, time.monotonic() - clock)  # fmt: skip
+        if run.only_failed:
+            failed = {e.event_id for e in await self.ledger.errors(name) if e.event_id.startswith("sync:")}
+            decisions = [d for d in decisions if error_id(name, d.key) in failed]
+        if state.cursor is not None:  # keys up to the cursor were done by an earlier step
+            decisions = [d for d in decisions if d.key and d.key_text > state.cursor]
+        state.state = "writing"
+        state.fno.read, state.dataverse.read = max(state.fno.read, len(fno_rows)), max(state.dataverse.read,
+                                                                                       len(dataverse_rows))  # fmt: skip
+        state.planned = state.processed + len(decisions)
+        await self.runs.save(run)
+        writer = io.Writer(self.dataverse, self.fno, self.maps.maps, f"{io.TAG_PREFIX}sync:{run.run_id}")
+        for start in range(0, len(decisions), CHUNK):
+            chunk = decisions[start : start + CHUNK]
+            await self._chunk(run, state, chunk, entries, writer)
+            state.processed += len(chunk)
+            state.cursor = max((d.key_text for d in chunk if d.key), default=state.cursor)
+            await self.runs.save(run)
+            if progress is not None:
+                progress(run)
+            if deadline is not None and time.monotonic() > deadline and start + CHUNK < len(decisions):
+                return False
+        state.state, state.finished_at = "done", datetime.now(UTC)
+        await self.runs.save(run)
+        if progress is not None:
+            progress(run)
+        return True
+
+    async def _chunk(
+        self, run: RunState, state: MapProgress, chunk: list[Decision], before: dict[str, LedgerEntry],
+        writer: io.Writer,
+    ) -> None:  # fmt: skip
+        name = state.map
+        m = self.maps.maps[name].map
+        writing = run.mode is not Mode.PLAN
+        errors: list[tuple[Decision, str, str, int | None]] = []
+        if writing:
+            clock = time.monotonic()
+            saved = await save_many(self.ledger, [d.entry for d in chunk if d.entry is not None])
+            log.info("%s: %d ledger entries saved in %.2f s", name, len(saved.saved), time.monotonic() - clock)
+            refused = {key_text(e.key) for e in saved.refused}
+            for d in chunk:
+                if d.key_text in refused:  # changed by live sync since the run read it: live sync has it
+                    d.kind, d.writes, d.conflict, d.detail = Kind.SKIPPED, [], None, "changed by live sync meanwhile"
+            started = time.monotonic()
+            failures = await writer.write(m, [d for d in chunk if d.writes])
+            log.info("%s: %d decisions written in %.2f s", name, len(chunk), time.monotonic() - started)
+            failed = {id(f.decision): f for f in failures}
+            restore_new = [d.entry for d in chunk if id(d) in failed and d.entry is not None and
+                           d.key_text not in before]  # fmt: skip
+            await delete_many(self.ledger, [e for e in restore_new if e is not None])
+            restore_old = []
+            for d in chunk:
+                f = failed.get(id(d))
+                if f is None:
+                    continue
+                old = before.get(d.key_text)
+                if old is not None and d.entry is not None:
+                    restore_old.append(old.model_copy(update={"etag": d.entry.etag, "indexed": d.entry.indexed}))
+                if f.concurrent:
+                    d.kind, d.writes, d.conflict = Kind.SKIPPED, [], None
+                    d.detail = "changed by live sync meanwhile (412)"
+                    continue
+                errors.append((d, f.request, f.message, f.status))
+                d.kind, d.error_side = Kind.ERROR, f.write.into.other
+            await save_many(self.ledger, restore_old)
+        for d in chunk:
+            self._count(state, d)
+            if d.kind is Kind.ERROR and d.error and not any(e[0] is d for e in errors):
+                errors.append((d, f"map {name}", d.error, None))
+        if not writing:
+            return
+        for d, request, message, status in errors:
+            into = str(d.error_side.other) if d.error_side else ""
+            await self.ledger.record_error(ErrorRecord(
+                map=name, event_id=error_id(name, d.key), event={"key": d.key, "run_id": run.run_id, "into": into},
+                request=request, message=message, status=status,
+            ))  # fmt: skip
+        for d in chunk:
+            if d.conflict is not None:
+                await self.ledger.record_conflict(d.conflict)
+        if run.only_failed or any(d.kind is not Kind.ERROR for d in chunk):
+            await self._clear_errors(name, [d for d in chunk if d.kind is not Kind.ERROR])
+        if run.mode is Mode.RECONCILE:
+            drift = [
+                DriftRecord(
+                    map=name,
+                    key=d.key,
+                    behind=str(w.into),
+                    run_id=run.run_id,
+                    values={c: normalize(v) for c, v in w.values.items()},
+                )
+                for d in chunk
+                if d.kind is not Kind.ERROR
+                for w in d.writes
+            ]
+            await self.runs.record_drift(drift)
+
+    async def _clear_errors(self, name: str, done: list[Decision]) -> None:
+        """A row written now leaves the error log (it was brought over)."""
+        table = self.ledger.table("errors")
+        known = {e.event_id for e in await self.ledger.errors(name) if e.event_id.startswith("sync:")}
+        for d in done:
+            event_id = error_id(name, d.key)
+            if event_id in known:
+                safe = "".join(c if c not in "/\\#?" and ord(c) >= 32 else "_" for c in event_id)
+                await table.delete_entity(name, safe)
+
+    @staticmethod
+    def _count(state: MapProgress, d: Decision) -> None:
+        counts = {Side.FNO: state.fno, Side.DATAVERSE: state.dataverse}
+        writes = [{"into": str(w.into), "values": {k: normalize(v) for k, v in w.values.items()}} for w in d.writes]
+        sample: dict[str, Any] = {"key": d.key, "writes": writes}
+        if d.error:
+            sample["error"] = d.error
+        if d.detail:
+            sample["detail"] = d.detail
+        samples = state.samples.setdefault(str(d.kind), [])
+        if len(samples) < SAMPLES:
+            samples.append(sample)
+        if d.kind is Kind.ERROR:
+            into = d.error_side.other if d.error_side else Side.DATAVERSE
+            counts[into].errors += 1
+            return
+        if d.kind in (Kind.LINKED, Kind.UNCHANGED, Kind.SKIPPED):
+            for side in Side:
+                c = counts[side]
+                if d.kind is Kind.LINKED:
+                    c.linked += 1
+                elif d.kind is Kind.UNCHANGED:
+                    c.unchanged += 1
+                else:
+                    c.skipped += 1
+            return
+        if d.kind is Kind.CONFLICT:
+            for side in Side:
+                counts[side].conflicts += 1
+        for w in d.writes:
+            if w.create:
+                counts[w.into].created += 1
+            else:
+                counts[w.into].updated += 1

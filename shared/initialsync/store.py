@@ -1,0 +1,68 @@
+"""Sync runs and drift entries in Table Storage, beside the ledger: `syncruns` (one entity per run, the checkpoint)
+and `drift` (one entity per repaired row, partition = map)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables.aio import TableServiceClient
+
+from shared.initialsync.model import DriftRecord, RunState
+from shared.ledger.model import key_text
+
+
+class RunStore:
+    def __init__(self, service: TableServiceClient, prefix: str = "") -> None:
+        self._service = service
+        self._prefix = prefix
+        self._ready = False
+
+    async def _ensure(self) -> None:
+        if self._ready:
+            return
+        for name in ("syncruns", "drift"):
+            try:
+                await self._service.create_table(f"{self._prefix}{name}")
+            except ResourceExistsError:
+                pass
+        self._ready = True
+
+    async def save(self, run: RunState) -> None:
+        await self._ensure()
+        run.updated_at = datetime.now(UTC)
+        table = self._service.get_table_client(f"{self._prefix}syncruns")
+        await table.upsert_entity({"PartitionKey": "run", "RowKey": run.run_id, "Run": run.model_dump_json()})
+
+    async def get(self, run_id: str) -> RunState | None:
+        await self._ensure()
+        table = self._service.get_table_client(f"{self._prefix}syncruns")
+        try:
+            entity = await table.get_entity("run", run_id)
+        except ResourceNotFoundError:
+            return None
+        return RunState.model_validate_json(entity["Run"])
+
+    async def runs(self) -> list[RunState]:
+        await self._ensure()
+        table = self._service.get_table_client(f"{self._prefix}syncruns")
+        return [RunState.model_validate_json(e["Run"]) async for e in table.list_entities()]
+
+    async def record_drift(self, records: list[DriftRecord]) -> None:
+        await self._ensure()
+        table = self._service.get_table_client(f"{self._prefix}drift")
+        for record in records:
+            row_key = f"{time.time_ns():020d}-{key_text(record.key)}"[:512].replace("/", "_")
+            await table.create_entity({"PartitionKey": record.map, "RowKey": row_key,
+                                       "Record": record.model_dump_json()})  # fmt: skip
+
+    async def drift(self, map_name: str | None = None) -> list[DriftRecord]:
+        await self._ensure()
+        table = self._service.get_table_client(f"{self._prefix}drift")
+        query = (
+            table.list_entities()
+            if map_name is None
+            else table.query_entities("PartitionKey eq @m", parameters={"m": map_name})
+        )
+        return [DriftRecord.model_validate_json(e["Record"]) async for e in query]

@@ -1,0 +1,140 @@
+"""Ledger writes in bulk, for sync runs: entries and their id-index rows in entity-group transactions of at most
+100 operations, one partition (map) each — Microsoft Learn, "Performing entity group transactions" (Table
+Storage: up to 100 entities, one partition key). An entry read with an ETag is saved only if it is unchanged
+(live apply wins); a transaction refused for one entry is retried entry by entry, so one concurrent change does not
+sink its 99 neighbours."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableTransactionError
+
+from shared.ledger.model import LedgerEntry, key_text
+from shared.ledger.tables import Ledger
+from shared.maps.model import Side
+
+MAX_TRANSACTION = 100
+
+
+def _index_key(side: Side, row_id: str) -> str:
+    text = "".join(c if c not in "/\\#?" and ord(c) >= 32 else "_" for c in row_id.lower())
+    return f"id:{side}:{text}"
+
+
+def _operations(entry: LedgerEntry) -> list[tuple[Any, ...]]:
+    entity = {"PartitionKey": entry.map, "RowKey": key_text(entry.key), "Entry": entry.model_dump_json()}
+    write: tuple[Any, ...] = (
+        ("create", entity)
+        if entry.etag is None
+        else (
+            "update",
+            entity,
+            {"mode": "replace", "etag": entry.etag, "match_condition": MatchConditions.IfNotModified},
+        )
+    )
+    index = [
+        ("upsert", {"PartitionKey": entry.map, "RowKey": _index_key(side, row_id), "Key": json.dumps(entry.key)})
+        for side in Side
+        if (row_id := entry.side(side).row_id) and (side, row_id) not in entry.indexed
+    ]
+    return [write, *index]
+
+
+@dataclass
+class BulkResult:
+    saved: list[LedgerEntry] = field(default_factory=list)
+    refused: list[LedgerEntry] = field(default_factory=list)  # changed meanwhile (live apply): left to it
+
+
+async def save_many(ledger: Ledger, entries: Sequence[LedgerEntry], in_flight: int = 8) -> BulkResult:
+    """Create or (ETag-conditionally) replace `entries`, all of one map, in transactions of ≤ 100 operations,
+    `in_flight` at a time."""
+    await ledger.ensure_tables()
+    table = ledger.table("ledger")
+    result = BulkResult()
+    now = datetime.now(UTC)
+    gate = asyncio.Semaphore(in_flight)
+
+    async def submit(chunk: list[tuple[LedgerEntry, int]], operations: list[tuple[Any, ...]]) -> None:
+        async with gate:
+            try:
+                answers = await table.submit_transaction(operations)
+            except TableTransactionError:
+                for entry, _ in chunk:  # one entry changed meanwhile: save the others one by one
+                    try:
+                        answers_one = await table.submit_transaction(_operations(entry))
+                    except TableTransactionError:
+                        result.refused.append(entry)
+                        continue
+                    _saved(entry, answers_one[0])
+                    result.saved.append(entry)
+                return
+        position = 0
+        for entry, count in chunk:
+            _saved(entry, answers[position])
+            position += count
+            result.saved.append(entry)
+
+    transactions: list[tuple[list[tuple[LedgerEntry, int]], list[tuple[Any, ...]]]] = [([], [])]
+    for entry in entries:
+        entry.updated_at = now
+        ops = _operations(entry)
+        if len(transactions[-1][1]) + len(ops) > MAX_TRANSACTION:
+            transactions.append(([], []))
+        transactions[-1][0].append((entry, len(ops)))  # (entry, how many operations it takes)
+        transactions[-1][1].extend(ops)
+    await asyncio.gather(*(submit(chunk, operations) for chunk, operations in transactions if chunk))
+    return result
+
+
+def _saved(entry: LedgerEntry, answer: Any) -> None:
+    entry.etag = answer.get("etag") if isinstance(answer, dict) else None
+    entry.indexed |= {(side, r) for side in Side if (r := entry.side(side).row_id)}
+
+
+async def delete_many(ledger: Ledger, entries: Iterable[LedgerEntry]) -> None:
+    """Remove entries (and their id-index rows) a run saved for writes that then failed: the ledger never claims a
+    row that is not there. Unconditional per entry: the run created them a moment ago."""
+    table = ledger.table("ledger")
+    for entry in entries:
+        keys = [key_text(entry.key)] + [_index_key(s, r) for s in Side if (r := entry.side(s).row_id)]
+        for row_key in keys:
+            try:
+                await table.delete_entity(entry.map, row_key)
+            except ResourceNotFoundError:
+                pass
+
+
+async def load_map(
+    ledger: Ledger, map_name: str, after: str | None = None
+) -> tuple[dict[str, LedgerEntry], dict[tuple[Side, str], str]]:
+    """Every entry of a map (by key text) and its id index ((side, row id) → key text): one partition query.
+    `after`: only rows whose RowKey sorts after it (a continued run needs no entry of a key it has done)."""
+    await ledger.ensure_tables()
+    if after is None:
+        query = ledger.table("ledger").query_entities("PartitionKey eq @m", parameters={"m": map_name})
+    else:
+        query = ledger.table("ledger").query_entities(
+            "PartitionKey eq @m and RowKey gt @after", parameters={"m": map_name, "after": after}
+        )
+    entries: dict[str, LedgerEntry] = {}
+    index: dict[tuple[Side, str], str] = {}
+    async for entity in query:
+        row_key = str(entity["RowKey"])
+        if row_key.startswith("id:"):
+            _, side, row_id = row_key.split(":", 2)
+            index[(Side(side), row_id)] = key_text(json.loads(entity["Key"]))
+            continue
+        entry = LedgerEntry.model_validate_json(entity["Entry"])
+        entry.etag = entity.metadata["etag"]
+        entry.indexed = {(s, r) for s in Side if (r := entry.side(s).row_id)}
+        entries[row_key] = entry
+    return entries, index

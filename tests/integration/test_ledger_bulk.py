@@ -1,0 +1,58 @@
+"""Bulk ledger writes against Azurite: entries and their id index in transactions of ≤ 100 operations, an entry
+changed meanwhile refused without sinking its neighbours, a partition read back whole, failed writes undone."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from azure.data.tables.aio import TableServiceClient
+
+from shared.ledger.bulk import delete_many, load_map, save_many
+from shared.ledger.model import LedgerEntry, key_text
+from shared.ledger.tables import Ledger
+from shared.maps.model import Side
+
+
+@pytest.fixture
+async def ledger(storage_connection_string: str) -> AsyncIterator[Ledger]:
+    async with TableServiceClient.from_connection_string(storage_connection_string) as service:
+        yield Ledger(service, prefix=f"b{uuid.uuid4().hex[:8]}")
+
+
+def entry(n: int) -> LedgerEntry:
+    e = LedgerEntry(map="customers", key={"dataAreaId": "usmf", "CustomerAccount": f"B{n:04d}"})
+    e.dataverse.row_id = str(uuid.UUID(int=n))
+    e.fno.values = {"OrganizationName": f"Bulk {n}"}
+    return e
+
+
+async def test_many_entries_are_saved_with_their_index_and_read_back_whole(ledger: Ledger) -> None:
+    result = await save_many(ledger, [entry(n) for n in range(250)])  # 500 operations: 5 transactions
+    assert len(result.saved) == 250 and not result.refused and all(e.etag for e in result.saved)
+    entries, index = await load_map(ledger, "customers")
+    assert len(entries) == 250 and entries[key_text(entry(7).key)].fno.values == {"OrganizationName": "Bulk 7"}
+    assert index[(Side.DATAVERSE, str(uuid.UUID(int=7)))] == key_text(entry(7).key)
+    assert await ledger.key_for("customers", Side.DATAVERSE, str(uuid.UUID(int=9))) == entry(9).key
+
+
+async def test_an_entry_changed_meanwhile_is_refused_and_its_neighbours_saved(ledger: Ledger) -> None:
+    saved = (await save_many(ledger, [entry(n) for n in range(10)])).saved
+    live = await ledger.get("customers", saved[3].key)
+    assert live is not None
+    live.fno.values = {"OrganizationName": "Changed live"}
+    await ledger.save(live)  # live apply got there first
+    for e in saved:
+        e.fno.values = {"OrganizationName": "From the run"}
+    result = await save_many(ledger, saved)
+    assert [e.key for e in result.refused] == [saved[3].key] and len(result.saved) == 9
+    kept = await ledger.get("customers", saved[3].key)
+    assert kept is not None and kept.fno.values == {"OrganizationName": "Changed live"}
+
+
+async def test_entries_of_failed_writes_are_removed_with_their_index(ledger: Ledger) -> None:
+    saved = (await save_many(ledger, [entry(n) for n in range(3)])).saved
+    await delete_many(ledger, saved[:2])
+    entries, index = await load_map(ledger, "customers")
+    assert list(entries) == [key_text(entry(2).key)] and list(index.values()) == [key_text(entry(2).key)]

@@ -1,0 +1,129 @@
+"""The decisions of a sync run, without I/O: rows of both sides + the ledger + the customers map → a plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.initialsync.plan import Kind, Lookups, Snapshot, dataverse_row_id, plan_map
+from shared.ledger.model import LedgerEntry, key_text
+from shared.maps.loader import load_maps
+from shared.maps.model import Side
+from shared.maps.transform import transform
+
+MAPS = load_maps()
+CUSTOMERS = MAPS.maps["customers"]
+COMPANY = "00000000-0000-0000-0000-0000000000c1"
+GROUP_10 = "00000000-0000-0000-0000-000000000010"
+USD = "00000000-0000-0000-0000-0000000000d1"
+LOOKUPS = Lookups(
+    companies={COMPANY: "USMF"},
+    fno_keys={("customer_groups", GROUP_10): {"dataAreaId": "usmf", "CustomerGroupId": "10"},
+              ("currencies", USD): {"CurrencyCode": "USD"}},
+)  # fmt: skip
+
+
+def lookup(row_id: str) -> dict[str, Any]:
+    return {"$type": "lookup", "id": row_id}
+
+
+def fno_row(number: str, **values: Any) -> Snapshot:
+    record = {"dataAreaId": "usmf", "CustomerAccount": number, "OrganizationName": "Contoso", "PartyType":
+              "Organization", "CustomerGroupId": "10", "LanguageId": "en-us"} | values  # fmt: skip
+    return Snapshot(record, 'W/"JzEsMTAwMCc="')
+
+
+def dataverse_row(number: str, row_id: str = "11111111-0000-0000-0000-000000000001", **values: Any) -> Snapshot:
+    record = {"msdyn_company": lookup(COMPANY), "accountnumber": number, "name": "Contoso", "customertypecode": 3,
+              "address1_addresstypecode": 2, "msdyn_customergroupid": lookup(GROUP_10)} | values  # fmt: skip
+    return Snapshot(record, 'W/"500"', row_id)
+
+
+def plan(fno: list[Snapshot], dataverse: list[Snapshot], ledger: dict[str, LedgerEntry] | None = None,
+         lookups: Lookups = LOOKUPS) -> list[Any]:  # fmt: skip
+    ledger = ledger or {}
+    index = {(Side.DATAVERSE, e.dataverse.row_id): t for t, e in ledger.items() if e.dataverse.row_id}
+    return plan_map(CUSTOMERS, MAPS.maps, fno, dataverse, ledger, index, lookups)  # type: ignore[arg-type]
+
+
+def test_a_row_only_in_fno_is_created_in_dataverse_with_an_id_from_its_key() -> None:
+    [d] = plan([fno_row("C1", OrganizationName="  Fabrikam ")], [])
+    assert d.kind is Kind.CREATED and d.key == {"dataAreaId": "usmf", "CustomerAccount": "C1"}
+    [w] = d.writes
+    assert w.into is Side.DATAVERSE and w.create and w.row_id == dataverse_row_id("customers", d.key)
+    assert w.values["name"] == "Fabrikam" and w.values["accountnumber"] == "C1" and "msdyn_company" not in w.values
+    assert w.lookups["msdyn_customergroupid"] is not None and w.lookups["msdyn_company"] is not None
+    assert (
+        d.entry is not None and d.entry.dataverse.row_id == w.row_id and d.entry.dataverse.values["name"] == "Fabrikam"
+    )
+    assert d.entry.fno.values["OrganizationName"] == "  Fabrikam "  # what F&O holds: its echo is recognised
+
+
+def test_a_row_only_in_dataverse_is_created_in_fno_with_its_group_key() -> None:
+    [d] = plan([], [dataverse_row("D1", name="Adatum")])
+    assert d.kind is Kind.CREATED
+    [w] = d.writes
+    assert w.into is Side.FNO and w.create and w.key == {"dataAreaId": "usmf", "CustomerAccount": "D1"}
+    assert w.values["OrganizationName"] == "Adatum" and w.values["CustomerGroupId"] == "10"
+
+
+def test_equal_rows_are_linked_then_unchanged() -> None:
+    [d] = plan([fno_row("E1")], [dataverse_row("E1")])
+    assert d.kind is Kind.LINKED and not d.writes and d.entry is not None
+    ledger = {d.key_text: d.entry}
+    [again] = plan([fno_row("E1")], [dataverse_row("E1")], ledger)
+    assert again.kind is Kind.UNCHANGED and again.entry is None and not again.writes
+
+
+def test_different_rows_follow_the_initial_sync_master_and_record_the_conflict() -> None:
+    [d] = plan([fno_row("X1", OrganizationName="From F&O")], [dataverse_row("X1", name="From Dataverse")])
+    assert d.kind is Kind.CONFLICT and CUSTOMERS.map.initial_sync_master is Side.FNO
+    [w] = d.writes
+    assert w.into is Side.DATAVERSE and w.values == {"name": "From F&O"} and w.if_match == 'W/"500"'
+    assert d.conflict is not None and d.conflict.winner == "fno"
+    assert d.conflict.fields["name"]["dataverse"] == "From Dataverse"  # the loser's value, kept
+
+
+def test_with_a_ledger_the_side_that_did_not_change_is_behind() -> None:
+    [linked] = plan([fno_row("R1")], [dataverse_row("R1")])
+    ledger = {linked.key_text: linked.entry}
+    [d] = plan([fno_row("R1")], [dataverse_row("R1", name="Renamed in Dataverse")], ledger)  # type: ignore[dict-item]
+    assert d.kind is Kind.UPDATED and d.conflict is None and d.behind == [Side.FNO]
+    assert d.writes[0].values == {"OrganizationName": "Renamed in Dataverse"}
+
+
+def test_a_reference_the_ledger_does_not_know_is_an_error_not_a_guess() -> None:
+    [d] = plan([], [dataverse_row("G1", msdyn_customergroupid=lookup("99999999-0000-0000-0000-000000000099"))])
+    assert d.kind is Kind.ERROR and "customer_groups" in (d.error or "") and d.error_side is Side.DATAVERSE
+
+
+def test_a_snapshot_older_than_the_ledger_is_left_to_live_sync() -> None:
+    entry = LedgerEntry(map="customers", key={"dataAreaId": "usmf", "CustomerAccount": "S1"})
+    entry.dataverse.version, entry.dataverse.row_id = "900", "11111111-0000-0000-0000-000000000001"
+    [d] = plan([fno_row("S1")], [dataverse_row("S1", name="old")], {key_text(entry.key): entry})
+    assert d.kind is Kind.SKIPPED and not d.writes
+
+
+def test_rows_outside_the_filters_are_out_of_scope() -> None:
+    assert plan([fno_row("P1", PartyType="Person")], [dataverse_row("P2", customertypecode=1)]) == []
+
+
+texts = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=20)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=texts, city=texts, limit=st.integers(min_value=0, max_value=10**7), mandatory=st.sampled_from(["Yes", "No"])
+)
+def test_a_dataverse_row_made_from_an_fno_row_by_the_map_is_equal_under_it(
+    name: str, city: str, limit: int, mandatory: str
+) -> None:
+    fno = fno_row("H1", OrganizationName=name.strip() or "x", DeliveryAddressCity=city, CreditLimit=limit,
+                  CreditLimitIsMandatory=mandatory)  # fmt: skip
+    row = transform(CUSTOMERS, Side.FNO, fno.record, MAPS.maps)
+    record: dict[str, Any] = dict(row.values) | {"accountnumber": "H1", "msdyn_company": lookup(COMPANY),
+                                                 "msdyn_customergroupid": lookup(GROUP_10)}  # fmt: skip
+    [d] = plan([fno], [Snapshot(record, 'W/"1"', "22222222-0000-0000-0000-000000000002")])
+    assert d.kind is Kind.LINKED and not d.writes
