@@ -119,8 +119,11 @@ class Apps:
         await self.fno.update("WarehousesOnHandV2", on_hand_key(item), stock(on_hand))
 
     async def ship(self, quantities: dict[str, float]) -> None:
+        """A packing slip posted: each item's on-hand and available quantities fall by what left the warehouse."""
         for item, quantity in quantities.items():
-            await self.post_stock(item, await self.fno_stock(item) - quantity)
+            row = (await self.fno.get("WarehousesOnHandV2", on_hand_key(item))).values
+            left = {n: float(row.get(n) or 0) - quantity for n in ("OnHandQuantity", "AvailableOnHandQuantity")}
+            await self.fno.update("WarehousesOnHandV2", on_hand_key(item), left)
 
     async def fno_order(self, number: str) -> dict[str, Any] | None:
         try:
