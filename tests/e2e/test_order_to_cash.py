@@ -118,7 +118,6 @@ async def test_the_whole_loop_for_several_orders_at_once(
         orders = [unique("SO")[:10] for _ in range(3)]
         items = {product: await a.fno_stock(product) for product in ("D0001", "D0002")}
         writes = {name: await bridge.writes(app, name) for app, name in COUNTED}
-        errors_before = len((await bridge.admin("GET", "errors"))["errors"])
 
         posting = asyncio.Lock()
 
@@ -176,4 +175,4 @@ async def test_the_whole_loop_for_several_orders_at_once(
         assert grown["CDSSalesOrderLines"] == 2 * n and grown["WarehousesOnHandV2"] == 2 * n
         # Into Dataverse, one write per change at most (a status or quantity already current is not written again):
         assert n + 1 <= grown["salesorders"] <= n + 3 * n and 2 <= grown["sync_inventoryonhands"] <= 2 * n
-        assert len((await bridge.admin("GET", "errors"))["errors"]) == errors_before
+        assert (await bridge.admin("GET", "errors"))["errors"] == []  # none in this whole module
