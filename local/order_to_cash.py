@@ -51,15 +51,16 @@ class Apps:
             lookups={"msdyn_company": ("cdm_companies", company), "customerid": ("accounts", account_id),
                      "transactioncurrencyid": ("transactioncurrencies", str(currency["transactioncurrencyid"]))},
         )  # fmt: skip
+        order_id = _row_id(order.entity_id)
         for sequence, (product, quantity, price) in enumerate(lines, start=1):
             await self.dataverse.create(
                 "salesorderdetails",
                 {"msdyn_salesordernumber": number, "sequencenumber": sequence, "quantity": quantity,
                  "priceperunit": price},
-                lookups={"msdyn_company": ("cdm_companies", company),
+                lookups={"msdyn_company": ("cdm_companies", company), "salesorderid": ("salesorders", order_id),
                          "productid": ("products", await self.product_id(product))},
             )  # fmt: skip
-        return _row_id(order.entity_id)
+        return order_id
 
     async def log_feedback(
         self, number: str, product: str, order_id: str | None, rating: int, comments: str, title: str | None = None

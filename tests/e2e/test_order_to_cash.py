@@ -126,6 +126,7 @@ async def test_the_whole_loop_for_several_orders_at_once(
                 str(retailer[1]["accountid"]), number, [("D0001", 1 + index, 200), ("D0002", 1, 400)]
             )
             await eventually(lambda: a.fno_lines(number), lambda found: len(found) == 2, seconds=60)
+            assert await a.fno_order(number) is not None  # a line reaches F&O only after its order: healed first
             await a.set_status(number, "ConfirmedOrder")
             await a.set_status(number, "PackingSlipPosted")
             async with posting:  # F&O posts one shipment at a time: on-hand is never read and written by two
