@@ -2,17 +2,15 @@
 
 import azure.functions as func
 
-from functions import admin, apply, webhooks
-from shared.clients import close_clients
-from shared.connectors.wiring import close_connectors
+from functions import admin, apply, console_page, notify, ops, webhooks
+from shared.ops.telemetry import configure
+
+configure()  # Application Insights through OpenTelemetry, only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(admin.bp)
+app.register_functions(ops.bp)
+app.register_functions(console_page.bp)
 app.register_functions(webhooks.bp)
 app.register_functions(apply.bp)
-
-
-async def shutdown() -> None:
-    """Awaited by the local dev host when it stops (see local/host/__main__.py): close the process's clients."""
-    await close_connectors()
-    await close_clients()
+app.register_functions(notify.bp)

@@ -27,6 +27,7 @@ from shared.ledger.tables import Ledger, LedgerConflict
 from shared.maps.loader import MapSet
 from shared.maps.model import Side, TableMap
 from shared.maps.transform import CompiledMap, TargetRow, passes_filter, plain, transform
+from shared.ops.observer import observe
 from shared.sync.decide import fingerprint, is_newer, normalize, resolve
 from shared.sync.rows import Current, DataverseRows, FnoRows, Written
 
@@ -146,6 +147,7 @@ class ApplyService:
             "source": str(event.source), "entity": event.entity, "operation": str(event.operation),
             "latency_ms": round(latency, 1),
         }))  # fmt: skip
+        observe(event, outcome.map, outcome.outcome, outcome.detail, latency)  # the console, alerts and metrics
         return outcome
 
     async def _error(self, m: TableMap, event: ChangeEvent, exc: ConnectorError) -> None:
