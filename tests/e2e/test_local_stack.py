@@ -155,7 +155,7 @@ def test_the_stack_starts_quietly_and_ctrl_c_stops_everything() -> None:
         out = stack.text()
         assert "demo: the order-to-cash loop ran end to end" in out and "synced both ways" in out
         assert "applied customers fno→dataverse" in out  # one short line per applied change
-        assert "applied sales_orders dataverse→fno" in out and "applied feedback dataverse→fno" in out
+        assert "applied sales_order_lines dataverse→fno" in out and "applied feedback dataverse→fno" in out
         for chatter in ("connection from", "refused", "HTTP Request:", "invocation function=", '{"event": "apply"'):
             assert chatter not in out
         assert "Unclosed" not in out  # the dev host closed the app's clients (its shutdown hook)
