@@ -3,6 +3,8 @@
 import azure.functions as func
 
 from functions import admin, apply, console_page, notify, ops, webhooks
+from shared.clients import close_clients
+from shared.connectors.wiring import close_connectors
 from shared.ops.telemetry import configure
 
 configure()  # Application Insights through OpenTelemetry, only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
@@ -14,3 +16,9 @@ app.register_functions(console_page.bp)
 app.register_functions(webhooks.bp)
 app.register_functions(apply.bp)
 app.register_functions(notify.bp)
+
+
+async def shutdown() -> None:
+    """Awaited by the local dev host when it stops (see local/host/__main__.py): close the process's clients."""
+    await close_connectors()
+    await close_clients()
