@@ -343,7 +343,11 @@ class ApplyService:
             return Outcome(m.name, "conflict", f"parked for a person: {', '.join(sorted(decision.conflicts))}")
         entry = entry or LedgerEntry(map=m.name, key=key)
         writes = 0
-        values = {c: v for c, v in row.values.items() if c in decision.write}
+        # A value the target already holds is not written again (two lanes syncing one row — a line healing its order
+        # while the order's own change applies — would otherwise write the same values twice).
+        values = {
+            c: v for c, v in row.values.items() if c in decision.write and (now is None or now.get(c) != proposed[c])
+        }
         lookups = row.lookups if (current is None or decision.write or entry.deleted) else {}
         if current is None or values or lookups:
             tag = f"{TAG_PREFIX}{event.event_id}"
