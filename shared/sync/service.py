@@ -14,12 +14,14 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import JsonValue
 
 from shared.connectors.errors import ConcurrencyConflict, ConnectorError, NotFound, Throttled
 from shared.events.model import ChangeEvent, Operation, Source, event_id
+from shared.events.values import decimal_value
 from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry
 from shared.ledger.tables import Ledger, LedgerConflict
 from shared.maps.loader import MapSet
@@ -217,7 +219,13 @@ class ApplyService:
             ref_id = str(ref["id"]).lower()
             key = await self.ledger.key_for(f.lookup, Side.DATAVERSE, ref_id)
             if key is None and depth < MAX_HEAL_DEPTH and f.lookup in self.maps.maps:
-                await self._heal_from_dataverse(self.maps.maps[f.lookup], ref_id, depth)
+                referenced = self.maps.maps[f.lookup]
+                if any(referenced.map.flows(g, Side.FNO) for g in referenced.map.fields):
+                    await self._heal_from_dataverse(referenced, ref_id, depth)
+                else:  # F&O masters the row (released products): sync F&O's row, found by the Dataverse row's key
+                    await self._heal_through_fno(
+                        referenced, ref_id, next(iter(resolver.companies.values()), None), depth
+                    )
                 key = await self.ledger.key_for(f.lookup, Side.DATAVERSE, ref_id)
             if key is not None:
                 resolver.fno_keys[(f.lookup, ref_id)] = key
@@ -230,6 +238,25 @@ class ApplyService:
         await self._apply_map(
             referenced, Side.DATAVERSE, self._synthetic(Side.DATAVERSE, referenced.map, row_id, current), depth + 1
         )
+
+    async def _heal_through_fno(self, referenced: CompiledMap, row_id: str, company: str | None, depth: int) -> None:
+        """A Dataverse row the bridge has not synced, of a map only F&O writes: its F&O row, by the Dataverse row's
+        integration key (and the referencing row's company), synced F&O → Dataverse first, so the ledger knows it."""
+        r = referenced.map
+        dataverse_row = await self.dataverse.read(r, row_id)
+        if dataverse_row is None:
+            return
+        key: dict[str, Any] = {}
+        for column in r.dataverse.key:
+            f = r.field_for(Side.DATAVERSE, column)
+            if f is not None and f.fno:
+                key[f.fno] = plain(dataverse_row.record.get(column))
+        if r.company is not None and r.company.dataverse is None:
+            key[r.company.fno] = (company or r.company.default or "").lower()
+        current = await self.fno.read(r, key) if all(v not in (None, "") for v in key.values()) else None
+        if current is not None:
+            event = self._synthetic(Side.FNO, r, json.dumps(key, sort_keys=True), current)
+            await self._apply_map(referenced, Side.FNO, event, depth + 1)
 
     async def _heal_from_fno(
         self, compiled: CompiledMap, record: Mapping[str, Any], row: TargetRow, depth: int
@@ -260,7 +287,8 @@ class ApplyService:
         entity = m.dataverse.table if side is Side.DATAVERSE else m.fno.entity
         return ChangeEvent(
             event_id=event_id("heal", side, m.name, row_id, current.version), source=Source(str(side)), entity=entity,
-            operation=Operation.UPDATE, row_id=row_id, fields=current.record, source_version=current.version,
+            operation=Operation.UPDATE, row_id=row_id, source_version=current.version,
+            fields={n: decimal_value(v) if isinstance(v, Decimal) else v for n, v in current.record.items()},
             occurred_at=datetime.now(UTC),
         )  # fmt: skip
 
@@ -315,7 +343,11 @@ class ApplyService:
             return Outcome(m.name, "conflict", f"parked for a person: {', '.join(sorted(decision.conflicts))}")
         entry = entry or LedgerEntry(map=m.name, key=key)
         writes = 0
-        values = {c: v for c, v in row.values.items() if c in decision.write}
+        # A value the target already holds is not written again (two lanes syncing one row — a line healing its order
+        # while the order's own change applies — would otherwise write the same values twice).
+        values = {
+            c: v for c, v in row.values.items() if c in decision.write and (now is None or now.get(c) != proposed[c])
+        }
         lookups = row.lookups if (current is None or decision.write or entry.deleted) else {}
         if current is None or values or lookups:
             tag = f"{TAG_PREFIX}{event.event_id}"
@@ -324,6 +356,7 @@ class ApplyService:
             self._record_write(entry, into, written, current, row, values)
         elif current is not None:
             entry.side(into).values = {**entry.side(into).values, **fingerprint(current.record, current.record)}
+            entry.side(into).row_id = entry.side(into).row_id or current.row_id  # found, not written: still indexed
         state = entry.side(side)
         state.values = {**state.values, **seen}
         state.version = source_version if source_version and is_newer(source_version, state.version) else state.version

@@ -153,9 +153,9 @@ def test_the_stack_starts_quietly_and_ctrl_c_stops_everything() -> None:
         assert stack.process.wait(STOP_SECONDS + 5) == 0
         stack.assert_nothing_left()
         out = stack.text()
-        assert "demo: F&O customer" in out and "synced both ways" in out
+        assert "demo: the order-to-cash loop ran end to end" in out and "synced both ways" in out
         assert "applied customers fno→dataverse" in out  # one short line per applied change
-        assert "applied customers dataverse→fno" in out
+        assert "applied sales_order_lines dataverse→fno" in out and "applied feedback dataverse→fno" in out
         for chatter in ("connection from", "refused", "HTTP Request:", "invocation function=", '{"event": "apply"'):
             assert chatter not in out
         assert "Unclosed" not in out  # the dev host closed the app's clients (its shutdown hook)
@@ -175,7 +175,7 @@ def _sigterm_while_starting(stack: LocalStack) -> None:
 
 
 def _sigterm_during_the_demo(stack: LocalStack) -> None:
-    stack.wait_for_output("demo: creating customer")
+    stack.wait_for_output("demo: 1. creating customer")
     stack.process.send_signal(signal.SIGTERM)
 
 

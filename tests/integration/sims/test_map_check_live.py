@@ -35,7 +35,7 @@ async def customize(sim: Sim, change: dict[str, Any]) -> None:
 
 async def test_the_shipped_maps_match_both_simulators(dv: Sim, fo: Sim) -> None:
     code, out = await check(dv, fo)
-    assert (code, out.strip()) == (0, "15 map(s) match both apps' metadata")
+    assert (code, out.strip()) == (0, "16 map(s) match both apps' metadata")
 
 
 async def test_every_customization_that_breaks_a_map_is_reported_at_once(dv: Sim, fo: Sim) -> None:
@@ -76,5 +76,5 @@ async def test_every_customization_that_breaks_a_map_is_reported_at_once(dv: Sim
     assert {m for m, _ in found} == {"customers"}  # the other maps are untouched by these customizations
 
     code, out = await check(dv, fo)  # the same, for a person
-    assert code == 1 and out.startswith(f"{len(report['problems'])} problem(s) in 1 of 15 map(s):")
+    assert code == 1 and out.startswith(f"{len(report['problems'])} problem(s) in 1 of 16 map(s):")
     assert "  customers: dataverse account.accountnumber: text of up to 20 characters into a column of 10" in out
