@@ -11,14 +11,15 @@ from typing import Any
 import httpx
 import pytest
 
-from local.processes import AzuritePorts
 from shared.connectors.errors import NotFound
+from tests import stack
 from tests.e2e.sync_stack import SyncStack, company_id, dataverse_account, eventually, sync_stack, unique
 
 
 @pytest.fixture(scope="module")
-def bridge(azurite: AzuritePorts) -> Iterator[SyncStack]:
-    with sync_stack(azurite) as s:
+def bridge() -> Iterator[SyncStack]:
+    # An Azurite of its own: the session's holds other stacks' ledger rows and error entries.
+    with stack.azurite() as own, sync_stack(own) as s:
         yield s
 
 
