@@ -53,7 +53,10 @@ async def change_map_state(req: func.HttpRequest) -> func.HttpResponse:
         reason = req.params.get("reason") or _body_reason(req)
         return json_response(await control.pause(name, f"paused by {who.name}" + (f": {reason}" if reason else "")))
     if action == "resume":
-        resumed = await control.resume(name)
+        try:
+            resumed = await control.resume(name)  # an invalid map is checked again first
+        except MetadataUnavailable as exc:
+            return problem(503, "Service Unavailable", f"the apps' metadata could not be read: {exc}")
         if resumed.get("state") == "running":  # who resumed it, as who paused it
             await control.ledger.set_map_state(name, "running", f"resumed by {who.name}")
             resumed["reason"] = f"resumed by {who.name}"

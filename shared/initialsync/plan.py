@@ -81,6 +81,12 @@ class Decision:
     def key_text(self) -> str:
         return key_text(self.key)
 
+    @property
+    def keyed(self) -> bool:
+        """Named by an integration key. A Dataverse row whose key is incomplete is named by its row id instead, and
+        must not move a step's cursor: `row_id=…` sorts after every real key and would skip the map's other rows."""
+        return bool(self.key) and "row_id" not in self.key
+
 
 @dataclass
 class Lookups:

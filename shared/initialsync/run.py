@@ -139,7 +139,7 @@ class SyncRunner:
             failed = {e.event_id for e in await self.ledger.errors(name) if e.event_id.startswith("sync:")}
             decisions = [d for d in decisions if error_id(name, d.key) in failed]
         if state.cursor is not None:  # keys up to the cursor were done by an earlier step
-            decisions = [d for d in decisions if d.key and d.key_text > state.cursor]
+            decisions = [d for d in decisions if d.keyed and d.key_text > state.cursor]
         state.state = "writing"
         state.fno.read, state.dataverse.read = max(state.fno.read, len(fno_rows)), max(state.dataverse.read,
                                                                                        len(dataverse_rows))  # fmt: skip
@@ -150,7 +150,7 @@ class SyncRunner:
             chunk = decisions[start : start + CHUNK]
             await self._chunk(run, state, chunk, entries, writer)
             state.processed += len(chunk)
-            state.cursor = max((d.key_text for d in chunk if d.key), default=state.cursor)
+            state.cursor = max((d.key_text for d in chunk if d.keyed), default=state.cursor)
             await self.runs.save(run)
             if progress is not None:
                 progress(run)
