@@ -30,7 +30,7 @@ from shared.initialsync.plan import Decision, Kind, integration_key, plan_map
 from shared.initialsync.store import RunStore
 from shared.ledger.bulk import delete_many, load_map, save_many
 from shared.ledger.model import ErrorRecord, LedgerEntry, key_text
-from shared.ledger.tables import Ledger
+from shared.ledger.tables import Ledger, safe_row_key
 from shared.maps.loader import MapSet
 from shared.maps.model import Side
 from shared.sync.decide import normalize
@@ -239,8 +239,7 @@ class SyncRunner:
         for d in done:
             event_id = error_id(name, d.key)
             if event_id in known:
-                safe = "".join(c if c not in "/\\#?" and ord(c) >= 32 else "_" for c in event_id)
-                await table.delete_entity(name, safe)
+                await table.delete_entity(name, safe_row_key(event_id))
 
     @staticmethod
     def _count(state: MapProgress, d: Decision) -> None:

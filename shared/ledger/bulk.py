@@ -18,15 +18,10 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableTransactionError
 
 from shared.ledger.model import LedgerEntry, key_text
-from shared.ledger.tables import Ledger
+from shared.ledger.tables import Ledger, index_entity, index_row_key
 from shared.maps.model import Side
 
 MAX_TRANSACTION = 100
-
-
-def _index_key(side: Side, row_id: str) -> str:
-    text = "".join(c if c not in "/\\#?" and ord(c) >= 32 else "_" for c in row_id.lower())
-    return f"id:{side}:{text}"
 
 
 def _operations(entry: LedgerEntry) -> list[tuple[Any, ...]]:
@@ -41,7 +36,7 @@ def _operations(entry: LedgerEntry) -> list[tuple[Any, ...]]:
         )
     )
     index = [
-        ("upsert", {"PartitionKey": entry.map, "RowKey": _index_key(side, row_id), "Key": json.dumps(entry.key)})
+        ("upsert", index_entity(entry.map, side, row_id, entry.key))
         for side in Side
         if (row_id := entry.side(side).row_id) and (side, row_id) not in entry.indexed
     ]
@@ -105,7 +100,7 @@ async def delete_many(ledger: Ledger, entries: Iterable[LedgerEntry]) -> None:
     row that is not there. Unconditional per entry: the run created them a moment ago."""
     table = ledger.table("ledger")
     for entry in entries:
-        keys = [key_text(entry.key)] + [_index_key(s, r) for s in Side if (r := entry.side(s).row_id)]
+        keys = [key_text(entry.key)] + [index_row_key(s, r) for s in Side if (r := entry.side(s).row_id)]
         for row_key in keys:
             try:
                 await table.delete_entity(entry.map, row_key)

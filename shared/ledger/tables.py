@@ -27,17 +27,17 @@ class LedgerConflict(RuntimeError):
     """The ledger entry changed since it was read."""
 
 
-def _safe(text: str) -> str:
+def safe_row_key(text: str) -> str:
     return "".join(c if c not in "/\\#?" and ord(c) >= 32 else "_" for c in text)
 
 
-def _index_row_key(side: Side, row_id: str) -> str:
+def index_row_key(side: Side, row_id: str) -> str:
     """Index rows share the map's partition with the entries; an integration key's RowKey always has `=`."""
-    return f"id:{side}:{_safe(row_id.lower())}"
+    return f"id:{side}:{safe_row_key(row_id.lower())}"
 
 
-def _index_entity(map_name: str, side: Side, row_id: str, key: dict[str, Any]) -> dict[str, Any]:
-    return {"PartitionKey": map_name, "RowKey": _index_row_key(side, row_id), "Key": json.dumps(key)}
+def index_entity(map_name: str, side: Side, row_id: str, key: dict[str, Any]) -> dict[str, Any]:
+    return {"PartitionKey": map_name, "RowKey": index_row_key(side, row_id), "Key": json.dumps(key)}
 
 
 IfNotModified = MatchConditions.IfNotModified
@@ -104,7 +104,7 @@ class Ledger:
             for side in Side
             if (row_id := entry.side(side).row_id) and (side, row_id) not in entry.indexed
         ]
-        index = [("upsert", _index_entity(entry.map, side, row_id, entry.key)) for side, row_id in new]
+        index = [("upsert", index_entity(entry.map, side, row_id, entry.key)) for side, row_id in new]
         try:
             results = await self._table("ledger").submit_transaction([write, *index])
         except TableTransactionError as exc:
@@ -119,7 +119,7 @@ class Ledger:
         """The integration key of a row known by its Dataverse GUID or F&O virtual id."""
         await self.ensure_tables()
         try:
-            entity = await self._table("ledger").get_entity(map_name, _index_row_key(side, row_id))
+            entity = await self._table("ledger").get_entity(map_name, index_row_key(side, row_id))
         except ResourceNotFoundError:
             return None
         key: dict[str, Any] = json.loads(entity["Key"])
@@ -146,14 +146,14 @@ class Ledger:
     async def record_error(self, record: ErrorRecord) -> None:
         await self.ensure_tables()
         await self._table("errors").upsert_entity(
-            {"PartitionKey": record.map, "RowKey": _safe(record.event_id), "At": record.at,
+            {"PartitionKey": record.map, "RowKey": safe_row_key(record.event_id), "At": record.at,
              "Record": record.model_dump_json()}
         )  # fmt: skip
 
     async def error_for(self, map_name: str, event_id: str) -> ErrorRecord | None:
         await self.ensure_tables()
         try:
-            entity = await self._table("errors").get_entity(map_name, _safe(event_id))
+            entity = await self._table("errors").get_entity(map_name, safe_row_key(event_id))
         except ResourceNotFoundError:
             return None
         return ErrorRecord.model_validate_json(entity["Record"])

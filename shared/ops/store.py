@@ -19,6 +19,7 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
 from shared.ledger.model import ConflictRecord, ErrorRecord
+from shared.ledger.tables import safe_row_key
 from shared.ops.alerts import Alert
 from shared.ops.ids import entry_id
 
@@ -50,11 +51,6 @@ class Filter:
     until: datetime | None = None
     page: int = 1
     per_page: int = 100
-
-
-def safe_row_key(text: str) -> str:
-    """The ledger's RowKey for an event id (Table Storage forbids / \\ # ? and control characters)."""
-    return "".join(c if c not in "/\\#?" and ord(c) >= 32 else "_" for c in text)
 
 
 def error_json(entity: dict[str, Any]) -> dict[str, Any]:
