@@ -3,8 +3,7 @@
 import azure.functions as func
 
 from functions import admin, apply, webhooks
-from shared.clients import close_clients
-from shared.connectors.wiring import close_connectors
+from shared.bridge import close_bridge
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(admin.bp)
@@ -13,6 +12,5 @@ app.register_functions(apply.bp)
 
 
 async def shutdown() -> None:
-    """Awaited by the local dev host when it stops (see local/host/__main__.py): close the process's clients."""
-    await close_connectors()
-    await close_clients()
+    """Awaited by the local dev host when it stops (see local/host/__main__.py): close what the bridge opened."""
+    await close_bridge()

@@ -7,8 +7,8 @@ import logging
 import azure.functions as func
 from pydantic import ValidationError
 
+from shared.bridge import bridge
 from shared.events.model import ChangeEvent
-from shared.sync.wiring import apply_message
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 log = logging.getLogger(__name__)
@@ -24,4 +24,4 @@ async def apply_change(message: func.ServiceBusMessage) -> None:
         # Not a change this version understands: fail it, so it ends in the dead-letter queue, kept and visible.
         raise ValueError(f"message {message.message_id} is not a ChangeEvent: {exc.error_count()} problem(s)") from None
     attempt = int((message.application_properties or {}).get("attempt") or 0)
-    await apply_message(event, message.delivery_count or 1, attempt)
+    await bridge().apply.apply_message(event, message.delivery_count or 1, attempt)

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import JsonValue
 
 from shared.connectors.errors import ConcurrencyConflict, ConnectorError, NotFound, Throttled
-from shared.events.model import ChangeEvent, Operation, Source, event_id
+from shared.events.model import ChangeEvent, Operation, event_id
 from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry
 from shared.ledger.tables import Ledger, LedgerConflict
 from shared.maps.loader import MapSet
@@ -29,6 +29,7 @@ from shared.sync.decide import fingerprint, is_newer, normalize, resolve
 from shared.sync.rows import Current, DataverseRows, FnoRows, Written
 
 TAG_PREFIX = "bridge:"
+MAX_ATTEMPTS = 12  # scheduled retries of one change before it goes to the error log (about an hour of backoff)
 MAX_DECISION_ROUNDS = 4
 MAX_HEAL_DEPTH = 3
 log = logging.getLogger("sync.apply")
@@ -41,6 +42,9 @@ class Retry(Exception):
         super().__init__(reason)
         self.after = after
         self.reason = reason
+
+
+Scheduler = Callable[[ChangeEvent, float, int], Awaitable[None]]  # (change, after seconds, attempt)
 
 
 class PermanentFailure(Exception):
@@ -97,7 +101,7 @@ class _Context:
 class ApplyService:
     def __init__(
         self, maps: MapSet, ledger: Ledger, dataverse: DataverseRows, fno: FnoRows, alert: AlertRule | None = None,
-        before_first: Callable[[], Awaitable[None]] | None = None,
+        before_first: Callable[[], Awaitable[None]] | None = None, schedule: Scheduler | None = None,
     ) -> None:  # fmt: skip
         self.maps = maps
         self.ledger = ledger
@@ -105,12 +109,30 @@ class ApplyService:
         self.fno = fno
         self.alert = alert or AlertRule()
         self.before_first = before_first  # the maps' check against the apps, once per process (cached by its owner)
+        self.schedule = schedule  # puts a change back on the queue for later (a `Retry`)
 
     @staticmethod
     def maps_side(event: ChangeEvent) -> Side:
         return Side(str(event.source))
 
     # --- entry point ----------------------------------------------------------------------------------------------
+
+    async def apply_message(self, event: ChangeEvent, delivery_count: int, attempt: int) -> list[Outcome]:
+        """Apply one queued change; a `Retry` re-schedules it (the session moves on meanwhile), with a backoff,
+        until `MAX_ATTEMPTS` — then it goes to the error log and the message is dead-lettered."""
+        try:
+            return await self.handle(event, delivery_count)
+        except Retry as retry:
+            if attempt >= MAX_ATTEMPTS or self.schedule is None:
+                for compiled in self.maps.reading(event.source, event.entity):
+                    await self.ledger.record_error(
+                        ErrorRecord(map=compiled.map.name, event_id=event.event_id,
+                                    event=event.model_dump(mode="json"), request="",
+                                    message=f"gave up after {attempt} retries: {retry.reason}")
+                    )  # fmt: skip
+                raise PermanentFailure(retry.reason) from None
+            await self.schedule(event, min(retry.after * (1.5**attempt), 300.0), attempt + 1)
+            return [Outcome("-", "deferred", retry.reason)]
 
     async def handle(self, event: ChangeEvent, delivery_count: int = 1) -> list[Outcome]:
         if self.before_first is not None:
@@ -257,7 +279,7 @@ class ApplyService:
     def _synthetic(self, side: Side, m: TableMap, row_id: str, current: Current) -> ChangeEvent:
         entity = m.dataverse.table if side is Side.DATAVERSE else m.fno.entity
         return ChangeEvent(
-            event_id=event_id("heal", side, m.name, row_id, current.version), source=Source(str(side)), entity=entity,
+            event_id=event_id("heal", side, m.name, row_id, current.version), source=Side(str(side)), entity=entity,
             operation=Operation.UPDATE, row_id=row_id, fields=current.record, source_version=current.version,
             occurred_at=datetime.now(UTC),
         )  # fmt: skip
