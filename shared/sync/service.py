@@ -1,38 +1,44 @@
-"""Apply: one queued `ChangeEvent` → the right write on the other side, exactly once in effect.
+"""Apply: queued `ChangeEvent`s → the right writes on the other side, exactly once in effect, in batches.
 
-event → maps reading it → (held if the map is paused) → echo? → source record (re-read when the event is partial)
-→ filter → transform (lookups resolved through the ledger, missing references synced first) → ledger: stale?
-echo? → the target row now → three-way resolution (conflicts by the map's policy, recorded) → conditional write,
-tagged → the ledger records both sides. A concurrent change (a 412 from the app or the ledger) re-runs the
-decision; throttling and transient errors become a `Retry` the trigger turns into a scheduled message.
+Per change: maps reading it → (held if the map is paused or invalid) → echo? → source record (re-read when the event
+is partial) → filter → transform (lookups through the ledger, missing references healed first: `heal.References`) →
+the pure plan (`plan.plan_change`: stale? echo? what to write, under which condition) → the write → the ledger.
+
+Writes are optimistic: conditional on the ETag the ledger remembers, or a guarded create for a row never synced, so
+a change costs one app request; a 412 (the row changed meanwhile) reads the row and plans again, three-way. The
+changes of a batch (one Service Bus session lane) are planned in order and their writes go out together, one
+`$batch` per map and target, their ledger entries in entity-group transactions; a row that fails is retried or
+error-logged alone. Throttling and transient errors become a `Retry`, a scheduled message.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import JsonValue
-
-from shared.connectors.errors import ConcurrencyConflict, ConnectorError, NotFound, Throttled
-from shared.events.model import ChangeEvent, Operation, event_id
-from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry
-from shared.ledger.tables import Ledger, LedgerConflict
+from shared.connectors.errors import ConcurrencyConflict, ConnectorError, NotFound, ValidationFailed
+from shared.events.model import ChangeEvent, Operation
+from shared.ledger.model import ErrorRecord, LedgerEntry
+from shared.ledger.tables import LedgerConflict
 from shared.maps.loader import MapSet
 from shared.maps.model import Side, TableMap
 from shared.maps.transform import CompiledMap, TargetRow, passes_filter, plain, transform
-from shared.sync.decide import fingerprint, is_newer, normalize, resolve
-from shared.sync.rows import Current, DataverseRows, FnoRows, Written
+from shared.sync.decide import fingerprint, normalize
+from shared.sync.heal import MAX_HEAL_DEPTH, References, Resolver, synthetic
+from shared.sync.plan import TAG_PREFIX, Plan, can_assume, plan_change, settle, skip_reason
+from shared.sync.ports import LedgerPort, RowsPort
+from shared.sync.rows import Current, RowWrite, Written
 
-TAG_PREFIX = "bridge:"
 MAX_ATTEMPTS = 12  # scheduled retries of one change before it goes to the error log (about an hour of backoff)
 MAX_DECISION_ROUNDS = 4
-MAX_HEAL_DEPTH = 3
 log = logging.getLogger("sync.apply")
+Scheduler = Callable[[ChangeEvent, float, int], Awaitable[None]]  # (change, after seconds, attempt)
+
+__all__ = ["MAX_HEAL_DEPTH", "TAG_PREFIX", "ApplyService", "Outcome", "PermanentFailure", "Retry"]
 
 
 class Retry(Exception):
@@ -42,9 +48,6 @@ class Retry(Exception):
         super().__init__(reason)
         self.after = after
         self.reason = reason
-
-
-Scheduler = Callable[[ChangeEvent, float, int], Awaitable[None]]  # (change, after seconds, attempt)
 
 
 class PermanentFailure(Exception):
@@ -67,18 +70,41 @@ class AlertRule:
     minutes: float = 5.0
 
 
-class _Resolver:
-    """The transforms' `ReferenceResolver`, filled before the (synchronous) transform runs."""
+@dataclass
+class Message:
+    """A queued change as the trigger hands it over."""
 
-    def __init__(self) -> None:
-        self.fno_keys: dict[tuple[str, str], dict[str, JsonValue]] = {}
-        self.companies: dict[str, str] = {}
+    event: ChangeEvent
+    delivery_count: int = 1
+    attempt: int = 0
 
-    def fno_key(self, map_name: str, dataverse_id: str) -> dict[str, JsonValue] | None:
-        return self.fno_keys.get((map_name, dataverse_id.lower()))
 
-    def company_code(self, dataverse_company_id: str) -> str | None:
-        return self.companies.get(dataverse_company_id.lower())
+@dataclass
+class _Unit:
+    """One change of a batch (repeated changes of a row merged into it) and what became of it."""
+
+    event: ChangeEvent
+    delivery_count: int
+    outcomes: list[Outcome] = field(default_factory=list)
+    failure: Exception | None = None
+
+
+@dataclass
+class _Change:
+    """A change planned, its write to do."""
+
+    compiled: CompiledMap
+    side: Side
+    event: ChangeEvent
+    depth: int
+    record: dict[str, Any]
+    source_version: str | None
+    source_tag: str | None
+    row: TargetRow
+    key: dict[str, Any]
+    entry: LedgerEntry | None
+    current: Current | None
+    plan: Plan
 
 
 def _integration_key(m: TableMap, record: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -91,16 +117,68 @@ def _integration_key(m: TableMap, record: Mapping[str, Any]) -> dict[str, Any] |
     return key
 
 
-@dataclass
-class _Context:
-    event: ChangeEvent
-    depth: int = 0
-    outcomes: list[Outcome] = field(default_factory=list)
+def _row_of(event: ChangeEvent) -> tuple[str, str, str]:
+    return (str(event.source), event.entity, event.row_id)
+
+
+def merge(earlier: ChangeEvent, later: ChangeEvent) -> ChangeEvent:
+    """Two changes of one row in one batch, as one: the row's latest state (later values over earlier ones), under
+    the later change's id and version."""
+    return later.model_copy(
+        update={
+            "fields": {**earlier.fields, **later.fields},
+            "keys": {**earlier.keys, **later.keys},
+            "changed_fields": sorted(set(earlier.changed_fields) | set(later.changed_fields)),
+            "reread_required": earlier.reread_required or later.reread_required,
+        }
+    )
+
+
+def coalesce(
+    messages: Sequence[Message], alone: Sequence[bool] | None = None
+) -> list[tuple[ChangeEvent, int, list[int]]]:
+    """The batch's changes in order, a row changed several times (no delete between) merged into its last change:
+    (change, delivery count, the messages it stands for). A change marked `alone` (its map holds changes) is never
+    merged: each held change is released as it came."""
+    units: list[tuple[ChangeEvent, int, list[int]] | None] = []
+    open_: dict[tuple[str, str, str], int] = {}
+    for i, message in enumerate(messages):
+        event = message.event
+        row = _row_of(event)
+        before = open_.pop(row, None)
+        if alone is not None and alone[i]:
+            units.append((event, message.delivery_count, [i]))
+            continue
+        if event.operation is not Operation.DELETE and before is not None and event.row_id:
+            earlier = units[before]
+            assert earlier is not None
+            units[before] = None
+            units.append((merge(earlier[0], event), max(earlier[1], message.delivery_count), [*earlier[2], i]))
+        else:
+            units.append((event, message.delivery_count, [i]))
+        if event.operation is not Operation.DELETE and event.row_id:
+            open_[row] = len(units) - 1
+    return [u for u in units if u is not None]
+
+
+class _Batch:
+    """Writes waiting to go out together, one `$batch` per map and target."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[_Change, _Unit]] = []
+        self.keys: set[tuple[str, str]] = set()
+
+    def holds(self, map_name: str, key: Mapping[str, Any]) -> bool:
+        return (map_name, json.dumps(key, sort_keys=True, default=str)) in self.keys
+
+    def add(self, change: _Change, unit: _Unit) -> None:
+        self.pending.append((change, unit))
+        self.keys.add((change.compiled.map.name, json.dumps(change.key, sort_keys=True, default=str)))
 
 
 class ApplyService:
     def __init__(
-        self, maps: MapSet, ledger: Ledger, dataverse: DataverseRows, fno: FnoRows, alert: AlertRule | None = None,
+        self, maps: MapSet, ledger: LedgerPort, dataverse: RowsPort, fno: RowsPort, alert: AlertRule | None = None,
         before_first: Callable[[], Awaitable[None]] | None = None, schedule: Scheduler | None = None,
     ) -> None:  # fmt: skip
         self.maps = maps
@@ -110,55 +188,125 @@ class ApplyService:
         self.alert = alert or AlertRule()
         self.before_first = before_first  # the maps' check against the apps, once per process (cached by its owner)
         self.schedule = schedule  # puts a change back on the queue for later (a `Retry`)
+        self.references = References(maps, ledger, dataverse, fno, self._apply_nested)
 
-    @staticmethod
-    def maps_side(event: ChangeEvent) -> Side:
-        return Side(str(event.source))
+    def rows(self, side: Side) -> RowsPort:
+        return self.dataverse if side is Side.DATAVERSE else self.fno
 
-    # --- entry point ----------------------------------------------------------------------------------------------
+    # --- entry points ---------------------------------------------------------------------------------------------
+
+    async def apply_messages(self, messages: Sequence[Message]) -> list[list[Outcome]]:
+        """A batch of queued changes (one session lane, in order). A change to retry is re-scheduled with a backoff,
+        until `MAX_ATTEMPTS` (then it goes to the error log); a change that failed for good is error-logged. The
+        rest of the batch completes either way. Raises `PermanentFailure` only for a batch of one, so that its
+        message is abandoned and ends dead-lettered; in a larger batch the failed change is sent again alone."""
+        results = await self.apply_batch([(m.event, m.delivery_count) for m in messages])
+        out: list[list[Outcome]] = []
+        for message, result in zip(messages, results, strict=True):
+            if isinstance(result, list):
+                out.append(result)
+            elif isinstance(result, Retry):
+                out.append(await self._retry_later(message, result))
+            elif len(messages) == 1 or self.schedule is None:
+                raise result
+            else:
+                await self.schedule(message.event, 0.0, message.attempt + 1)  # to fail (and dead-letter) alone
+                out.append([])
+        return out
 
     async def apply_message(self, event: ChangeEvent, delivery_count: int, attempt: int) -> list[Outcome]:
-        """Apply one queued change; a `Retry` re-schedules it (the session moves on meanwhile), with a backoff,
-        until `MAX_ATTEMPTS` — then it goes to the error log and the message is dead-lettered."""
-        try:
-            return await self.handle(event, delivery_count)
-        except Retry as retry:
-            if attempt >= MAX_ATTEMPTS or self.schedule is None:
-                for compiled in self.maps.reading(event.source, event.entity):
-                    await self.ledger.record_error(
-                        ErrorRecord(map=compiled.map.name, event_id=event.event_id,
-                                    event=event.model_dump(mode="json"), request="",
-                                    message=f"gave up after {attempt} retries: {retry.reason}")
-                    )  # fmt: skip
-                raise PermanentFailure(retry.reason) from None
-            await self.schedule(event, min(retry.after * (1.5**attempt), 300.0), attempt + 1)
-            return [Outcome("-", "deferred", retry.reason)]
+        return (await self.apply_messages([Message(event, delivery_count, attempt)]))[0]
+
+    async def _retry_later(self, message: Message, retry: Retry) -> list[Outcome]:
+        event, attempt = message.event, message.attempt
+        if attempt >= MAX_ATTEMPTS or self.schedule is None:
+            for compiled in self.maps.reading(event.source, event.entity):
+                await self.ledger.record_error(
+                    ErrorRecord(map=compiled.map.name, event_id=event.event_id, event=event.model_dump(mode="json"),
+                                request="", message=f"gave up after {attempt} retries: {retry.reason}")
+                )  # fmt: skip
+            raise PermanentFailure(retry.reason) from None
+        await self.schedule(event, min(retry.after * (1.5**attempt), 300.0), attempt + 1)
+        return [Outcome("-", "deferred", retry.reason)]
 
     async def handle(self, event: ChangeEvent, delivery_count: int = 1) -> list[Outcome]:
+        """One change; raises `Retry` or `PermanentFailure`."""
+        result = (await self.apply_batch([(event, delivery_count)]))[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def apply_batch(
+        self, items: Sequence[tuple[ChangeEvent, int]]
+    ) -> list[list[Outcome] | Retry | PermanentFailure]:
+        """Each change's outcomes, or why it must be retried or failed for good."""
         if self.before_first is not None:
             await self.before_first()
-        side = Side(str(event.source))
-        maps = self.maps.reading(side, event.entity)
+        results: list[list[Outcome] | Retry | PermanentFailure] = [[] for _ in items]
+        units: list[tuple[_Unit, list[int]]] = []
+        batch = _Batch()
+        alone = [await self._holding(event) for event, _ in items]
+        for event, delivery_count, indices in coalesce([Message(e, d) for e, d in items], alone):
+            unit = _Unit(event, delivery_count)
+            units.append((unit, indices))
+            for i in indices[:-1]:
+                superseded = items[i][0]
+                outcome = Outcome("-", "skipped-stale", f"superseded in its batch by {event.event_id}")
+                results[i] = [self._log(superseded, outcome)]
+            await self._handle(unit, batch)
+        await self._flush(batch)
+        for unit, indices in units:
+            failure = unit.failure
+            results[indices[-1]] = (
+                failure if isinstance(failure, Retry | PermanentFailure)
+                else PermanentFailure(str(failure)) if failure is not None else unit.outcomes
+            )  # fmt: skip
+        return results
+
+    async def _holding(self, event: ChangeEvent) -> bool:
+        """Whether a map reading the change holds its changes (cached while running: no Table read per change)."""
+        for compiled in self.maps.reading(event.source, event.entity):
+            if await self.ledger.is_paused(compiled.map.name):
+                return True
+        return False
+
+    async def _handle(self, unit: _Unit, batch: _Batch | None) -> None:
+        event = unit.event
+        maps = self.maps.reading(event.source, event.entity)
         if not maps:
-            return [self._log(event, Outcome("-", "skipped", "no enabled map reads this entity"))]
-        outcomes = []
+            unit.outcomes.append(self._log(event, Outcome("-", "skipped", "no enabled map reads this entity")))
+            return
         for compiled in maps:
             m = compiled.map
-            if delivery_count > 1 and await self.ledger.error_for(m.name, event.event_id) is not None:
-                raise PermanentFailure(f"{m.name}: already recorded in the error log")
-            try:
-                outcome = await self._apply_map(compiled, side, event, 0)
-            except (Throttled, ConnectorError) as exc:
-                if exc.retryable:
-                    after = exc.retry_after if isinstance(exc, Throttled) else 5.0
-                    self._log(event, Outcome(m.name, "deferred", str(exc)))
-                    raise Retry(after, str(exc)) from exc
-                await self._error(m, event, exc)
-                raise PermanentFailure(str(exc)) from exc
-            outcomes.append(self._log(event, outcome))
-        return outcomes
+            if unit.delivery_count > 1 and await self.ledger.error_for(m.name, event.event_id) is not None:
+                unit.failure = PermanentFailure(f"{m.name}: already recorded in the error log")
+                return
+            if not await self._guard(unit, m, self._apply_map(compiled, event.source, event, 0, batch, unit)):
+                return
+
+    async def _guard(self, unit: _Unit, m: TableMap, work: Awaitable[Outcome | None]) -> bool:
+        """Run one map's apply for `unit`, turning what goes wrong into the unit's failure; False when it failed."""
+        try:
+            outcome = await work
+        except ConnectorError as exc:
+            if exc.retryable:
+                after = float(getattr(exc, "retry_after", 5.0) or 5.0)
+                self._log(unit.event, Outcome(m.name, "deferred", str(exc)))
+                unit.failure = Retry(after, str(exc))
+            else:
+                await self._error(m, unit.event, exc)
+                unit.failure = PermanentFailure(str(exc))
+            return False
+        except Retry as retry:
+            self._log(unit.event, Outcome(m.name, "deferred", retry.reason))
+            unit.failure = retry
+            return False
+        if outcome is not None:  # None: its write waits in the batch
+            unit.outcomes.append(self._log(unit.event, outcome))
+        return True
 
     def _log(self, event: ChangeEvent, outcome: Outcome) -> Outcome:
+        """Every outcome of apply goes through here (one place: observers hook in here)."""
         latency = (datetime.now(UTC) - event.occurred_at).total_seconds() * 1000
         log.info(json.dumps({
             "event": "apply", "correlation_id": event.correlation_id or event.event_id, "event_id": event.event_id,
@@ -181,11 +329,17 @@ class ApplyService:
 
     # --- one map --------------------------------------------------------------------------------------------------
 
-    async def _apply_map(self, compiled: CompiledMap, side: Side, event: ChangeEvent, depth: int) -> Outcome:
+    async def _apply_nested(self, compiled: CompiledMap, side: Side, event: ChangeEvent, depth: int) -> Outcome | None:
+        return await self._apply_map(compiled, side, event, depth)
+
+    async def _apply_map(
+        self, compiled: CompiledMap, side: Side, event: ChangeEvent, depth: int, batch: _Batch | None = None,
+        unit: _Unit | None = None, read: bool = False,
+    ) -> Outcome | None:  # fmt: skip
         m = compiled.map
         if event.write_tag and event.write_tag.startswith(TAG_PREFIX):
             return Outcome(m.name, "skipped-echo", "our own write (tag)")  # never applied, paused or not
-        if depth == 0 and await self.ledger.is_paused(m.name):
+        if depth == 0 and not read and await self.ledger.is_paused(m.name):
             await self.ledger.hold(m.name, event)
             return Outcome(m.name, "held", "the map is paused or failed its check")
         if depth > 0 and (await self.ledger.map_state(m.name))["state"] == "invalid":  # no healing through it
@@ -194,103 +348,41 @@ class ApplyService:
             return await self._delete(m, side, event)
         for _ in range(MAX_DECISION_ROUNDS):
             try:
-                return await self._apply_change(compiled, side, event, depth)
+                return await self._apply_change(compiled, side, event, depth, read, batch, unit)
             except (ConcurrencyConflict, LedgerConflict) as exc:
-                log.info("concurrent change on %s (%s); deciding again", m.name, exc)
+                log.info("concurrent change on %s (%s); reading the row and deciding again", m.name, exc)
+                read, batch = True, None
         raise Retry(1.0, "the row kept changing while being applied")
 
-    async def _source_record(self, m: TableMap, side: Side, event: ChangeEvent) -> tuple[dict[str, Any], str | None]:
-        """The source row's values. F&O updates carry only the changed fields, and a cut Dataverse payload
-        carries none: those are re-read, so a late or re-scheduled event applies the row as it is now."""
+    async def _source_record(
+        self, m: TableMap, side: Side, event: ChangeEvent
+    ) -> tuple[dict[str, Any], str | None, str | None]:
+        """The source row's values, version and ETag (when read). F&O updates carry only the changed fields, and a
+        cut Dataverse payload carries none: those are re-read, so a late or re-scheduled event applies the row as
+        it is now."""
         record: dict[str, Any] = dict(event.fields)
         partial = event.reread_required or (side is Side.FNO and event.operation is Operation.UPDATE)
         if not partial:
-            return record, event.source_version
+            return record, event.source_version, None
         if side is Side.DATAVERSE:
             current = await self.dataverse.read(m, event.row_id)
         else:
             key = _integration_key(m, record | event.keys) or await self.ledger.key_for(m.name, side, event.row_id)
             current = await self.fno.read(m, key) if key else None
         if current is None:
-            return record, event.source_version
-        return current.record, current.version or event.source_version
+            return record, event.source_version, None
+        return current.record, current.version or event.source_version, current.etag
 
-    async def _prepare(self, compiled: CompiledMap, side: Side, record: Mapping[str, Any], depth: int) -> _Resolver:
-        """Resolve what the transform needs from I/O: company codes and the F&O keys of referenced rows, syncing a
-        referenced row first when the ledger does not know it yet (a missing reference heals, it does not block)."""
-        m = compiled.map
-        resolver = _Resolver()
-        if side is not Side.DATAVERSE:
-            return resolver
-        company = m.company_field(Side.DATAVERSE)
-        value = record.get(company) if company else None
-        if isinstance(value, dict) and value.get("id"):
-            code = await self.dataverse.company_code(str(value["id"]))
-            if code:
-                resolver.companies[str(value["id"]).lower()] = code
-        for f in m.fields:
-            if not f.lookup or not f.dataverse or not m.flows(f, Side.FNO):
-                continue
-            ref = record.get(f.dataverse)
-            if not isinstance(ref, dict) or not ref.get("id"):
-                continue
-            ref_id = str(ref["id"]).lower()
-            key = await self.ledger.key_for(f.lookup, Side.DATAVERSE, ref_id)
-            if key is None and depth < MAX_HEAL_DEPTH and f.lookup in self.maps.maps:
-                await self._heal_from_dataverse(self.maps.maps[f.lookup], ref_id, depth)
-                key = await self.ledger.key_for(f.lookup, Side.DATAVERSE, ref_id)
-            if key is not None:
-                resolver.fno_keys[(f.lookup, ref_id)] = key
-        return resolver
-
-    async def _heal_from_dataverse(self, referenced: CompiledMap, row_id: str, depth: int) -> None:
-        current = await self.dataverse.read(referenced.map, row_id)
-        if current is None:
-            return
-        await self._apply_map(
-            referenced, Side.DATAVERSE, self._synthetic(Side.DATAVERSE, referenced.map, row_id, current), depth + 1
-        )
-
-    async def _heal_from_fno(
-        self, compiled: CompiledMap, record: Mapping[str, Any], row: TargetRow, depth: int
-    ) -> bool:
-        """F&O → Dataverse and a lookup's row is not in Dataverse: sync the referenced rows from F&O first."""
-        healed = False
-        for f in compiled.map.fields:
-            if not f.lookup or not f.fno or f.lookup not in self.maps.maps or record.get(f.fno) in (None, ""):
-                continue
-            referenced = self.maps.maps[f.lookup]
-            r = referenced.map
-            own = [k for k in r.fno.key if k != r.company_field(Side.FNO)]
-            if len(own) != 1:
-                continue
-            key: dict[str, Any] = {own[0]: plain(record[f.fno])}
-            if r.company is not None:
-                key[r.company.fno] = row.company
-            if await self.ledger.get(r.name, key) is not None:
-                continue
-            current = await self.fno.read(r, key)
-            if current is not None:
-                event = self._synthetic(Side.FNO, r, json.dumps(key, sort_keys=True), current)
-                await self._apply_map(referenced, Side.FNO, event, depth + 1)
-                healed = True
-        return healed
-
-    def _synthetic(self, side: Side, m: TableMap, row_id: str, current: Current) -> ChangeEvent:
-        entity = m.dataverse.table if side is Side.DATAVERSE else m.fno.entity
-        return ChangeEvent(
-            event_id=event_id("heal", side, m.name, row_id, current.version), source=Side(str(side)), entity=entity,
-            operation=Operation.UPDATE, row_id=row_id, fields=current.record, source_version=current.version,
-            occurred_at=datetime.now(UTC),
-        )  # fmt: skip
-
-    async def _apply_change(self, compiled: CompiledMap, side: Side, event: ChangeEvent, depth: int) -> Outcome:
+    async def _apply_change(
+        self, compiled: CompiledMap, side: Side, event: ChangeEvent, depth: int, read: bool, batch: _Batch | None,
+        unit: _Unit | None,
+    ) -> Outcome | None:  # fmt: skip
         m = compiled.map
         into = side.other
-        record, source_version = await self._source_record(m, side, event)
+        record, source_version, source_tag = await self._source_record(m, side, event)
         if not passes_filter(compiled, side, record):
             return Outcome(m.name, "skipped-filtered", "the row does not pass the map's filter")
-        resolver = await self._prepare(compiled, side, record, depth)
+        resolver = await self.references.prepare(compiled, side, record, depth)
         row = transform(compiled, side, record, self.maps.maps, resolver)
         if row.errors:
             raise _validation(m, "; ".join(row.errors))
@@ -302,69 +394,28 @@ class ApplyService:
             key = {k: (str(v).lower() if k == m.company_field(Side.FNO) else v) for k, v in key.items()}
         if not key:
             raise _validation(m, "the row's integration key is incomplete")
+        if batch is not None and batch.holds(m.name, key):
+            await self._flush(batch)  # the row's earlier write first: order per row
         entry = await self.ledger.get(m.name, key)
-        source_names = m.readable(side)
-        seen = fingerprint(record, source_names)
-        if entry is not None:
-            state = entry.side(side)
-            if event.event_id == state.last_event or not is_newer(source_version, state.version):
-                return Outcome(m.name, "skipped-stale", f"version {source_version} ≤ {state.version}")
-            if not entry.deleted and all(state.values.get(n) == v for n, v in seen.items()):
-                return Outcome(m.name, "skipped-echo", "no value differs from what was last synced")
-        # The target row as it is now, and what the source wants written there.
-        current = await self._read_target(m, into, row, entry)
-        proposed = {c: normalize(v) for c, v in row.values.items()}
-        base = entry.side(into).values if entry is not None and not entry.deleted else None
-        # The target's columns that can change on their own and flow back: those synced before, and every mapped
-        # column flowing into the source — also one never synced (empty when the row was first synced).
-        flowing_back = {
-            name for f in m.fields if m.flows(f, side) and (name := f.dataverse if into is Side.DATAVERSE else f.fno)
-        }
-        columns = ((base or {}).keys() | flowing_back) - row.key.keys()
-        now = fingerprint(current.record, proposed.keys() | columns) if current else None
-        target_time = _time(current.modified) if current else None
-        decision = resolve(m.conflict, side, proposed, now, base, columns, event.occurred_at, target_time)
-        if decision.conflicts:
-            winner = str(decision.winner) if decision.winner else "none"
-            status = "open" if decision.park else "resolved"
-            record_ = ConflictRecord(map=m.name, key=key, policy=str(m.conflict.policy), winner=winner,
-                                     fields=decision.conflicts, source=str(side), event_id=event.event_id,
-                                     status=status)  # fmt: skip
-            await self.ledger.record_conflict(record_)
-        if decision.park:
-            return Outcome(m.name, "conflict", f"parked for a person: {', '.join(sorted(decision.conflicts))}")
-        entry = entry or LedgerEntry(map=m.name, key=key)
-        writes = 0
-        values = {c: v for c, v in row.values.items() if c in decision.write}
-        lookups = row.lookups if (current is None or decision.write or entry.deleted) else {}
-        if current is None or values or lookups:
-            tag = f"{TAG_PREFIX}{event.event_id}"
-            written = await self._write_target(compiled, into, key, row, values, lookups, current, tag, record, depth)
-            writes += 1
-            self._record_write(entry, into, written, current, row, values)
-        elif current is not None:
-            entry.side(into).values = {**entry.side(into).values, **fingerprint(current.record, current.record)}
-        state = entry.side(side)
-        state.values = {**state.values, **seen}
-        state.version = source_version if source_version and is_newer(source_version, state.version) else state.version
-        moved: Current | None = None
-        if decision.back and current is not None:
-            wrote, moved = await self._write_back(compiled, side, event, key, current, decision.back, entry)
-            writes += wrote
-        state.last_event = event.event_id
-        if event.row_id and not (side is Side.FNO and event.row_id.startswith("{")):
-            state.row_id = state.row_id or event.row_id
-        entry.deleted = False
+        skip = skip_reason(entry, side, event, source_version, fingerprint(record, m.readable(side)))
+        if skip is not None:
+            return Outcome(m.name, *skip)
+        assume = not read and can_assume(entry, into)
+        current = None if assume else await self._read_target(m, into, row, entry)
+        plan = plan_change(m, side, event, row, key, entry, current, read=not assume)
+        if plan.conflict is not None:
+            await self.ledger.record_conflict(plan.conflict)
+        if plan.park:
+            return Outcome(m.name, "conflict", plan.detail)
+        change = _Change(compiled, side, event, depth, record, source_version, source_tag, row, key, entry, current,
+                         plan)  # fmt: skip
+        if plan.write is not None and batch is not None and unit is not None and depth == 0:
+            batch.add(change, unit)
+            return None
+        written = await self._write(change) if plan.write is not None else None
+        entry, writes, moved = await self._settle(change, written)
         await self.ledger.save(entry)
-        if moved is not None and depth < MAX_HEAL_DEPTH:
-            # The source row had moved on past this change: sync it as it is now, before its own (older-looking)
-            # notifications arrive and find the ledger already past them.
-            follow = self._synthetic(side, m, event.row_id, moved)
-            writes += (await self._apply_change(compiled, side, follow, depth + 1)).writes
-        detail = (
-            f"conflict on {', '.join(sorted(decision.conflicts))}, {decision.winner} won" if decision.conflicts else ""
-        )
-        return Outcome(m.name, "conflict" if decision.conflicts else "applied", detail, writes)
+        return await self._done(change, writes, moved)
 
     async def _read_target(self, m: TableMap, into: Side, row: TargetRow, entry: LedgerEntry | None) -> Current | None:
         if into is Side.FNO:
@@ -372,39 +423,96 @@ class ApplyService:
         known = entry.dataverse.row_id if entry is not None else None
         return await self.dataverse.read(m, known or row.key)
 
-    async def _write_target(
-        self, compiled: CompiledMap, into: Side, key: dict[str, Any], row: TargetRow, values: dict[str, Any],
-        lookups: Mapping[str, Any], current: Current | None, tag: str, record: Mapping[str, Any], depth: int,
-    ) -> Written:  # fmt: skip
-        m = compiled.map
-        if_match = current.etag if current is not None else None
-        if into is Side.FNO:
-            return await self.fno.write(m, row.key, values, if_match=if_match, create=current is None)
-        try:
-            return await self.dataverse.write(
-                m, row.key, values, lookups, if_match=if_match, create=current is None, tag=tag
-            )
-        except NotFound as exc:
-            if not lookups or depth >= MAX_HEAL_DEPTH or not await self._heal_from_fno(compiled, record, row, depth):
-                raise Retry(30.0, f"a referenced row does not exist in Dataverse: {exc.message}") from exc
-            return await self.dataverse.write(
-                m, row.key, values, lookups, if_match=if_match, create=current is None, tag=tag
-            )
+    def _row_write(self, change: _Change) -> RowWrite:
+        w = change.plan.write
+        assert w is not None
+        return RowWrite(change.row.key, w.values, w.lookups, w.if_match, w.create, w.tag)
 
-    def _record_write(
-        self, entry: LedgerEntry, into: Side, written: Written, current: Current | None, row: TargetRow,
-        values: Mapping[str, Any],
+    async def _write(self, change: _Change) -> Written:
+        """The change's write alone; a Dataverse lookup to a row that is not there heals it from F&O first."""
+        w = self._row_write(change)
+        rows = self.rows(change.side.other)
+        m = change.compiled.map
+        try:
+            return await rows.write(m, w.key, w.values, w.lookups, if_match=w.if_match, create=w.create, tag=w.tag)
+        except NotFound as exc:
+            if (
+                change.side.other is not Side.DATAVERSE
+                or not w.lookups
+                or not await self.references.from_fno(change.compiled, change.record, change.row, change.depth)
+            ):
+                raise Retry(30.0, f"a referenced row does not exist in Dataverse: {exc.message}") from exc
+            return await rows.write(m, w.key, w.values, w.lookups, if_match=w.if_match, create=w.create, tag=w.tag)
+
+    async def _settle(self, change: _Change, written: Written | None) -> tuple[LedgerEntry, int, Current | None]:
+        """The ledger entry once the write is done, with the write-back into the source when the plan has one."""
+        c = change
+        m = c.compiled.map
+        entry = settle(c.plan, m, c.side, c.event, c.record, c.source_version, c.row, c.key, c.entry, c.current,
+                       written, c.source_tag)  # fmt: skip
+        writes = 1 if written is not None else 0
+        moved: Current | None = None
+        if c.plan.back and c.current is not None:
+            wrote, moved = await self._write_back(c.compiled, c.side, c.event, c.key, c.current, c.plan.back, entry)
+            writes += wrote
+        return entry, writes, moved
+
+    async def _done(self, change: _Change, writes: int, moved: Current | None) -> Outcome:
+        c = change
+        m = c.compiled.map
+        if moved is not None and c.depth < MAX_HEAL_DEPTH:
+            # The source row had moved on past this change: sync it as it is now, before its own (older-looking)
+            # notifications arrive and find the ledger already past them.
+            follow = synthetic(c.side, m, c.event.row_id, moved)
+            again = await self._apply_change(c.compiled, c.side, follow, c.depth + 1, True, None, None)
+            writes += again.writes if again is not None else 0
+        return Outcome(m.name, "conflict" if c.plan.conflict else "applied", c.plan.detail, writes)
+
+    # --- a batch's writes -----------------------------------------------------------------------------------------
+
+    async def _flush(self, batch: _Batch) -> None:
+        """The waiting writes, one `$batch` per map and target; then their ledger entries, together. A row whose
+        write or ledger entry met a concurrent change is read and decided again, alone."""
+        pending, batch.pending, batch.keys = batch.pending, [], set()
+        groups: dict[tuple[Side, str], list[tuple[_Change, _Unit]]] = {}
+        for change, unit in pending:
+            groups.setdefault((change.side.other, change.compiled.map.name), []).append((change, unit))
+        settled: list[tuple[_Change, _Unit, LedgerEntry, int, Current | None]] = []
+        again: list[tuple[_Change, _Unit]] = []
+        for (into, _), members in groups.items():
+            m = members[0][0].compiled.map
+            try:
+                answers = await self.rows(into).write_many(m, [self._row_write(c) for c, _ in members])
+            except ConnectorError as exc:  # the whole request failed (throttled, unreachable): each row alike
+                answers = [exc] * len(members)
+            for (change, unit), answer in zip(members, answers, strict=True):
+                if isinstance(answer, Written):
+                    await self._guard(unit, m, self._settled(change, unit, answer, settled))
+                elif isinstance(answer, ConcurrencyConflict):
+                    again.append((change, unit))
+                elif isinstance(answer, NotFound) and change.plan.write and change.plan.write.lookups:
+                    again.append((change, unit))  # alone, so its missing reference can heal
+                else:
+                    await self._guard(unit, m, _raise(answer))
+        if settled:
+            saved = await self.ledger.save_many([entry for _, _, entry, _, _ in settled])
+            for (change, unit, _, writes, moved), result in zip(settled, saved, strict=True):
+                if isinstance(result, LedgerConflict):
+                    again.append((change, unit))
+                elif isinstance(result, Exception):
+                    raise result
+                else:
+                    await self._guard(unit, change.compiled.map, self._done(change, writes, moved))
+        for change, unit in again:
+            c = change
+            await self._guard(unit, c.compiled.map, self._apply_map(c.compiled, c.side, c.event, c.depth, read=True))
+
+    async def _settled(
+        self, change: _Change, unit: _Unit, written: Written,
+        into: list[tuple[_Change, _Unit, LedgerEntry, int, Current | None]],
     ) -> None:  # fmt: skip
-        target = entry.side(into)
-        stored = written.record
-        if stored is not None:
-            target.values = {**target.values, **fingerprint(stored, stored)}
-        else:
-            before = fingerprint(current.record, current.record) if current else {}
-            target.values = {**target.values, **before, **{c: normalize(v) for c, v in values.items()},
-                             **{c: normalize(v) for c, v in row.key.items()}}  # fmt: skip
-        target.version = written.version or target.version
-        target.row_id = written.row_id or target.row_id
+        entry, writes, moved = await self._settle(change, written)
+        into.append((change, unit, entry, writes, moved))
 
     async def _write_back(
         self, compiled: CompiledMap, side: Side, event: ChangeEvent, key: dict[str, Any], current: Current,
@@ -415,7 +523,7 @@ class ApplyService:
         holds changes not synced yet."""
         m = compiled.map
         into = side.other
-        back = transform(compiled, into, current.record, self.maps.maps, _Resolver())
+        back = transform(compiled, into, current.record, self.maps.maps, Resolver())
         names = {}
         for column in columns:
             f = m.field_for(into, column)
@@ -425,10 +533,8 @@ class ApplyService:
         if not names:
             return 0, None
         tag = f"{TAG_PREFIX}{event.event_id}:back"
-        if side is Side.FNO:
-            written = await self.fno.write(m, key, names, if_match="*", create=False)
-        else:
-            written = await self.dataverse.write(m, back.key, names, {}, if_match="*", create=False, tag=tag)
+        write_key = key if side is Side.FNO else back.key
+        written = await self.rows(side).write(m, write_key, names, {}, if_match="*", create=False, tag=tag)
         state = entry.side(side)
         state.values = {**state.values, **{n: normalize(v) for n, v in names.items()}}
         entry.side(into).values = {**entry.side(into).values, **fingerprint(current.record, current.record)}
@@ -444,8 +550,10 @@ class ApplyService:
             state.values.get(n) != v for n, v in fingerprint(now.record, m.readable(side)).items()
         )
         if unsynced:
+            state.etag = None  # its ETag is not of a state we synced: the next write into it reads it first
             return 1, now
         state.version = written.version or state.version
+        state.etag = written.etag or (now.etag if now is not None else None)
         return 1, None
 
     # --- deletes --------------------------------------------------------------------------------------------------
@@ -461,44 +569,36 @@ class ApplyService:
         writes = 0
         if m.delete == "ignore":
             return Outcome(m.name, "skipped", "the map ignores deletes")
+        tag = f"{TAG_PREFIX}{event.event_id}"
         if into is Side.FNO:
             if m.delete == "delete":  # F&O has no deactivation: `deactivate` leaves the row
                 try:
-                    await self.fno.delete(m, key)
+                    await self.fno.delete(m, key, tag)
                     writes = 1
                 except NotFound:
                     pass
         else:
-            dataverse_key: Any = entry.dataverse.row_id or {}
-            if not dataverse_key:
+            row_id = entry.dataverse.row_id
+            if not row_id:
                 raise _validation(m, "the Dataverse row id is unknown")
-            tag = f"{TAG_PREFIX}{event.event_id}"
             try:
                 if m.delete == "delete":
-                    await self.dataverse.client.delete(m.dataverse.entity_set, dataverse_key, tag=tag)
+                    await self.dataverse.delete(m, row_id, tag)
                 else:
-                    await self.dataverse.client.write(
-                        m.dataverse.entity_set, dataverse_key, {"statecode": 1, "statuscode": 2}, if_match="*", tag=tag
-                    )
+                    await self.dataverse.deactivate(m, row_id, tag)
                 writes = 1
             except NotFound:
                 pass
         entry.deleted = True
+        entry.side(into).etag = None
         entry.side(side).last_event = event.event_id
         await self.ledger.save(entry)
         return Outcome(m.name, "applied", f"{m.delete} on {into}", writes)
 
 
+async def _raise(exc: Exception) -> None:
+    raise exc
+
+
 def _validation(m: TableMap, message: str) -> ConnectorError:
-    from shared.connectors.errors import ValidationFailed
-
     return ValidationFailed(message, request=f"map {m.name}")
-
-
-def _time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
