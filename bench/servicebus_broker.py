@@ -88,12 +88,15 @@ def run(connection: str, n: int, batch_size: int, broker_pid: int) -> int:
             # the sum of both CPU costs per message.
             sdk_us = (time.process_time() - sdk_cpu) / max(received, 1) * 1e6
             broker_us = (cpu_seconds(broker_pid) - broker_cpu) / max(received, 1) * 1e6
+        # The peek-lock receiver's last prefetch (up to one batch) stays locked for the lock duration once it has
+        # closed, as in Service Bus: drain what the second send phase left besides those.
+        to_drain = n - batch_size
         drained = 0
         with client.get_queue_receiver(
             "bench", receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE, prefetch_count=batch_size
         ) as receiver:
             started = time.perf_counter()
-            while drained < n:
+            while drained < to_drain:
                 messages = receiver.receive_messages(max_message_count=batch_size, max_wait_time=5)
                 if not messages:
                     break
@@ -108,7 +111,7 @@ def run(connection: str, n: int, batch_size: int, broker_pid: int) -> int:
     )
     print(f"  CPU per received + completed message: SDK {sdk_us:,.0f} µs, broker {broker_us:,.0f} µs")
     print(f"receive-and-delete:                {rad_rate:8,.0f} msg/s  (information)")
-    return 0 if received == n and drained == n else 1
+    return 0 if received == n and drained >= to_drain else 1
 
 
 if __name__ == "__main__":

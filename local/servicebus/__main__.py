@@ -16,10 +16,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from local.servicebus.config import DEFAULT_CONFIG, load_config
+from local.servicebus.auth import SasValidator
+from local.servicebus.config import DEFAULT_CONFIG, TopicsNotSupported, load_config
 from local.servicebus.engine import Namespace
 from local.servicebus.loop import run
-from local.servicebus.server import BrokerHandler, SasValidator
+from local.servicebus.server import BrokerHandler
 
 log = logging.getLogger("local.servicebus")
 
@@ -40,6 +41,9 @@ def main() -> int:
     logging.getLogger("proton").setLevel(logging.CRITICAL)  # it logs every peer hang-up as an error
     try:
         config = load_config(args.config)
+    except TopicsNotSupported as exc:
+        log.error("%s: %s", args.config, exc)
+        return 2
     except (OSError, ValueError, ValidationError) as exc:
         log.error("cannot read the entity config %s: %s", args.config, exc)
         return 2

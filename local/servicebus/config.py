@@ -6,6 +6,7 @@ import json
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -53,6 +54,7 @@ class NamespaceConfig(BaseModel):
 
     name: str = Field(alias="Name")
     queues: list[QueueConfig] = Field(default_factory=list, alias="Queues")
+    topics: list[dict[str, Any]] = Field(default_factory=list, alias="Topics")
 
 
 class UserConfig(BaseModel):
@@ -70,8 +72,19 @@ class EmulatorConfig(BaseModel):
         return [q for ns in self.user_config.namespaces for q in ns.queues]
 
 
+class TopicsNotSupported(ValueError):
+    """The config defines topics, which the local broker does not implement: refused rather than ignored."""
+
+
 def load_config(path: Path) -> EmulatorConfig:
-    return EmulatorConfig.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    config = EmulatorConfig.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    topics = [str(t.get("Name", "?")) for ns in config.user_config.namespaces for t in ns.topics]
+    if topics:
+        raise TopicsNotSupported(
+            f"topics are not supported by the local broker (the config defines {', '.join(topics)}): "
+            "remove them, or use the official emulator or a real namespace"
+        )
+    return config
 
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "infra" / "servicebus-entities.json"

@@ -414,7 +414,13 @@ class Entity:
         return chosen
 
     def release_receiver(self, receiver: Receiver, now: float) -> None:
-        """A receiving link went away: its session lock ends and the messages it held become available again."""
+        """A receiving link went away. On a session queue its session lock ends and the session's messages are
+        available again at once. Elsewhere the messages it was delivered stay locked until their locks expire, and
+        that delivery counts (Service Bus: "Message transfers, locks, and settlement", PeekLock: a message whose lock
+        expires becomes available again with its delivery count incremented) — also when the SDK releases its
+        prefetched messages as it closes."""
+        if not self.requires_session:
+            return
         for stored in [s for s in self.locks.values() if s.owner is receiver]:
             self._unlock(stored)
             if stored.state == State.ACTIVE:
@@ -450,7 +456,10 @@ class Entity:
         info = self._session_for(session_id, receiver, now)
         info.state, info.updated_at = state, now
 
-    def session_ids(self) -> list[str]:
+    def session_ids(self, state_updated_after: float | None = None) -> list[str]:
+        """Sessions with messages or state; with a date, those whose state was set after it."""
+        if state_updated_after is not None:
+            return sorted(sid for sid, info in self.sessions.items() if info.updated_at > state_updated_after)
         with_messages = {s.session_id for s in self.messages.values() if s.session_id is not None}
         with_state = {sid for sid, info in self.sessions.items() if info.state is not None}
         return sorted(with_messages | with_state)

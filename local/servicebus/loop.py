@@ -18,6 +18,7 @@ from cproton import ffi as _ffi
 from cproton import lib as _pn
 from proton import Collector, Connection, Delivery, EventType, Link, Session, Transport
 
+from local.servicebus.frames import TransferIdScrubber
 from local.servicebus.server import TICK_SECONDS, BrokerHandler, EndpointEvent
 
 log = logging.getLogger("local.servicebus")
@@ -65,6 +66,7 @@ class _Peer:
     transport: Transport
     connection: Connection
     collector: Collector
+    scrubber: TransferIdScrubber = field(default_factory=TransferIdScrubber)
     writing: bool = False
     closed: bool = field(default=False)
 
@@ -85,6 +87,7 @@ class BrokerLoop:
         self._methods: dict[int, Callable[[EndpointEvent], None] | None] = {}
         self._inbox = bytearray(READ_CHUNK)
         self._inbox_address = _ffi.from_buffer(self._inbox)
+        self._inbox_view = memoryview(self._inbox)
         self._outbox = bytearray(WRITE_CHUNK)
         self._outbox_address = _ffi.from_buffer(self._outbox)
         self._outbox_view = memoryview(self._outbox)
@@ -137,7 +140,7 @@ class BrokerLoop:
     def _read(self, peer: _Peer) -> None:
         # Straight to Proton's C transport: the Python wrappers' checks cost as much as the copy itself.
         transport = peer.transport._impl
-        capacity = _pn.pn_transport_capacity(transport)
+        capacity = _pn.pn_transport_capacity(transport) - peer.scrubber.held
         if capacity <= 0:
             return
         try:
@@ -147,7 +150,12 @@ class BrokerLoop:
         except OSError:
             received = 0
         if received:
-            _pn.pn_transport_push(transport, self._inbox_address, received)
+            incoming = peer.scrubber.feed(self._inbox_view[:received])
+            if isinstance(incoming, memoryview):  # the inbox itself, or its start: no copy
+                if incoming:
+                    _pn.pn_transport_push(transport, self._inbox_address, len(incoming))
+            else:
+                _pn.pn_transport_push(transport, _ffi.from_buffer(incoming), len(incoming))
         else:
             _pn.pn_transport_close_tail(transport)
 

@@ -5,9 +5,6 @@ The wire behaviour follows ../shared/reference/servicebus-amqp.md (what the azur
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
 import time
 import urllib.parse
@@ -20,11 +17,8 @@ from typing import Any, Protocol, TypeVar
 from cproton import ffi as _ffi
 from cproton import lib as _pn
 from proton import (
-    UNDESCRIBED,
-    Array,
     Condition,
     Connection,
-    Data,
     Delivery,
     Described,
     Disposition,
@@ -36,17 +30,17 @@ from proton import (
     Terminus,
     Transport,
     symbol,
-    timestamp,
     uint,
 )
 
+from local.servicebus import management
+from local.servicebus.auth import SasValidator
 from local.servicebus.engine import (
     BrokerError,
     Entity,
     Namespace,
     NotAllowed,
     Receiver,
-    SessionCannotBeLocked,
     Stored,
 )
 from local.servicebus.message import AmqpMessage, MessageFormatError
@@ -123,34 +117,6 @@ class ManagementReplies:
 
     link: Link
     outbox: deque[bytes] = field(default_factory=deque)
-
-
-class SasValidator:
-    """Checks `SharedAccessSignature sr=…&sig=…&se=…&skn=…` against the namespace key, as Service Bus does."""
-
-    def __init__(self, key_name: str | None, key: str | None) -> None:
-        self.key_name, self.key = key_name, key
-
-    def validate(self, token: str, now: float) -> str | None:
-        """None when valid, else the reason."""
-        if self.key is None:
-            return None
-        if not token.startswith("SharedAccessSignature "):
-            return "not a SharedAccessSignature token"
-        fields = dict(urllib.parse.parse_qsl(token[len("SharedAccessSignature ") :], keep_blank_values=True))
-        try:
-            resource, signature, expiry = fields["sr"], fields["sig"], int(fields["se"])
-        except (KeyError, ValueError):
-            return "the token lacks sr, sig or se"
-        if self.key_name and fields.get("skn") != self.key_name:
-            return f"unknown key name {fields.get('skn')!r}"
-        if expiry < now:
-            return "the token has expired"
-        to_sign = f"{urllib.parse.quote_plus(resource)}\n{expiry}".encode()
-        expected = base64.b64encode(hmac.new(self.key.encode(), to_sign, hashlib.sha256).digest()).decode()
-        if not hmac.compare_digest(expected, signature):
-            return "the signature does not match the key"
-        return None
 
 
 class BrokerHandler(Handler):
@@ -254,6 +220,12 @@ class BrokerHandler(Handler):
 
     def _refuse(self, link: Link, condition: str, description: str) -> None:
         log.info("link %s refused: %s", link.name, condition)
+        # A refusing attach carries a null terminus on our side (AMQP 1.0 §2.6.3): the SDK treats only a null
+        # source (for its receivers) or target (for its senders) as a refusal, and otherwise believes it attached.
+        if link.is_sender:
+            link.source.type = Terminus.UNSPECIFIED
+        else:
+            link.target.type = Terminus.UNSPECIFIED
         # The SDK's attach callback reads the attach's properties before it sees the detach: never leave them null.
         link.properties = {symbol("com.microsoft:tracking-id"): str(uuid.uuid4())}
         link.open()
@@ -470,8 +442,10 @@ class BrokerHandler(Handler):
                 info: dict[Any, Any] = {}
                 if condition is not None and isinstance(condition.info, dict):
                     info = condition.info
-                reason = _text(info.get("DeadLetterReason", info.get(symbol("DeadLetterReason"))))
-                desc = _text(info.get("DeadLetterErrorDescription", info.get(symbol("DeadLetterErrorDescription"))))
+                reason = management.text(info.get("DeadLetterReason", info.get(symbol("DeadLetterReason"))))
+                desc = management.text(
+                    info.get("DeadLetterErrorDescription", info.get(symbol("DeadLetterErrorDescription")))
+                )
                 entity.dead_letter_locked(token, reason, desc, now, rl.receiver)
             else:
                 delivery.settle()
@@ -543,11 +517,14 @@ class BrokerHandler(Handler):
         try:
             entity = self.namespace.entity(entity_path)
             receiver = self._receiver_named(link, props.get("associated-link-name"))
-            status, result = self._operate(entity, operation, body, receiver)
+            status, result = management.operate(entity, operation, body, receiver, self.now())
+            if operation == management.UPDATE_DISPOSITION:
+                for token in management.settled_tokens(body):
+                    self._forget_unsettled(token)
             if status == 204:
                 description = "No messages available"
         except BrokerError as exc:
-            status, description, condition = _status_for(exc), exc.description, exc.condition
+            status, description, condition = management.status_for(exc), exc.description, exc.condition
         except Exception as exc:
             log.exception("management %s failed", operation)
             status, description, condition = 500, f"{type(exc).__name__}: {exc}", "com.microsoft:internal-error"
@@ -575,83 +552,6 @@ class BrokerHandler(Handler):
                 return rl.receiver
         return None
 
-    def _operate(
-        self, entity: Entity, operation: str, body: dict[str, Any], receiver: Receiver | None
-    ) -> tuple[int, dict[str, Any] | None]:
-        now = self.now()
-        session_id = _text(body.get("session-id"))
-        if operation == "com.microsoft:renew-lock":
-            tokens = [_uuid(t) for t in body.get("lock-tokens", [])]
-            expirations = [timestamp(int(entity.renew_lock(t, now) * 1000)) for t in tokens]
-            return 200, {"expirations": _array(Data.TIMESTAMP, *expirations)}
-        if operation == "com.microsoft:peek-message":
-            found = entity.peek(int(body.get("from-sequence-number", 0)), int(body.get("message-count", 1)), session_id)
-            if not found:
-                return 204, None
-            return 200, {"messages": [{"message": s.encode()} for s in found]}
-        if operation == "com.microsoft:schedule-message":
-            seqs = []
-            for item in body.get("messages", []):
-                item = {str(k): v for k, v in item.items()}
-                seq = entity.send(AmqpMessage.decode(bytes(item["message"])), now)
-                seqs.append(int(seq if seq is not None else 0))
-            return 200, {"sequence-numbers": _array(Data.LONG, *seqs)}
-        if operation == "com.microsoft:cancel-scheduled-message":
-            entity.cancel_scheduled([int(s) for s in body.get("sequence-numbers", [])])
-            return 200, {}
-        if operation == "com.microsoft:receive-by-sequence-number":
-            mode = int(body.get("receiver-settle-mode", 1))
-            actor = receiver or Receiver(name="management", peek_lock=mode != 0)
-            found = entity.receive_deferred([int(s) for s in body.get("sequence-numbers", [])], actor, now, session_id)
-            messages = [
-                {"lock-token": s.lock_token, "message": s.encode()} if s.lock_token else {"message": s.encode()}
-                for s in found
-            ]
-            return 200, {"messages": messages}
-        if operation == "com.microsoft:update-disposition":
-            return 200, self._update_disposition(entity, body, receiver, now)
-        if operation == "com.microsoft:renew-session-lock":
-            if session_id is None:
-                raise NotAllowed("session-id is required")
-            return 200, {"expiration": timestamp(int(entity.renew_session_lock(session_id, receiver, now) * 1000))}
-        if operation == "com.microsoft:get-session-state":
-            if session_id is None:
-                raise NotAllowed("session-id is required")
-            return 200, {"session-state": entity.get_session_state(session_id, receiver, now)}
-        if operation == "com.microsoft:set-session-state":
-            if session_id is None:
-                raise NotAllowed("session-id is required")
-            state = body.get("session-state")
-            entity.set_session_state(session_id, bytes(state) if state is not None else None, receiver, now)
-            return 200, {}
-        if operation == "com.microsoft:get-message-sessions":
-            skip, top = int(body.get("skip", 0)), int(body.get("top", 100))
-            ids = entity.session_ids()[skip : skip + top]
-            if not ids:
-                return 204, None
-            return 200, {"skip": skip + len(ids), "sessions-ids": _array(Data.STRING, *ids)}
-        raise NotAllowed(f"operation {operation!r} is not supported by the local broker")
-
-    def _update_disposition(
-        self, entity: Entity, body: dict[str, Any], receiver: Receiver | None, now: float
-    ) -> dict[str, Any]:
-        status = str(body.get("disposition-status", ""))
-        for token in [_uuid(t) for t in body.get("lock-tokens", [])]:
-            if status == "completed":
-                entity.complete(token, now)
-            elif status == "abandoned":
-                entity.abandon(token, now)
-            elif status == "defered":
-                entity.defer(token, now)
-            elif status == "suspended":
-                entity.dead_letter_locked(
-                    token, _text(body.get("deadletter-reason")), _text(body.get("deadletter-description")), now
-                )
-            else:
-                raise NotAllowed(f"unknown disposition-status {status!r}")
-            self._forget_unsettled(token)
-        return {}
-
     def _forget_unsettled(self, token: uuid.UUID) -> None:
         for rl in self.receivers.values():
             rl.unsettled.pop(token.bytes_le, None)
@@ -665,11 +565,6 @@ def _need(value: T | None) -> T:
     if value is None:
         raise RuntimeError("a Proton event lacked the endpoint its kind always carries")
     return value
-
-
-def _array(kind: Any, *values: Any) -> Array:
-    """An AMQP array, which the SDK expects for lock tokens, expirations and sequence numbers."""
-    return Array(UNDESCRIBED, kind, *values)  # type: ignore[arg-type]
 
 
 def _raw_tag(delivery: Delivery) -> bytes:
@@ -693,32 +588,6 @@ def _guard(method: Callable[[BrokerHandler, EndpointEvent], None]) -> Callable[[
 
 for _name in [n for n in vars(BrokerHandler) if n.startswith("on_")]:
     setattr(BrokerHandler, _name, _guard(getattr(BrokerHandler, _name)))
-
-
-def _status_for(exc: BrokerError) -> int:
-    if exc.condition in ("amqp:not-found", "com.microsoft:message-not-found"):
-        return 404
-    if exc.condition in ("com.microsoft:message-lock-lost", "com.microsoft:session-lock-lost"):
-        return 410
-    if isinstance(exc, SessionCannotBeLocked):
-        return 409
-    return 400
-
-
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes | memoryview):
-        return bytes(value).decode("utf-8", "replace")
-    return str(value)
-
-
-def _uuid(value: object) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    if isinstance(value, bytes | memoryview):
-        return uuid.UUID(bytes=bytes(value))
-    return uuid.UUID(str(value))
 
 
 def _terminus_filter(terminus: Terminus) -> dict[Any, Any]:

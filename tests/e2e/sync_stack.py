@@ -101,22 +101,27 @@ async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], boo
         await asyncio.sleep(0.2)
 
 
+def _bridge_env(azurite: AzuritePorts, connection: str, dataverse_url: str, fno_url: str) -> dict[str, str]:
+    """The dev host's settings for a test stack: short connector retries so that faults surface fast."""
+    return {
+        "AzureWebJobsStorage": azurite.connection_string(),
+        "ServiceBusConnection": connection,
+        "DATAVERSE_URL": dataverse_url,
+        "FNO_URL": fno_url,
+        "LOCAL_BEARER_TOKEN": stack.SIM_TOKEN,
+        "FUNCTION_KEYS": json.dumps(KEYS),
+        "CONNECTOR_RETRY_ATTEMPTS": "2",
+        "CONNECTOR_RETRY_SECONDS": "2",
+    }
+
+
 @contextmanager
 def sync_stack(azurite: AzuritePorts, **extra_env: str) -> Iterator[SyncStack]:
     with ExitStack() as stack_:
         connection = stack_.enter_context(stack.broker(DEFAULT_CONFIG))
         dataverse_url = stack_.enter_context(stack.simulator("dataverse"))
         fno_url = stack_.enter_context(stack.simulator("fno"))
-        env = {
-            "AzureWebJobsStorage": azurite.connection_string(),
-            "ServiceBusConnection": connection,
-            "DATAVERSE_URL": dataverse_url,
-            "FNO_URL": fno_url,
-            "LOCAL_BEARER_TOKEN": stack.SIM_TOKEN,
-            "FUNCTION_KEYS": json.dumps(KEYS),
-            "CONNECTOR_RETRY_ATTEMPTS": "2",
-            "CONNECTOR_RETRY_SECONDS": "2",
-        } | extra_env
+        env = _bridge_env(azurite, connection, dataverse_url, fno_url) | extra_env
         host = stack_.enter_context(stack.dev_host(env))
         asyncio.run(connect_apps(host, dataverse_url, fno_url, stack.SIM_TOKEN, KEYS))
         yield SyncStack(host, dataverse_url, fno_url, connection)
@@ -131,16 +136,7 @@ def crashable_sync_stack(
         connection = stack_.enter_context(stack.broker(broker_config))
         dataverse_url = stack_.enter_context(stack.simulator("dataverse"))
         fno_url = stack_.enter_context(stack.simulator("fno"))
-        env = {
-            "AzureWebJobsStorage": azurite.connection_string(),
-            "ServiceBusConnection": connection,
-            "DATAVERSE_URL": dataverse_url,
-            "FNO_URL": fno_url,
-            "LOCAL_BEARER_TOKEN": stack.SIM_TOKEN,
-            "FUNCTION_KEYS": json.dumps(KEYS),
-            "CONNECTOR_RETRY_ATTEMPTS": "2",
-            "CONNECTOR_RETRY_SECONDS": "2",
-        } | extra_env
+        env = _bridge_env(azurite, connection, dataverse_url, fno_url) | extra_env
         host = stack_.enter_context(stack.restartable_dev_host(env))
         asyncio.run(connect_apps(host.url, dataverse_url, fno_url, stack.SIM_TOKEN, KEYS))
         yield SyncStack(host.url, dataverse_url, fno_url, connection), host

@@ -21,6 +21,7 @@ KINDS: dict[str, dict[str, object]] = {
     "ttl-dlq": {"DefaultMessageTimeToLive": "PT1S", "DeadLetteringOnMessageExpiration": True},
     "ttl-drop": {"DefaultMessageTimeToLive": "PT1S", "DeadLetteringOnMessageExpiration": False},
     "session": {"LockDuration": "PT3S", "MaxDeliveryCount": 3, "RequiresSession": True},
+    "renew": {"LockDuration": "PT5S"},
 }
 POOL = 24
 

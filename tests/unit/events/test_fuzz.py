@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from shared.bus.publisher import to_message
 from shared.events.bindings import load_bindings
@@ -87,10 +86,11 @@ def test_any_fno_body_is_queued_well_formed_or_refused_with_a_reason(body: bytes
     check(Source.FNO, body, sent)
 
 
-@settings(max_examples=300, derandomize=True, database=None, deadline=None)
-@given(seed=st.sampled_from(dataverse_seeds() + fno_seeds()))
-def test_the_seeds_themselves_are_understood(seed: Any) -> None:
-    source = Source.DATAVERSE if seed in dataverse_seeds() else Source.FNO
+@pytest.mark.parametrize(
+    ("source", "seed"),
+    [(Source.DATAVERSE, seed) for seed in dataverse_seeds()] + [(Source.FNO, seed) for seed in fno_seeds()],
+)
+def test_the_seeds_themselves_are_understood(source: Source, seed: Any) -> None:
     outcome, _ = ingest(source, dumps(seed).encode(), {})
     assert isinstance(outcome, IngestResult), outcome
 
