@@ -62,6 +62,10 @@ class ServiceBusOptions:
     session_idle_timeout: timedelta = timedelta(seconds=5)
     prefetch_count: int = 0
     max_message_batch_size: int = 1000  # per invocation of a cardinality-many trigger (the extension's default)
+    # A batch trigger waits for at least this many messages, but no longer than max_batch_wait_time (extension 5.x:
+    # `minMessageBatchSize`, `maxBatchWaitTime`; defaults 1 and 30 s).
+    min_message_batch_size: int = 1
+    max_batch_wait_time: timedelta = timedelta(seconds=30)
 
     @classmethod
     def from_host_json(cls, host_json: dict[str, Any]) -> ServiceBusOptions:
@@ -79,6 +83,10 @@ class ServiceBusOptions:
             session_idle_timeout=parse_timespan(idle) if idle else defaults.session_idle_timeout,
             prefetch_count=int(sb.get("prefetchCount", defaults.prefetch_count)),
             max_message_batch_size=int(sb.get("maxMessageBatchSize", defaults.max_message_batch_size)),
+            min_message_batch_size=int(sb.get("minMessageBatchSize", defaults.min_message_batch_size)),
+            max_batch_wait_time=parse_timespan(sb["maxBatchWaitTime"])
+            if sb.get("maxBatchWaitTime")
+            else defaults.max_batch_wait_time,
         )
 
 
@@ -225,6 +233,18 @@ class ServiceBusTriggerRunner:
                 except ServiceBusError as exc:  # lock lost: the broker redelivers, as in Azure
                     log.warning("could not complete %s: %s", message.message_id, exc)
 
+    async def _fill(self, receiver: ServiceBusReceiver, room: int, have: int) -> list[ServiceBusReceivedMessage]:
+        """More messages for a batch until it holds `minMessageBatchSize` or `maxBatchWaitTime` has passed."""
+        wanted = min(self._options.min_message_batch_size, have + room) - have
+        deadline = time.monotonic() + self._options.max_batch_wait_time.total_seconds()
+        more: list[ServiceBusReceivedMessage] = []
+        while len(more) < wanted and (left := deadline - time.monotonic()) > 0.01:
+            got = await receiver.receive_messages(max_message_count=room - len(more), max_wait_time=left)
+            if not got:
+                break
+            more += got
+        return more
+
     async def _queue_worker(self, spec: ServiceBusTriggerSpec, client: ServiceBusClient) -> None:
         """Up to maxConcurrentCalls messages in flight at once from one receiver."""
         limit = self._options.max_concurrent_calls
@@ -279,6 +299,8 @@ class ServiceBusTriggerRunner:
                             batch = await receiver.receive_messages(max_message_count=size, max_wait_time=idle)
                             if not batch:
                                 break  # idle: let another worker take this session when it has messages again
+                            if spec.many:
+                                batch += await self._fill(receiver, size - len(batch), len(batch))
                             await self._run(spec, receiver, batch)
             except asyncio.CancelledError:
                 raise

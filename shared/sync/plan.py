@@ -55,11 +55,23 @@ def skip_reason(
     """Stale (this event or a newer one was applied already) or an echo (nothing differs from what was synced)."""
     if entry is None:
         return None
+    if (stale := stale_reason(entry, side, event, source_version)) is not None:
+        return stale
+    state = entry.side(side)
+    if not entry.deleted and all(state.values.get(n) == v for n, v in seen.items()):
+        return "skipped-echo", "no value differs from what was last synced"
+    return None
+
+
+def stale_reason(
+    entry: LedgerEntry | None, side: Side, event: ChangeEvent, source_version: str | None
+) -> tuple[str, str] | None:
+    """This event, or a newer version of the row, was applied already."""
+    if entry is None:
+        return None
     state = entry.side(side)
     if event.event_id == state.last_event or not is_newer(source_version, state.version):
         return "skipped-stale", f"version {source_version} ≤ {state.version}"
-    if not entry.deleted and all(state.values.get(n) == v for n, v in seen.items()):
-        return "skipped-echo", "no value differs from what was last synced"
     return None
 
 

@@ -4,7 +4,7 @@ The adapters are `shared.ledger.tables.Ledger` and `shared.sync.rows`; the unit 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from shared.connectors.errors import ConnectorError
 from shared.events.model import ChangeEvent
@@ -41,3 +41,10 @@ class RowsPort(Protocol):
     async def delete(self, m: TableMap, key: Mapping[str, Any] | str, tag: str) -> None: ...
     async def deactivate(self, m: TableMap, key: Mapping[str, Any] | str, tag: str) -> None: ...
     async def company_code(self, company_id: str) -> str | None: ...
+
+
+@runtime_checkable
+class BulkReads(Protocol):
+    """Rows that can be read several at a time (F&O: a batch's re-reads in one request)."""
+
+    async def read_many(self, m: TableMap, keys: Sequence[Mapping[str, Any]]) -> dict[str, Current]: ...

@@ -12,7 +12,7 @@ from shared.connectors.batch import MAX_OPERATIONS, BatchOperation, BatchResult
 from shared.connectors.dataverse import Bind, DataverseClient, WriteMode, entity_id, lookup_property
 from shared.connectors.errors import ConcurrencyConflict, ConnectorError, NotFound
 from shared.connectors.fno import FnoClient
-from shared.connectors.wire import etag_version
+from shared.connectors.wire import etag_version, literal
 from shared.maps.model import Side, TableMap
 from shared.maps.transform import LookupRef
 
@@ -226,6 +226,20 @@ class FnoRows:
         result = await self.client.update(m.fno.entity, key, values, if_match=if_match or "*")
         return Written(result.etag, None, None)
 
+    async def read_many(self, m: TableMap, keys: Sequence[Mapping[str, Any]]) -> dict[str, Current]:
+        """Several rows by key in few requests: one `$filter` of `(k1 eq … and k2 eq …) or …` per 25 rows (so the
+        URL stays short). Keyed by `row_slot(key)`; a row not there is simply absent."""
+        found: dict[str, Current] = {}
+        for start in range(0, len(keys), 25):
+            part = keys[start : start + 25]
+            where = " or ".join(
+                "(" + " and ".join(f"{name} eq {literal(value)}" for name, value in key.items()) + ")" for key in part
+            )
+            async for row in self.client.list(m.fno.entity, filter=where):
+                slot = row_slot({name: row.values.get(name) for name in m.fno.key})
+                found[slot] = Current(dict(row.values), row.etag, None)
+        return found
+
     async def write_many(self, m: TableMap, writes: Sequence[RowWrite]) -> list[Written | ConnectorError]:
         """Several rows in one F&O `$batch`, one change set per row, so one bad row fails alone."""
         if len(writes) == 1:
@@ -257,6 +271,11 @@ class FnoRows:
 
     async def deactivate(self, m: TableMap, key: Mapping[str, Any] | str, tag: str = "") -> None:
         return None  # F&O has no deactivation: `deactivate` leaves the row
+
+
+def row_slot(key: Mapping[str, Any]) -> str:
+    """A row's key as one comparable text (F&O compares key values without regard to case)."""
+    return "|".join(f"{name}={str(value).lower()}" for name, value in sorted(key.items()))
 
 
 def _row(row: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -30,8 +30,8 @@ from shared.maps.transform import CompiledMap, TargetRow, passes_filter, plain, 
 from shared.sync.decide import fingerprint, normalize
 from shared.sync.heal import MAX_HEAL_DEPTH, References, Resolver, synthetic
 from shared.sync.plan import TAG_PREFIX, Plan, can_assume, plan_change, settle, skip_reason
-from shared.sync.ports import LedgerPort, RowsPort
-from shared.sync.rows import Current, RowWrite, Written
+from shared.sync.ports import BulkReads, LedgerPort, RowsPort
+from shared.sync.rows import Current, RowWrite, Written, row_slot
 
 MAX_ATTEMPTS = 12  # scheduled retries of one change before it goes to the error log (about an hour of backoff)
 MAX_DECISION_ROUNDS = 4
@@ -162,11 +162,12 @@ def coalesce(
 
 
 class _Batch:
-    """Writes waiting to go out together, one `$batch` per map and target."""
+    """Writes waiting to go out together, one `$batch` per map and target; the batch's source rows read together."""
 
     def __init__(self) -> None:
         self.pending: list[tuple[_Change, _Unit]] = []
         self.keys: set[tuple[str, str]] = set()
+        self.reads: dict[tuple[str, str], Current] = {}  # (map, row_slot(key)) → the source row as read
 
     def holds(self, map_name: str, key: Mapping[str, Any]) -> bool:
         return (map_name, json.dumps(key, sort_keys=True, default=str)) in self.keys
@@ -246,7 +247,9 @@ class ApplyService:
         units: list[tuple[_Unit, list[int]]] = []
         batch = _Batch()
         alone = [await self._holding(event) for event, _ in items]
-        for event, delivery_count, indices in coalesce([Message(e, d) for e, d in items], alone):
+        merged = coalesce([Message(e, d) for e, d in items], alone)
+        await self._read_ahead(batch, [event for event, _, _ in merged])
+        for event, delivery_count, indices in merged:
             unit = _Unit(event, delivery_count)
             units.append((unit, indices))
             for i in indices[:-1]:
@@ -262,6 +265,26 @@ class ApplyService:
                 else PermanentFailure(str(failure)) if failure is not None else unit.outcomes
             )  # fmt: skip
         return results
+
+    async def _read_ahead(self, batch: _Batch, events: Sequence[ChangeEvent]) -> None:
+        """The F&O rows the batch's changes must re-read, read together (a few requests, not one per change)."""
+        if not isinstance(self.fno, BulkReads):
+            return
+        wanted: dict[str, list[dict[str, Any]]] = {}
+        for event in events:
+            if (
+                event.source is not Side.FNO
+                or event.operation is Operation.DELETE
+                or not self._partial(event.source, event)
+            ):
+                continue
+            for compiled in self.maps.reading(event.source, event.entity):
+                if (key := _integration_key(compiled.map, event.fields | event.keys)) is not None:
+                    wanted.setdefault(compiled.map.name, []).append(key)
+        for name, keys in wanted.items():
+            if len(keys) > 1:
+                rows = await self.fno.read_many(self.maps.maps[name].map, keys)
+                batch.reads.update({(name, slot): current for slot, current in rows.items()})
 
     async def _holding(self, event: ChangeEvent) -> bool:
         """Whether a map reading the change holds its changes (cached while running: no Table read per change)."""
@@ -354,21 +377,25 @@ class ApplyService:
                 read, batch = True, None
         raise Retry(1.0, "the row kept changing while being applied")
 
+    @staticmethod
+    def _partial(side: Side, event: ChangeEvent) -> bool:
+        return event.reread_required or (side is Side.FNO and event.operation is Operation.UPDATE)
+
     async def _source_record(
-        self, m: TableMap, side: Side, event: ChangeEvent
+        self, m: TableMap, side: Side, event: ChangeEvent, batch: _Batch | None = None
     ) -> tuple[dict[str, Any], str | None, str | None]:
         """The source row's values, version and ETag (when read). F&O updates carry only the changed fields, and a
         cut Dataverse payload carries none: those are re-read, so a late or re-scheduled event applies the row as
         it is now."""
         record: dict[str, Any] = dict(event.fields)
-        partial = event.reread_required or (side is Side.FNO and event.operation is Operation.UPDATE)
-        if not partial:
+        if not self._partial(side, event):
             return record, event.source_version, None
         if side is Side.DATAVERSE:
             current = await self.dataverse.read(m, event.row_id)
         else:
             key = _integration_key(m, record | event.keys) or await self.ledger.key_for(m.name, side, event.row_id)
-            current = await self.fno.read(m, key) if key else None
+            ahead = batch.reads.pop((m.name, row_slot(key)), None) if batch is not None and key else None
+            current = ahead or (await self.fno.read(m, key) if key else None)
         if current is None:
             return record, event.source_version, None
         return current.record, current.version or event.source_version, current.etag
@@ -379,7 +406,15 @@ class ApplyService:
     ) -> Outcome | None:  # fmt: skip
         m = compiled.map
         into = side.other
-        record, source_version, source_tag = await self._source_record(m, side, event)
+        early: tuple[dict[str, Any], LedgerEntry | None] | None = None
+        if side is Side.FNO and self._partial(side, event):
+            # A redelivered change is known stale before the re-read: no app request for it. (Its version cannot
+            # be compared yet: an F&O event's number is not the row version its ETag carries.)
+            if (early_key := _integration_key(m, event.fields | event.keys)) is not None:
+                early = (early_key, await self.ledger.get(m.name, early_key))
+                if early[1] is not None and early[1].side(side).last_event == event.event_id:
+                    return Outcome(m.name, "skipped-stale", "applied already (redelivered)")
+        record, source_version, source_tag = await self._source_record(m, side, event, batch)
         if not passes_filter(compiled, side, record):
             return Outcome(m.name, "skipped-filtered", "the row does not pass the map's filter")
         resolver = await self.references.prepare(compiled, side, record, depth)
@@ -396,7 +431,7 @@ class ApplyService:
             raise _validation(m, "the row's integration key is incomplete")
         if batch is not None and batch.holds(m.name, key):
             await self._flush(batch)  # the row's earlier write first: order per row
-        entry = await self.ledger.get(m.name, key)
+        entry = early[1] if early is not None and early[0] == key else await self.ledger.get(m.name, key)
         skip = skip_reason(entry, side, event, source_version, fingerprint(record, m.readable(side)))
         if skip is not None:
             return Outcome(m.name, *skip)

@@ -14,7 +14,7 @@ from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry, key_te
 from shared.ledger.tables import LedgerConflict
 from shared.maps.model import Side, TableMap
 from shared.maps.transform import LookupRef
-from shared.sync.rows import Current, RowWrite, Written
+from shared.sync.rows import Current, RowWrite, Written, row_slot
 
 COMPANY_ID = "00000000-0000-4000-8000-00000000c0de"
 
@@ -165,6 +165,15 @@ class FakeRows:
         if row is None:
             return None
         return Current(dict(row.record), self.etag(row.version), row.row_id)
+
+    async def read_many(self, m: TableMap, keys: Sequence[Mapping[str, Any]]) -> dict[str, Current]:
+        self.requests += 1
+        found: dict[str, Current] = {}
+        for key in keys:
+            _, row = self._find(m, key)
+            if row is not None:
+                found[row_slot(key)] = Current(dict(row.record), self.etag(row.version), row.row_id)
+        return found
 
     def _write(self, m: TableMap, w: RowWrite) -> Written:
         for value in w.key.values():

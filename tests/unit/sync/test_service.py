@@ -211,3 +211,16 @@ async def test_a_delete_deactivates_the_synced_row_once() -> None:
     assert outcome(await b.apply(delete)) == "applied"
     assert account(b, "C11")["statecode"] == 1  # type: ignore[index]  # customers: delete → deactivate
     assert outcome(await b.apply(fno_customer("C11", 12, Operation.DELETE))) == "skipped-echo"
+
+
+async def test_a_batch_of_fno_updates_is_reread_in_one_request_and_written_in_one_batch() -> None:
+    b = Bridge()
+    numbers = ["U1", "U2", "U3"]
+    await b.apply(*(fno_customer(n, 10, OrganizationName="A") for n in numbers))
+    for n in numbers:
+        b.fno.put(CUSTOMERS, {"dataAreaId": "usmf", "CustomerAccount": n}, {"OrganizationName": f"new {n}"})
+    before = b.requests
+    result = await b.apply(*(fno_customer(n, 11, Operation.UPDATE) for n in numbers))
+    assert [r[0].outcome for r in result] == ["applied"] * 3
+    assert b.requests - before == 2  # one read of the three rows, one $batch of three writes
+    assert all(account(b, n)["name"] == f"new {n}" for n in numbers)  # type: ignore[index]
