@@ -87,6 +87,17 @@ async def app_requests(urls: dict[str, str]) -> int:
         return total
 
 
+async def quiet(urls: dict[str, str], seconds: float = 2.0) -> int:
+    """Waits until the apps have had no request for `seconds` (the bridge idle: echoes and retries done)."""
+    last, since = await app_requests(urls), time.monotonic()
+    while time.monotonic() - since < seconds:
+        await asyncio.sleep(0.25)
+        now = await app_requests(urls)
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
 def requests_report(before: int, after: int, own: int, changes: int, target: float) -> str:
     bridge = after - before - own
     return f"app requests per synced change: {bridge / max(changes, 1):.2f} ({bridge} for {changes}; target ≤ {target})"
@@ -217,20 +228,19 @@ async def main() -> None:
                 f"p95 {p95:.0f} ms (target ≤ 1000 ms)"
             )
         # 3. lone changes, one at a time
-        await asyncio.sleep(2)
         lone = 10
-        seen = len(applied(0))
-        requests_before, cpu_before = await app_requests(urls), cpu_seconds(services)
+        requests_before = await quiet(urls)
+        seen, cpu_before = len(applied(0)), cpu_seconds(services)
         prefix = f"S{uuid.uuid4().hex[:3]}"
         for i in range(lone):
             await people.create(prefix, i)
             deadline = time.monotonic() + 30
             while len(applied(seen)) < i + 1 and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
-        await asyncio.sleep(1)  # the echoes come back and are skipped: their cost counts too
+        requests_after = await quiet(urls)  # the echoes come back and are skipped: their cost counts too
         done = len(applied(seen))
         print(f"lone changes: {done}/{lone} applied")
-        print(requests_report(requests_before, await app_requests(urls), lone, done, 1.0))
+        print(requests_report(requests_before, requests_after, lone, done, 1.0))
         print(cpu_report(cpu_before, cpu_seconds(services), max(done, 1)))
         await people.close()
     finally:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,7 +160,11 @@ async def test_a_host_killed_mid_burst_leaves_both_apps_agreeing(
             {"name": f"{made_in_dataverse} new", "accountnumber": made_in_dataverse, "customertypecode": 3},
             lookups={
                 "msdyn_company": ("cdm_companies", usmf),
-                "msdyn_customergroupid": ("msdyn_customergroups", {"msdyn_company": usmf, "msdyn_groupid": "10"}),
+                # A lookup inside an alternate key: `_x_value` and a bare GUID (the simulator refuses anything else)
+                "msdyn_customergroupid": (
+                    "msdyn_customergroups",
+                    {"_msdyn_company_value": uuid.UUID(usmf), "msdyn_groupid": "10"},
+                ),
             },
         )
     written[made_in_dataverse]["OrganizationName"].add(f"{made_in_dataverse} new")
