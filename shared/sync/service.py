@@ -13,6 +13,7 @@ error-logged alone. Throttling and transient errors become a `Retry`, a schedule
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -249,6 +250,7 @@ class ApplyService:
         alone = [await self._holding(event) for event, _ in items]
         merged = coalesce([Message(e, d) for e, d in items], alone)
         await self._read_ahead(batch, [event for event, _, _ in merged])
+        chains: dict[str, list[_Unit]] = {}
         for event, delivery_count, indices in merged:
             unit = _Unit(event, delivery_count)
             units.append((unit, indices))
@@ -256,7 +258,15 @@ class ApplyService:
                 superseded = items[i][0]
                 outcome = Outcome("-", "skipped-stale", f"superseded in its batch by {event.event_id}")
                 results[i] = [self._log(superseded, outcome)]
-            await self._handle(unit, batch)
+            chains.setdefault(event.ordering_key or "|".join(_row_of(event)), []).append(unit)
+
+        async def chain(members: list[_Unit]) -> None:
+            for unit in members:  # one row's changes (its ordering key's) strictly in order
+                await self._handle(unit, batch)
+
+        # Different rows are planned side by side (their reads and ledger look-ups overlap); their writes still go
+        # out together. Two rows racing for one target row are caught by the ETags and decided again, alone.
+        await asyncio.gather(*(chain(members) for members in chains.values()))
         await self._flush(batch)
         for unit, indices in units:
             failure = unit.failure
