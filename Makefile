@@ -32,7 +32,12 @@ $(NPM_STAMP): package.json package-lock.json
 run: setup
 	$(PY) -m local $(ARGS)
 
-test: setup $(INFRA_STAMP)
+# The console's browser test drives Debian's chromium through Playwright (which never downloads a browser here).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	(apt-get update -qq && apt-get install -y -qq chromium) || (sudo apt-get update -qq && sudo apt-get install -y -qq chromium)
+
+test: setup $(INFRA_STAMP) $(CHROMIUM)
 	$(PY) -m pytest
 
 lint: setup

@@ -2,13 +2,19 @@
 
 import azure.functions as func
 
-from functions import admin, apply, webhooks
+from functions import admin, apply, console_page, notify, ops, webhooks
 from shared.bridge import close_bridge
+from shared.ops.telemetry import configure
+
+configure()  # Application Insights through OpenTelemetry, only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(admin.bp)
+app.register_functions(ops.bp)
+app.register_functions(console_page.bp)
 app.register_functions(webhooks.bp)
 app.register_functions(apply.bp)
+app.register_functions(notify.bp)
 
 
 async def shutdown() -> None:

@@ -1,11 +1,14 @@
-"""Operational endpoints: health (anonymous), and, with the master key, map state (pause/resume), the maps' check
-against both apps' metadata, the conflicts and the error log."""
+"""Operational endpoints: health (anonymous), and, for operators (`functions.operator`), map state (pause/resume)
+and the maps' check against both apps' metadata. The error log, conflicts and the console's actions: `ops.py`."""
 
 from __future__ import annotations
+
+import json
 
 import azure.functions as func
 
 from functions.http import json_response, problem
+from functions.operator import OPERATOR_LEVEL, signed_in
 from shared.bridge import bridge
 from shared.maps.metadata import MetadataUnavailable
 from shared.probes import bridge_health
@@ -19,14 +22,18 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(report.model_dump_json(), status_code=report.http_status, mimetype="application/json")
 
 
-@bp.route(route="maps", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+@bp.route(route="maps", methods=["GET"], auth_level=OPERATOR_LEVEL)
 async def list_maps(req: func.HttpRequest) -> func.HttpResponse:
+    if isinstance(who := signed_in(req), func.HttpResponse):
+        return who
     return json_response({"maps": await bridge().control.states()})
 
 
-@bp.route(route="maps/check", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+@bp.route(route="maps/check", methods=["GET"], auth_level=OPERATOR_LEVEL)
 async def check_maps(req: func.HttpRequest) -> func.HttpResponse:
     """Check every map against both apps' metadata now; failing maps are held, invalid maps that pass released."""
+    if isinstance(who := signed_in(req), func.HttpResponse):
+        return who
     try:
         report = await bridge().control.check()
     except MetadataUnavailable as exc:
@@ -34,26 +41,29 @@ async def check_maps(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(report)
 
 
-@bp.route(route="maps/{name}/{action}", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+@bp.route(route="maps/{name}/{action}", methods=["POST"], auth_level=OPERATOR_LEVEL)
 async def change_map_state(req: func.HttpRequest) -> func.HttpResponse:
+    if isinstance(who := signed_in(req), func.HttpResponse):
+        return who
     name, action = req.route_params.get("name", ""), req.route_params.get("action", "")
     control = bridge().control
     if name not in control.maps.maps:
         return problem(404, "Not Found", f"no map named {name!r}")
     if action == "pause":
-        return json_response(await control.pause(name, req.params.get("reason", "paused by an operator")))
+        reason = req.params.get("reason") or _body_reason(req)
+        return json_response(await control.pause(name, f"paused by {who.name}" + (f": {reason}" if reason else "")))
     if action == "resume":
-        return json_response(await control.resume(name))
+        resumed = await control.resume(name)
+        if resumed.get("state") == "running":  # who resumed it, as who paused it
+            await control.ledger.set_map_state(name, "running", f"resumed by {who.name}")
+            resumed["reason"] = f"resumed by {who.name}"
+        return json_response(resumed)
     return problem(404, "Not Found", f"unknown action {action!r}: use pause or resume")
 
 
-@bp.route(route="conflicts", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
-async def list_conflicts(req: func.HttpRequest) -> func.HttpResponse:
-    found = await bridge().control.ledger.conflicts(req.params.get("map"))
-    return json_response({"conflicts": [c.model_dump(mode="json") for c in found]})
-
-
-@bp.route(route="errors", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
-async def list_errors(req: func.HttpRequest) -> func.HttpResponse:
-    found = await bridge().control.ledger.errors(req.params.get("map"))
-    return json_response({"errors": [e.model_dump(mode="json") for e in found]})
+def _body_reason(req: func.HttpRequest) -> str:
+    try:
+        body = json.loads(req.get_body() or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    return str(body.get("reason") or "") if isinstance(body, dict) else ""

@@ -42,6 +42,22 @@ param fnoClientId string = ''
 @description('Its client secret, stored in Key Vault. Empty: the managed identity is used instead.')
 param fnoClientSecret string = ''
 
+@description('Console sign-in: the app registration (client) id App Service Authentication signs operators in with. Empty: no sign-in; the console and admin API take the master key only.')
+param operatorClientId string = ''
+
+@secure()
+@description('Its client secret, stored in Key Vault and read by App Service Authentication.')
+param operatorClientSecret string = ''
+
+@description('The app role an operator must hold (a role of that app registration, assigned to people or groups).')
+param operatorRole string = 'Bridge.Operator'
+
+@description('Where alert notifications are POSTed (a Teams incoming webhook, a Logic App, PagerDuty). Empty: none.')
+param alertWebhookUrl string = ''
+
+@description('Alert rules per map, JSON: {"<map>|*": [{"errors": 5, "minutes": 5, "actions": ["pause", "notify"]}]}.')
+param alertRules string = ''
+
 @description('When the stored client secrets expire (Key Vault shows and alerts on it); rotate before then.')
 param secretsExpireAt string = dateTimeAdd(utcNow(), 'P1Y')
 
@@ -111,6 +127,7 @@ module keyVault 'modules/keyvault.bicep' = {
     tenantId: tenantId
     dataverseClientSecret: dataverseClientSecret
     fnoClientSecret: fnoClientSecret
+    operatorClientSecret: operatorClientSecret
     secretsExpireAt: dateTimeToEpoch(secretsExpireAt)
   }
 }
@@ -136,6 +153,21 @@ module functionApp 'modules/functionapp.bicep' = {
     fnoSecretName: keyVault.outputs.fnoSecretName
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    operatorClientId: operatorClientId
+    operatorSecretName: keyVault.outputs.operatorSecretName
+    operatorRole: operatorRole
+    alertWebhookUrl: alertWebhookUrl
+    alertRules: alertRules
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  params: {
+    location: location
+    tags: tags
+    insightsName: monitoring.outputs.insightsName
+    environmentName: environmentName
   }
 }
 
@@ -157,3 +189,4 @@ output SERVICEBUS_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
 output STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output KEY_VAULT_NAME string = keyVault.outputs.name
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.insightsName
+output CONSOLE_URL string = '${functionApp.outputs.url}/api/console'

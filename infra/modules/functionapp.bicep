@@ -18,6 +18,40 @@ param fnoClientId string
 param fnoSecretName string
 param maximumInstanceCount int
 param instanceMemoryMB int
+param operatorClientId string
+param operatorSecretName string
+param operatorRole string
+param alertWebhookUrl string
+param alertRules string
+
+var signIn = !empty(operatorClientId) && !empty(operatorSecretName)
+// With sign-in, App Service Authentication stands in front of the console and the admin API: the functions are
+// anonymous to the Functions host and check the signed-in operator's app role themselves (shared/ops/auth.py).
+var operatorSettings = signIn ? [
+  {
+    name: 'OPERATOR_AUTH'
+    value: 'entra'
+  }
+  {
+    name: 'OPERATOR_ROLE'
+    value: operatorRole
+  }
+  {
+    name: 'MICROSOFT_PROVIDER_AUTHENTICATION_SECRET'
+    value: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${operatorSecretName})'
+  }
+] : []
+var alertSettings = concat(empty(alertWebhookUrl) ? [] : [
+  {
+    name: 'ALERT_WEBHOOK_URL'
+    value: alertWebhookUrl
+  }
+], empty(alertRules) ? [] : [
+  {
+    name: 'ALERT_RULES'
+    value: alertRules
+  }
+])
 
 // An app registration's id and its Key Vault-held secret go together; without a secret the managed identity is
 // used, and the client id is left out (it would be taken for a user-assigned identity).
@@ -59,6 +93,12 @@ var baseSettings = [
     value: 'Authorization=AAD'
   }
   {
+    // with host.json telemetryMode OpenTelemetry: the invocation's trace context reaches the worker, so the
+    // webhook, the Service Bus message and the target write share one operation id
+    name: 'PYTHON_ENABLE_OPENTELEMETRY'
+    value: 'true'
+  }
+  {
     name: 'DATAVERSE_URL'
     value: dataverseUrl
   }
@@ -69,6 +109,10 @@ var baseSettings = [
   {
     name: 'AZURE_TENANT_ID'
     value: tenantId
+  }
+  {
+    name: 'CONSOLE_URL'
+    value: 'https://${appName}.azurewebsites.net/api/console'
   }
 ]
 
@@ -88,7 +132,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 resource app 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_56: callers are Dataverse and F&O webhooks, authenticated by function keys (and the admin API by the master key), not by App Service authentication
+  // checkov:skip=CKV_AZURE_56: App Service Authentication is configured below (authsettingsV2) when an operator app registration is given; webhooks and health are excluded from it and keep their function keys
   // checkov:skip=CKV_AZURE_221: Dataverse and F&O call the webhooks over the internet; the public endpoint is the product
   // checkov:skip=CKV_AZURE_222: as above: the webhooks must be reachable from Dataverse and F&O
   // checkov:skip=CKV_AZURE_17: Dataverse and F&O webhooks present no client certificate; they send a function key
@@ -112,7 +156,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       ftpsState: 'Disabled'
       http20Enabled: true
       healthCheckPath: '/api/health' // anonymous; reports storage and Service Bus reachability
-      appSettings: concat(baseSettings, dataverseSettings, fnoSettings)
+      appSettings: concat(baseSettings, dataverseSettings, fnoSettings, operatorSettings, alertSettings)
     }
     functionAppConfig: {
       deployment: {
@@ -131,6 +175,58 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       runtime: {
         name: 'python'
         version: '3.11'
+      }
+    }
+  }
+}
+
+// Operators sign in with Microsoft Entra ID; a request without a session or token gets 401 (sign in at
+// /.auth/login/aad?post_login_redirect_uri=/api/console). The webhooks and health keep their function keys.
+resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (signIn) {
+  // checkov:skip=CKV_AZURE_13: false positive: this resource IS App Service Authentication (authsettingsV2, platform.enabled); checkov reads it as site config
+  // checkov:skip=CKV_AZURE_63: false positive: HTTP logging is a site-config property, not one of authsettingsV2; the app's logs go to Application Insights
+  // checkov:skip=CKV_AZURE_65: false positive: detailed error messages are a site-config property, not one of authsettingsV2
+  // checkov:skip=CKV_AZURE_66: false positive: failed request tracing is a site-config property, not one of authsettingsV2
+  // checkov:skip=CKV_AZURE_80: false positive: .NET version does not apply to a Python app, nor to authsettingsV2
+  // checkov:skip=CKV_AZURE_88: false positive: Azure Files mounts are site config, not authsettingsV2; the app keeps no files
+  // checkov:skip=CKV_AZURE_222: Dataverse and F&O call the webhooks over the internet; the public endpoint is the product
+  parent: app
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: [
+        '/api/webhooks/dataverse'
+        '/api/webhooks/fno'
+        '/api/health'
+      ]
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenantId}/v2.0'
+          clientId: operatorClientId
+          clientSecretSettingName: 'MICROSOFT_PROVIDER_AUTHENTICATION_SECRET'
+        }
+        validation: {
+          allowedAudiences: [
+            'api://${operatorClientId}'
+            operatorClientId
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: true
       }
     }
   }

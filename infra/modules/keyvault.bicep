@@ -11,11 +11,16 @@ param dataverseClientSecret string
 @secure()
 param fnoClientSecret string
 
+@secure()
+@description('The console sign-in app registration\'s client secret (App Service Authentication); empty: no sign-in.')
+param operatorClientSecret string = ''
+
 @description('Expiry of the stored secrets, seconds since the epoch.')
 param secretsExpireAt int
 
 var dataverseSecretName = 'dataverse-client-secret'
 var fnoSecretName = 'fno-client-secret'
+var operatorSecretName = 'operator-auth-secret'
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: Key Vault references are resolved from the App Service platform, which a firewalled vault refuses without VNet integration
@@ -72,6 +77,22 @@ resource fnoSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(f
   }
 }
 
+resource operatorSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(operatorClientSecret)) {
+  // checkov:skip=CKV_AZURE_41: false positive: checkov does not look inside a conditional resource; `exp` is set below
+  // checkov:skip=CKV_AZURE_114: false positive: checkov does not look inside a conditional resource; `contentType` is set below
+  parent: vault
+  name: operatorSecretName
+  properties: {
+    value: operatorClientSecret
+    contentType: 'text/plain'
+    attributes: {
+      enabled: true
+      exp: secretsExpireAt
+    }
+  }
+}
+
 output name string = vault.name
 output dataverseSecretName string = empty(dataverseClientSecret) ? '' : dataverseSecretName
 output fnoSecretName string = empty(fnoClientSecret) ? '' : fnoSecretName
+output operatorSecretName string = empty(operatorClientSecret) ? '' : operatorSecretName

@@ -28,6 +28,7 @@ from shared.ledger.tables import LedgerConflict
 from shared.maps.loader import MapSet
 from shared.maps.model import Side, TableMap
 from shared.maps.transform import CompiledMap, TargetRow, passes_filter, plain, transform
+from shared.ops.observer import observe
 from shared.sync.decide import fingerprint, normalize
 from shared.sync.heal import MAX_HEAL_DEPTH, References, Resolver, synthetic
 from shared.sync.plan import TAG_PREFIX, Plan, can_assume, plan_change, settle, skip_reason
@@ -347,6 +348,7 @@ class ApplyService:
             "source": str(event.source), "entity": event.entity, "operation": str(event.operation),
             "latency_ms": round(latency, 1),
         }))  # fmt: skip
+        observe(event, outcome.map, outcome.outcome, outcome.detail, latency)  # the console, alerts and metrics
         return outcome
 
     async def _error(self, m: TableMap, event: ChangeEvent, exc: ConnectorError) -> None:

@@ -160,10 +160,9 @@ async def test_a_host_killed_mid_burst_leaves_both_apps_agreeing(
             {"name": f"{made_in_dataverse} new", "accountnumber": made_in_dataverse, "customertypecode": 3},
             lookups={
                 "msdyn_company": ("cdm_companies", usmf),
-                # A lookup inside an alternate key: `_x_value` and a bare GUID (the simulator refuses anything else)
                 "msdyn_customergroupid": (
                     "msdyn_customergroups",
-                    {"_msdyn_company_value": uuid.UUID(usmf), "msdyn_groupid": "10"},
+                    {"_msdyn_company_value": uuid.UUID(usmf), "msdyn_groupid": "10"},  # a lookup in a key: _x_value
                 ),
             },
         )
@@ -208,7 +207,7 @@ async def test_a_host_killed_mid_burst_leaves_both_apps_agreeing(
         return fno_rows, dataverse_rows, differences(fno_rows, dataverse_rows)
 
     try:
-        fno_rows, dataverse_rows, _ = await eventually(state, lambda found: not found[2], seconds=45)
+        fno_rows, dataverse_rows, _ = await eventually(state, lambda found: not found[2], seconds=90)
     except AssertionError:
         fno_rows, dataverse_rows, _ = await state()  # judged below: only conflicts may explain a difference
     await s.settle(1.0)

@@ -1,0 +1,1 @@
+"""The operator's side: status figures, replay, dismiss, conflict resolution, dead letters, alerts, telemetry."""

@@ -1,0 +1,76 @@
+"""Every map's figures for the console (`GET /api/status`): the pure aggregation of the 10-second buckets, and the
+gathering of state, held changes, open errors and conflicts and the last alert."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from shared.ledger.tables import Ledger
+from shared.maps.loader import MapSet
+from shared.ops.store import OpsStore
+
+MINUTES = 60
+
+
+def figures(buckets: Iterable[Mapping[str, Any]], now: float) -> dict[str, Any]:
+    """Applied in the last minute and hour, the latest change-to-target latency, and per minute of the last hour
+    (oldest first) applied, errors and conflicts."""
+    start = (int(now) // 60 - (MINUTES - 1)) * 60
+    chart = [{"minute": start + 60 * i, "applied": 0, "errors": 0, "conflicts": 0} for i in range(MINUTES)]
+    last_minute = last_hour = 0
+    latest: tuple[float, float] | None = None
+    for b in buckets:
+        at = int(str(b["RowKey"]).split("|", 1)[0])
+        applied = int(b.get("Applied") or 0)
+        if at >= now - 60:
+            last_minute += applied
+        if at >= now - 3600:
+            last_hour += applied
+        slot = (at - start) // 60
+        if 0 <= slot < MINUTES:
+            chart[slot]["applied"] += applied
+            chart[slot]["errors"] += int(b.get("Errors") or 0)
+            chart[slot]["conflicts"] += int(b.get("Conflicts") or 0)
+        raw = b.get("LastLatency")
+        latency = float(raw) if raw is not None else -1.0
+        if latency >= 0 and (latest is None or float(b.get("LastAt") or 0) > latest[0]):
+            latest = (float(b.get("LastAt") or 0), latency)
+    return {
+        "applied_last_minute": last_minute,
+        "applied_last_hour": last_hour,
+        "latest_latency_ms": round(latest[1], 1) if latest else None,
+        "chart": chart,
+    }
+
+
+async def map_status(name: str, maps: MapSet, ledger: Ledger, store: OpsStore, now: float) -> dict[str, Any]:
+    state, held, buckets, counts, alert = await asyncio.gather(
+        ledger.map_state(name), ledger.held(name), store.buckets(name, now - 3600), store.open_counts(name),
+        store.last_alert(name),
+    )  # fmt: skip
+    oldest = min((e.occurred_at.timestamp() for _, e in held), default=None)
+    last_alert = alert.model_dump(mode="json") if alert else None
+    if last_alert is None and str(state.get("reason", "")).startswith("alert:"):
+        last_alert = {"map": name, "rule": "built-in", "what": state["reason"], "at": state.get("since")}
+    return {
+        "map": name,
+        "enabled": maps.maps[name].map.enabled,
+        **state,
+        "held": len(held),
+        # Lag: how long the oldest change still waiting has waited (held here; a deferred or queued change shows in
+        # the latency once it is applied), and the latest change-to-target latency.
+        "oldest_waiting_seconds": round(now - oldest, 1) if oldest is not None else None,
+        "open_errors": counts[0],
+        "open_conflicts": counts[1],
+        "last_alert": last_alert,
+        **figures(buckets, now),
+    }
+
+
+async def status(maps: MapSet, ledger: Ledger, store: OpsStore) -> dict[str, Any]:
+    now = time.time()
+    rows = await asyncio.gather(*(map_status(name, maps, ledger, store, now) for name in maps.order))
+    return {"at": now, "maps": list(rows)}
