@@ -17,7 +17,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,84 +28,26 @@ from shared.maps.loader import MapSet
 from shared.maps.model import Side, TableMap
 from shared.maps.transform import CompiledMap, TargetRow, passes_filter, plain, transform
 from shared.ops.observer import observe
+from shared.sync.batching import Batch as _Batch
+from shared.sync.batching import Change as _Change
+from shared.sync.batching import Unit as _Unit
+from shared.sync.batching import coalesce
+from shared.sync.batching import row_of as _row_of
 from shared.sync.decide import fingerprint, normalize
 from shared.sync.heal import MAX_HEAL_DEPTH, References, Resolver, synthetic
-from shared.sync.plan import TAG_PREFIX, Plan, can_assume, plan_change, settle, skip_reason
+from shared.sync.outcome import AlertRule, Message, Outcome, PermanentFailure, Retry, Scheduler
+from shared.sync.plan import TAG_PREFIX, can_assume, plan_change, settle, skip_reason
 from shared.sync.ports import BulkReads, LedgerPort, RowsPort
 from shared.sync.rows import Current, RowWrite, Written, row_slot
 
 MAX_ATTEMPTS = 12  # scheduled retries of one change before it goes to the error log (about an hour of backoff)
 MAX_DECISION_ROUNDS = 4
 log = logging.getLogger("sync.apply")
-Scheduler = Callable[[ChangeEvent, float, int], Awaitable[None]]  # (change, after seconds, attempt)
 
-__all__ = ["MAX_HEAL_DEPTH", "TAG_PREFIX", "ApplyService", "Outcome", "PermanentFailure", "Retry"]
-
-
-class Retry(Exception):
-    """Try this change again later (re-scheduled, never slept on inside the session)."""
-
-    def __init__(self, after: float, reason: str) -> None:
-        super().__init__(reason)
-        self.after = after
-        self.reason = reason
-
-
-class PermanentFailure(Exception):
-    """The change cannot be applied as it is; recorded in the error log, and the message is dead-lettered."""
-
-
-@dataclass
-class Outcome:
-    map: str
-    outcome: (
-        str  # applied | skipped-stale | skipped-echo | skipped-filtered | skipped | conflict | held | deferred | error
-    )
-    detail: str = ""
-    writes: int = 0
-
-
-@dataclass
-class AlertRule:
-    errors: int = 5
-    minutes: float = 5.0
-
-
-@dataclass
-class Message:
-    """A queued change as the trigger hands it over."""
-
-    event: ChangeEvent
-    delivery_count: int = 1
-    attempt: int = 0
-
-
-@dataclass
-class _Unit:
-    """One change of a batch (repeated changes of a row merged into it) and what became of it."""
-
-    event: ChangeEvent
-    delivery_count: int
-    outcomes: list[Outcome] = field(default_factory=list)
-    failure: Exception | None = None
-
-
-@dataclass
-class _Change:
-    """A change planned, its write to do."""
-
-    compiled: CompiledMap
-    side: Side
-    event: ChangeEvent
-    depth: int
-    record: dict[str, Any]
-    source_version: str | None
-    source_tag: str | None
-    row: TargetRow
-    key: dict[str, Any]
-    entry: LedgerEntry | None
-    current: Current | None
-    plan: Plan
+__all__ = [
+    "MAX_HEAL_DEPTH", "TAG_PREFIX", "AlertRule", "ApplyService", "Message", "Outcome", "PermanentFailure", "Retry",
+    "Scheduler",
+]  # fmt: skip
 
 
 def _integration_key(m: TableMap, record: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -117,66 +58,6 @@ def _integration_key(m: TableMap, record: Mapping[str, Any]) -> dict[str, Any] |
             return None
         key[name] = str(value).lower() if name == m.company_field(Side.FNO) else value
     return key
-
-
-def _row_of(event: ChangeEvent) -> tuple[str, str, str]:
-    return (str(event.source), event.entity, event.row_id)
-
-
-def merge(earlier: ChangeEvent, later: ChangeEvent) -> ChangeEvent:
-    """Two changes of one row in one batch, as one: the row's latest state (later values over earlier ones), under
-    the later change's id and version."""
-    return later.model_copy(
-        update={
-            "fields": {**earlier.fields, **later.fields},
-            "keys": {**earlier.keys, **later.keys},
-            "changed_fields": sorted(set(earlier.changed_fields) | set(later.changed_fields)),
-            "reread_required": earlier.reread_required or later.reread_required,
-        }
-    )
-
-
-def coalesce(
-    messages: Sequence[Message], alone: Sequence[bool] | None = None
-) -> list[tuple[ChangeEvent, int, list[int]]]:
-    """The batch's changes in order, a row changed several times (no delete between) merged into its last change:
-    (change, delivery count, the messages it stands for). A change marked `alone` (its map holds changes) is never
-    merged: each held change is released as it came."""
-    units: list[tuple[ChangeEvent, int, list[int]] | None] = []
-    open_: dict[tuple[str, str, str], int] = {}
-    for i, message in enumerate(messages):
-        event = message.event
-        row = _row_of(event)
-        before = open_.pop(row, None)
-        if alone is not None and alone[i]:
-            units.append((event, message.delivery_count, [i]))
-            continue
-        if event.operation is not Operation.DELETE and before is not None and event.row_id:
-            earlier = units[before]
-            assert earlier is not None
-            units[before] = None
-            units.append((merge(earlier[0], event), max(earlier[1], message.delivery_count), [*earlier[2], i]))
-        else:
-            units.append((event, message.delivery_count, [i]))
-        if event.operation is not Operation.DELETE and event.row_id:
-            open_[row] = len(units) - 1
-    return [u for u in units if u is not None]
-
-
-class _Batch:
-    """Writes waiting to go out together, one `$batch` per map and target; the batch's source rows read together."""
-
-    def __init__(self) -> None:
-        self.pending: list[tuple[_Change, _Unit]] = []
-        self.keys: set[tuple[str, str]] = set()
-        self.reads: dict[tuple[str, str], Current] = {}  # (map, row_slot(key)) → the source row as read
-
-    def holds(self, map_name: str, key: Mapping[str, Any]) -> bool:
-        return (map_name, json.dumps(key, sort_keys=True, default=str)) in self.keys
-
-    def add(self, change: _Change, unit: _Unit) -> None:
-        self.pending.append((change, unit))
-        self.keys.add((change.compiled.map.name, json.dumps(change.key, sort_keys=True, default=str)))
 
 
 class ApplyService:
