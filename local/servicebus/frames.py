@@ -9,13 +9,19 @@ is only required on the first frame of a delivery, and Proton then takes the nex
 removes it from single-frame deliveries: Proton numbers them itself, which is what the client's counter says once
 its sends are done, and its settlements of a racing pair cover both of the client's equal ids. Proton wants the id
 on a session's first transfer and on every frame of a multi-frame delivery (large batches): those keep theirs.
+
+Frames a client sends on a channel after its own `end` there (and before a new `begin`) are dropped too. The SDK's
+receivers close their link, end their session, and only then detach the session's `$management` link; Proton answers
+that detach with `amqp:not-allowed no such channel` and closes the whole connection, so closing every session receiver
+ended in a connection error instead of a clean close. Nothing on an ended channel can still mean anything (AMQP 1.0
+§2.5.5: once the end is sent the endpoint may be reused for a new `begin` only).
 """
 
 from __future__ import annotations
 
 PROTOCOL_HEADER = b"AMQP"
-BEGIN, TRANSFER = 0x11, 0x14  # performative descriptors (smallulong)
-_WATCHED = frozenset((BEGIN, TRANSFER))
+BEGIN, TRANSFER, END = 0x11, 0x14, 0x17  # performative descriptors (smallulong)
+_WATCHED = frozenset((BEGIN, TRANSFER, END))
 _NULL = 0x40
 _TRUE = 0x41
 # Widths after the constructor byte: null, uint0, smalluint, uint; boolean true/false, boolean (1 byte).
@@ -32,7 +38,7 @@ Bytes = bytes | memoryview
 class TransferIdScrubber:
     """One connection's incoming byte stream: passes it on, rewriting only the transfer frames' delivery-ids."""
 
-    __slots__ = ("_carry", "_headers", "_numbered", "_partial", "_skip")
+    __slots__ = ("_carry", "_drop", "_ended", "_headers", "_numbered", "_partial", "_skip")
 
     def __init__(self) -> None:
         self._headers = 2  # protocol headers still to come: SASL's, then AMQP's
@@ -40,6 +46,8 @@ class TransferIdScrubber:
         self._partial: set[tuple[int, int]] = set()  # (channel, handle) in the middle of a multi-frame delivery
         self._skip = 0  # bytes of the current frame (or protocol header) still to pass on unchanged
         self._carry = b""  # the start of a frame whose head has not fully arrived yet
+        self._ended: set[int] = set()  # channels whose session the client has ended (until it begins a new one)
+        self._drop = 0  # bytes of a frame on an ended channel still to discard
 
     @property
     def held(self) -> int:
@@ -51,6 +59,10 @@ class TransferIdScrubber:
         if self._carry:
             data = self._carry + bytes(data)
             self._carry = b""
+        if self._drop:
+            dropped = min(self._drop, len(data))
+            self._drop -= dropped
+            data = bytes(data[dropped:])  # a copy: the loop hands a memoryview result to Proton from the inbox's start
         size = len(data)
         if self._skip >= size:
             self._skip -= size
@@ -70,6 +82,13 @@ class TransferIdScrubber:
             body = pos + data[pos + 4] * 4
             if body + 3 > size:
                 break
+            ended = self._ended  # empty but for the moments after a client ends a session: no cost per frame
+            if ended and data[body + 2] != BEGIN and int.from_bytes(data[pos + 6 : pos + 8], "big") in ended:
+                out.append(data[start:pos])
+                start = min(pos + frame_size, size)
+                self._drop = pos + frame_size - start
+                pos = start
+                continue
             if data[body + 2] in _WATCHED:  # most frames (flow, disposition) need nothing more
                 if size - pos < min(frame_size, body - pos + _HEAD):
                     break
@@ -98,6 +117,10 @@ class TransferIdScrubber:
         channel = int.from_bytes(data[pos + 6 : pos + 8], "big")
         if performative == BEGIN:
             self._numbered.discard(channel)  # a new session on this channel: its first transfer sets the count
+            self._ended.discard(channel)
+            return None
+        if performative == END:
+            self._ended.add(channel)
             return None
         if performative != TRANSFER:
             return None

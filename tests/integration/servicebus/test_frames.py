@@ -72,3 +72,18 @@ def test_a_stream_without_transfers_passes_through_untouched() -> None:
     view = memoryview(stream)
     assert TransferIdScrubber().feed(view) is view
     assert _feed_in_pieces(stream, 4) == stream
+
+
+END = _frame(1, b"\x00\x53\x17\x45")  # end, no fields
+DETACH = _frame(1, b"\x00\x53\x16\xc0\x04\x02\x52\x04\x42")  # detach [handle 4, closed false]
+BEGIN_1 = _frame(1, b"\x00\x53\x11\xc0\x04\x03\x40\x43\x43")
+
+
+def test_frames_after_the_clients_end_on_that_channel_are_dropped_until_it_begins_again() -> None:
+    # The SDK's session receiver ends its session and then detaches its $management link there: Proton would close
+    # the connection over that detach ("no such channel"), so it never reaches Proton.
+    stream = HEADER + BEGIN + BEGIN_1 + END + DETACH + FLOW + _transfer(1, b"\x52\x07", b"x" * 300) + BEGIN_1 + DETACH
+    expected = HEADER + BEGIN + BEGIN_1 + END + FLOW + BEGIN_1 + DETACH
+    assert bytes(TransferIdScrubber().feed(stream)) == expected
+    for piece in (1, 3, 7, 16, 50, 120):
+        assert _feed_in_pieces(stream, piece) == expected, piece
