@@ -355,8 +355,14 @@ class ApplyService:
             writes += 1
             self._record_write(entry, into, written, current, row, values)
         elif current is not None:
-            entry.side(into).values = {**entry.side(into).values, **fingerprint(current.record, current.record)}
-            entry.side(into).row_id = entry.side(into).row_id or current.row_id  # found, not written: still indexed
+            # Found holding every value already, so not written: record it as synced at the version read, as a write
+            # would have. Without the version, an older notification of this row (a post-image from before) would not
+            # be stale and would carry its old values back to the source. Its own changes since flow back below.
+            target = entry.side(into)
+            target.values = {**target.values, **fingerprint(current.record, current.record)}
+            target.row_id = target.row_id or current.row_id  # found, not written: still indexed
+            if current.version and is_newer(current.version, target.version):
+                target.version = current.version
         state = entry.side(side)
         state.values = {**state.values, **seen}
         state.version = source_version if source_version and is_newer(source_version, state.version) else state.version
