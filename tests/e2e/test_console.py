@@ -152,15 +152,16 @@ async def test_replay_all_of_a_map(bridge: SyncStack) -> None:
         assert await dataverse_account(bridge, "USMF", number) is not None
 
 
-async def test_resolving_a_parked_conflict_writes_the_choice_to_both_apps_and_the_ledger(
+async def test_resolving_a_parked_conflict_applies_the_whole_change_to_both_apps_and_the_ledger(
     bridge: SyncStack, storage: str
 ) -> None:
     number, account = await synced_customer(bridge, "RC")
     assert (await api(bridge, "POST", "maps/customers/pause")).status_code == 200
-    async with bridge.fno() as fno:
+    async with bridge.fno() as fno:  # one change: a conflicting column (the name) and one that is not (the phone)
         await fno.update(
-            "CustomersV3", {"dataAreaId": "usmf", "CustomerAccount": number}, {"OrganizationName": "F&O name"}
-        )
+            "CustomersV3", {"dataAreaId": "usmf", "CustomerAccount": number},
+            {"OrganizationName": "F&O name", "PrimaryContactPhone": "+1 555 0101"},
+        )  # fmt: skip
     await bridge.settle(1.0)
     async with bridge.dataverse() as dataverse:
         await dataverse.write("accounts", str(account["accountid"]), {"name": "DV name"})
@@ -175,28 +176,37 @@ async def test_resolving_a_parked_conflict_writes_the_choice_to_both_apps_and_th
     first = parked[0]
     missing = await api(bridge, "POST", f"conflicts/{first['id']}/resolve", {"fields": {}})
     assert missing.status_code == 400 and "choose a value" in missing.json()["detail"]
-    # Each conflict in its target's columns: one takes F&O's value, the other confirms it by typing it.
-    choices = []
-    for conflict in parked:
-        (column,) = conflict["fields"]
-        take = {"take": "fno"} if conflict["source"] == "fno" else {"take": "value", "value": "F&O name"}
-        choices.append(take)
-        answer = await api(bridge, "POST", f"conflicts/{conflict['id']}/resolve", {"fields": {column: take}},
-                           headers=ADA)  # fmt: skip
-        assert answer.status_code == 200, answer.text
-        resolved = answer.json()
-        assert (resolved["status"], resolved["resolved_by"]) == ("resolved", "ada@contoso.example")
-        assert resolved["resolution"]["fields"][column]["value"] == "F&O name"
+    # F&O's change first: the name as chosen, and its phone — not in conflict — comes over with it.
+    from_fno = next(c for c in parked if c["source"] == "fno")
+    (column,) = from_fno["fields"]
+    answer = await api(bridge, "POST", f"conflicts/{from_fno['id']}/resolve", {"fields": {column: {"take": "fno"}}},
+                       headers=ADA)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    resolved = answer.json()
+    assert (resolved["status"], resolved["resolved_by"]) == ("resolved", "ada@contoso.example")
+    assert resolved["resolution"]["fields"] == {"name": {"take": "fno", "value": "F&O name"}}
+    assert resolved["resolution"]["written"]["dataverse"] == {"name": "F&O name", "telephone1": "+1 555 0101"}
+    mirrored = await dataverse_account(bridge, "USMF", number)
+    assert mirrored is not None and (mirrored["name"], mirrored["telephone1"]) == ("F&O name", "+1 555 0101")
+    # Dataverse's change: the operator types the value.
+    from_dataverse = next(c for c in parked if c["source"] == "dataverse")
+    (column,) = from_dataverse["fields"]
+    answer = await api(bridge, "POST", f"conflicts/{from_dataverse['id']}/resolve",
+                       {"fields": {column: {"take": "value", "value": "F&O name"}}}, headers=ADA)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["resolution"]["fields"][column] == {"take": "value", "value": "F&O name"}
     customer = await fno_customer(bridge, "usmf", number)
     mirrored = await dataverse_account(bridge, "USMF", number)
     assert customer is not None and mirrored is not None
-    assert customer["OrganizationName"] == "F&O name" and mirrored["name"] == "F&O name"
+    assert (customer["OrganizationName"], customer["PrimaryContactPhone"]) == ("F&O name", "+1 555 0101")
+    assert (mirrored["name"], mirrored["telephone1"]) == ("F&O name", "+1 555 0101")
     async with TableServiceClient.from_connection_string(storage) as service:
         key = {"CustomerAccount": number, "dataAreaId": "usmf"}
         entity = await service.get_table_client("ledger").get_entity("customers", key_text(key))
         entry = LedgerEntry.model_validate_json(entity["Entry"])
     assert entry.fno.values["OrganizationName"] == "F&O name" and entry.dataverse.values["name"] == "F&O name"
-    await bridge.settle(2.0)  # the two writes' own notifications are echoes: nothing new is parked
+    assert entry.fno.values["PrimaryContactPhone"] == entry.dataverse.values["telephone1"] == "+1 555 0101"
+    await bridge.settle(2.0)  # the writes' own notifications are echoes: nothing new is parked
     assert await open_conflicts() == []
     again = await api(bridge, "POST", f"conflicts/{first['id']}/resolve", {"fields": {"name": {"take": "fno"}}})
     assert again.status_code == 409

@@ -1,0 +1,127 @@
+"""Changes still waiting per map, for the console's lag: queued on `changes` and not applied yet, or deferred
+(re-scheduled on the bus after throttling or a transient error). Held changes are the ledger's `held` table.
+
+Table `opswaiting`, one partition per map, one row per waiting change: RowKey = the change's time (nanoseconds, so the
+partition's first row is its oldest) and its event id. The publisher records the rows of every change it queues —
+ingest, replay, resume — in one entity-group transaction per map before the send (so the apply's "done" can never
+come first); the apply observer deletes them once an outcome is final (applied, skipped, conflict, error, held),
+batched in its two-second flush. No app request and no extra Table round trip inside apply; one Table transaction
+per publish group and map at ingest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableTransactionError, UpdateMode
+
+from shared.events.model import ChangeEvent
+from shared.ledger.tables import safe_row_key
+from shared.ops.store import OpsStore
+
+log = logging.getLogger("ops.waiting")
+TABLE = "opswaiting"
+TRANSACTION_SIZE = 100  # Table Storage's limit per entity-group transaction
+MapsFor = Callable[[ChangeEvent], list[str]]
+Key = tuple[str, str]  # (map, RowKey)
+
+
+def waiting_key(map_name: str, event: ChangeEvent) -> Key:
+    return map_name, f"{int(event.occurred_at.timestamp() * 1e9):020d}|{safe_row_key(event.event_id)}"
+
+
+def _entity(key: Key, event: ChangeEvent, **extra: Any) -> dict[str, Any]:
+    return {"PartitionKey": key[0], "RowKey": key[1], "EventId": event.event_id, "OccurredAt": event.occurred_at,
+            "QueuedAt": datetime.now(UTC), **extra}  # fmt: skip
+
+
+def _by_partition(keys: Iterable[Key]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for partition, row in keys:
+        out[partition].append(row)
+    return out
+
+
+class WaitingChanges:
+    def __init__(self, store: OpsStore, maps_for: MapsFor) -> None:
+        self._store = store
+        self._maps_for = maps_for
+
+    def _table(self) -> Any:
+        return self._store.table(TABLE)
+
+    async def queued(self, events: Sequence[ChangeEvent]) -> None:
+        """Before the send: a row per change and map reading it. Never raises (a lag under-reported for a moment
+        is better than a change refused)."""
+        try:
+            await self._store.ensure()
+            rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for event in events:
+                for name in self._maps_for(event):
+                    key = waiting_key(name, event)
+                    rows[key[0]].append(_entity(key, event))
+            table = self._table()
+            for partition in rows.values():
+                for start in range(0, len(partition), TRANSACTION_SIZE):
+                    chunk = partition[start : start + TRANSACTION_SIZE]
+                    await table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in chunk])
+        except Exception:
+            log.warning("could not record %d queued change(s) for the console's lag", len(events), exc_info=True)
+
+    async def unqueued(self, events: Sequence[ChangeEvent]) -> None:
+        """The send failed: nothing of it is waiting (the sender retries, and it is recorded again)."""
+        await self.done([waiting_key(name, e) for e in events for name in self._maps_for(e)])
+
+    async def done(self, keys: Iterable[Key]) -> None:
+        """Deleted per map in transactions; one already gone (a duplicate delivery) fails its transaction, whose
+        rows are then deleted one by one."""
+        table = self._table()
+        try:
+            await self._store.ensure()
+            for partition, rows in _by_partition(set(keys)).items():
+                for start in range(0, len(rows), TRANSACTION_SIZE):
+                    chunk = rows[start : start + TRANSACTION_SIZE]
+                    try:
+                        await table.submit_transaction(
+                            [("delete", {"PartitionKey": partition, "RowKey": r}) for r in chunk]
+                        )
+                    except TableTransactionError:
+                        await asyncio.gather(*(self._delete_one(table, partition, r) for r in chunk))
+        except Exception:
+            log.warning("could not clear applied changes from the console's waiting list", exc_info=True)
+
+    @staticmethod
+    async def _delete_one(table: Any, partition: str, row: str) -> None:
+        try:
+            await table.delete_entity(partition, row)
+        except ResourceNotFoundError:
+            pass
+
+    async def deferred(self, items: Iterable[tuple[Key, ChangeEvent]]) -> None:
+        """Re-scheduled: still waiting, marked so. Only a row still there is marked: the retry may already have been
+        applied elsewhere, and a row made again here would stay for ever."""
+        try:
+            await self._store.ensure()
+            for key, _event in dict(items).items():
+                entity = {"PartitionKey": key[0], "RowKey": key[1], "Deferred": True, "DeferredAt": datetime.now(UTC)}
+                try:
+                    await self._table().update_entity(entity, mode=UpdateMode.MERGE)
+                except ResourceNotFoundError:
+                    pass
+        except Exception:
+            log.warning("could not mark deferred changes for the console's lag", exc_info=True)
+
+    async def oldest(self, map_name: str) -> dict[str, Any] | None:
+        """The map's oldest waiting change: its time and whether it was deferred."""
+        await self._store.ensure()
+        query = self._table().query_entities("PartitionKey eq @m", parameters={"m": map_name}, results_per_page=1)
+        async for entity in query:
+            return {"occurred_at": entity["OccurredAt"], "deferred": bool(entity.get("Deferred")),
+                    "event_id": entity.get("EventId")}  # fmt: skip
+        return None
