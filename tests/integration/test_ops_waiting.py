@@ -1,0 +1,131 @@
+"""The console's lag counts every change still waiting, on the real broker and Table Storage: queued (recorded by the
+publisher before the send), deferred (re-scheduled, still waiting) and held (the ledger's `held` table); a final
+outcome — applied, skipped, an error — takes it off, a duplicate delivery's too, and a failed send leaves nothing."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from azure.data.tables.aio import TableServiceClient
+from azure.servicebus import NEXT_AVAILABLE_SESSION
+from azure.servicebus.aio import ServiceBusClient
+
+from local.servicebus.config import DEFAULT_CONFIG
+from shared.bus.publisher import BusUnavailable, ServiceBusChangePublisher
+from shared.events.model import ChangeEvent, Operation, Source
+from shared.ledger.tables import Ledger
+from shared.maps.loader import MapSet, load_maps
+from shared.maps.model import Side
+from shared.ops.alerts import Alert
+from shared.ops.observer import Effects, Observer
+from shared.ops.status import map_status
+from shared.ops.store import OpsStore
+from shared.ops.waiting import WaitingChanges
+from tests import stack
+
+
+@pytest.fixture(scope="module")
+def servicebus() -> Any:
+    with stack.broker(DEFAULT_CONFIG) as connection:
+        yield connection
+
+
+@dataclass
+class Parts:
+    maps: MapSet
+    ledger: Ledger
+    store: OpsStore
+    waiting: WaitingChanges
+    observer: Observer
+
+
+@pytest.fixture
+async def parts(storage_connection_string: str) -> AsyncIterator[Parts]:
+    maps = load_maps()
+    prefix = f"w{uuid.uuid4().hex[:8]}"
+    async with TableServiceClient.from_connection_string(storage_connection_string) as service:
+        store = OpsStore(service, prefix=prefix)
+        waiting = WaitingChanges(store, lambda e: [c.map.name for c in maps.reading(Side(str(e.source)), e.entity)])
+
+        async def nothing(*_: Any) -> None:
+            return None
+
+        async def no_alert(_: Alert) -> None:
+            return None
+
+        effects = Effects(store, lambda _: [], nothing, no_alert, waiting)
+        observer = Observer(lambda: effects)
+        yield Parts(maps, Ledger(service, prefix=prefix), store, waiting, observer)
+        if observer._flusher is not None:
+            observer._flusher.cancel()
+
+
+def change(minutes_ago: float) -> ChangeEvent:
+    number = f"W{uuid.uuid4().hex[:6]}"
+    return ChangeEvent(
+        event_id=f"fno-{number}", source=Source.FNO, entity="CustomersV3", operation=Operation.UPDATE,
+        row_id=number, keys={"dataAreaId": "usmf", "CustomerAccount": number},
+        occurred_at=datetime.now(UTC) - timedelta(minutes=minutes_ago),
+    )  # fmt: skip
+
+
+async def lag(p: Parts) -> dict[str, Any]:
+    return await map_status("customers", p.maps, p.ledger, p.store, p.waiting, time.time())
+
+
+async def test_queued_deferred_and_held_changes_all_count_until_an_outcome_is_final(
+    parts: Parts, servicebus: str
+) -> None:
+    p = parts
+    assert (await lag(p))["oldest_waiting_seconds"] is None
+    old, new = change(10), change(0.5)
+    async with ServiceBusClient.from_connection_string(servicebus) as client:
+        publisher = ServiceBusChangePublisher(client, "changes", 10.0, 4, watcher=p.waiting)
+        await publisher.publish([new, old])
+        await publisher.close()
+        # Really on the queue: the session of one of them holds it.
+        async with client.get_queue_receiver("changes", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=5) as rx:
+            received = await rx.peek_messages(max_message_count=10)
+            assert {m.message_id for m in received} & {old.event_id, new.event_id}
+    queued = await lag(p)
+    assert 595 <= queued["oldest_queued_seconds"] <= 660 and not queued["oldest_queued_deferred"]
+    assert queued["oldest_waiting_seconds"] == queued["oldest_queued_seconds"] and queued["oldest_held_seconds"] is None
+
+    # Throttled: re-scheduled on the bus, still waiting, shown as deferred.
+    p.observer.observe(old, "customers", "deferred", "429 Too Many Requests", 0.0)
+    await p.observer.flush()
+    deferred = await lag(p)
+    assert deferred["oldest_queued_deferred"] and deferred["oldest_queued_seconds"] >= 595
+
+    # Applied at last (and delivered twice): off the list; the younger change is now the oldest.
+    for _ in range(2):
+        p.observer.observe(old, "customers", "applied", "", 1000.0)
+        await p.observer.flush()
+    after = await lag(p)
+    assert 25 <= after["oldest_queued_seconds"] <= 90 and not after["oldest_queued_deferred"]
+
+    # A held change counts too, from the ledger's held table; the older of the two is the lag.
+    held = change(20)
+    await p.ledger.hold("customers", held)
+    both = await lag(p)
+    assert 1195 <= both["oldest_held_seconds"] <= 1260 and both["oldest_waiting_seconds"] == both["oldest_held_seconds"]
+
+    p.observer.observe(new, "customers", "error", "400 Bad Request", 0.0)  # an error is the error log's now
+    await p.observer.flush()
+    assert (await lag(p))["oldest_queued_seconds"] is None
+
+
+async def test_a_change_the_bus_refused_is_not_left_waiting(parts: Parts, servicebus: str) -> None:
+    too_big = change(1).model_copy(update={"fields": {"Notes": "x" * 2_000_000}})  # over any message size limit
+    async with ServiceBusClient.from_connection_string(servicebus) as client:
+        publisher = ServiceBusChangePublisher(client, "changes", 10.0, 4, watcher=parts.waiting)
+        with pytest.raises(BusUnavailable):
+            await publisher.publish([too_big])
+        await publisher.close()
+    assert (await lag(parts))["oldest_queued_seconds"] is None
