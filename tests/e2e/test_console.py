@@ -5,12 +5,14 @@ apps and the ledger; dead-letter resubmit; alert notifications posted (and retri
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from azure.data.tables.aio import TableServiceClient
+from azure.servicebus import ServiceBusSubQueue
+from azure.servicebus.aio import ServiceBusClient
 
 from shared.ledger.model import ErrorRecord, LedgerEntry, key_text
 from tests import stack
@@ -43,6 +45,21 @@ async def _errors_of(bridge: SyncStack, number: str, status: str = "") -> list[d
     query = "errors?map=customers&per_page=500" + (f"&status={status}" if status else "")
     found = (await api(bridge, "GET", query)).json()["errors"]
     return [e for e in found if e["event"]["keys"].get("CustomerAccount") == number]
+
+
+async def _letters_of(bridge: SyncStack, number: str) -> list[dict[str, Any]]:
+    found = (await api(bridge, "GET", "deadletters?limit=100")).json()["deadletters"]
+    return [d for d in found if d["event"] and d["event"]["keys"].get("CustomerAccount") == number]
+
+
+async def _dead_lettered(bridge: SyncStack, number: str) -> int:
+    """The dead letters of the customer's changes, peeked on the broker itself (the API's list settles some)."""
+    async with (
+        ServiceBusClient.from_connection_string(bridge.servicebus) as client,
+        client.get_queue_receiver("changes", sub_queue=ServiceBusSubQueue.DEAD_LETTER) as rx,
+    ):
+        peeked = await rx.peek_messages(max_message_count=250)
+    return sum(1 for m in peeked if number in b"".join(bytes(b) for b in m.body).decode())
 
 
 async def _create_customer(bridge: SyncStack, number: str, phone: str) -> None:
@@ -125,6 +142,8 @@ async def test_replay_keeps_a_still_broken_change_with_the_new_message_and_bring
     )
     assert "'55'" in again["message"] and again["replays"] == 1 and again["id"] == error["id"]
 
+    # The original message, failed on every delivery, sits in the dead letters.
+    assert await eventually(lambda: _letters_of(bridge, number), bool, seconds=30)
     await set_column_length(bridge, "telephone1", 100)  # fixed
     assert (await api(bridge, "POST", f"errors/{error['id']}/replay", headers=ADA)).status_code == 202
     (fixed,) = await eventually(
@@ -133,6 +152,10 @@ async def test_replay_keeps_a_still_broken_change_with_the_new_message_and_bring
     assert fixed["resolved_by"] == "ada@contoso.example" and fixed["resolved_at"] and fixed["replays"] == 2
     account = await eventually(lambda: dataverse_account(bridge, "USMF", number), lambda a: a is not None)
     assert account is not None and account["telephone1"] == PHONE
+    # Brought over: its dead letters are settled (completed, not only hidden from the list), so the dead-letter
+    # list no longer shows a resolved change.
+    assert await eventually(lambda: _dead_lettered(bridge, number), lambda found: found == 0, seconds=30) == 0
+    assert await _letters_of(bridge, number) == []
     conflict = await api(bridge, "POST", f"errors/{error['id']}/replay")
     assert conflict.status_code == 409  # a resolved error is not replayed again
 
@@ -217,9 +240,8 @@ async def test_a_dead_lettered_change_is_browsed_and_resubmitted(bridge: SyncSta
     number = unique("DL")
     await _create_customer(bridge, number, PHONE)
 
-    async def letters() -> list[dict[str, Any]]:
-        found = (await api(bridge, "GET", "deadletters?limit=100")).json()["deadletters"]
-        return [d for d in found if d["event"] and d["event"]["keys"].get("CustomerAccount") == number]
+    def letters() -> Awaitable[list[dict[str, Any]]]:
+        return _letters_of(bridge, number)
 
     (letter,) = await eventually(letters, bool, seconds=90)
     assert letter["event"]["entity"] == "CustomersV3" and letter["delivery_count"] >= 1
