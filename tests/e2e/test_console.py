@@ -5,10 +5,12 @@ apps and the ledger; dead-letter resubmit; alert notifications posted (and retri
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Awaitable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from azure.data.tables.aio import TableServiceClient
 from azure.servicebus import ServiceBusSubQueue
@@ -253,6 +255,27 @@ async def test_a_dead_lettered_change_is_browsed_and_resubmitted(bridge: SyncSta
     assert await letters() == []
     await eventually(lambda: _errors_of(bridge, number), lambda es: es[0]["status"] == "resolved", seconds=30)
     assert (await api(bridge, "POST", f"deadletters/{letter['id']}/resubmit")).status_code == 404
+
+
+async def test_one_trace_runs_from_the_webhook_through_the_bus_to_the_target_write(bridge: SyncStack) -> None:
+    """The trace id a notification arrives with is the one the apply's write into the other app carries."""
+    trace_id = uuid.uuid4().hex
+    endpoint = f"{bridge.host}/api/webhooks/fno?code={KEYS['fno_webhook']}"
+
+    async def data_events(headers: dict[str, str]) -> None:
+        async with httpx.AsyncClient() as http:
+            body = {"url": endpoint, "headers": headers}
+            (await http.post(f"{bridge.fno_url}/_admin/data-events", json=body)).raise_for_status()
+
+    await data_events({"traceparent": f"00-{trace_id}-{'5' * 16}-01"})
+    try:
+        number = unique("TR")
+        await _create_customer(bridge, number, "+1 555 0199")
+        await eventually(lambda: dataverse_account(bridge, "USMF", number), lambda a: a is not None)
+    finally:
+        await data_events({})
+    traced = [t.split("-") for t in (await bridge.stats("dataverse"))["traceparents"]]
+    assert any(parts[1] == trace_id for parts in traced), traced[-5:]
 
 
 async def test_alert_rules_post_their_notifications_to_the_receiver_retrying_a_failure(
