@@ -3,11 +3,12 @@ is set (`azure-monitor-opentelemetry`); locally nothing is configured, so the Op
 nothing is sent.
 
 Counters per map and outcome (`bridge.apply.outcomes`: applied, skipped-* by reason, conflict, error, held,
-deferred) and a latency histogram (`bridge.apply.latency`, ms from the source's change to the target write). Traces: the
-distro instruments the Azure SDKs (a Service Bus send carries the W3C `traceparent` as `Diagnostic-Id`) and httpx
-(the target writes); with host.json `"telemetryMode": "OpenTelemetry"` and `PYTHON_ENABLE_OPENTELEMETRY=true` (set
-by the Bicep) the Functions host hands each invocation's trace context to the worker, so one operation id runs from
-the webhook through Service Bus to the target write (Microsoft Learn, "Use OpenTelemetry with Azure Functions").
+deferred) and a latency histogram (`bridge.apply.latency`, ms from the source's change to the target write). Traces:
+with host.json `"telemetryMode": "OpenTelemetry"` and `PYTHON_ENABLE_OPENTELEMETRY=true` (set by the Bicep) the
+Functions host hands each invocation's trace context to the worker (Microsoft Learn, "Use OpenTelemetry with Azure
+Functions"); ingest stamps that trace on every change it queues (`ChangeEvent.traceparent`), apply continues it
+(`apply_span`) and the connectors send it on (`traceparent`), so one operation id runs from the webhook through
+Service Bus to the target write, whatever the trigger's own span is.
 """
 
 from __future__ import annotations
