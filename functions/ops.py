@@ -84,8 +84,12 @@ def _body(req: func.HttpRequest) -> dict[str, Any]:
 async def get_status(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(who := signed_in(req), func.HttpResponse):
         return who
+    from shared.clients import get_clients
+    from shared.initialsync.store import RunStore
+
     control = _control()
-    return json_response(await status(control.maps, control.ledger, get_store(), get_waiting()))
+    runs = await RunStore(get_clients().tables).runs()
+    return json_response(await status(control.maps, control.ledger, get_store(), get_waiting(), runs))
 
 
 @bp.route(route="errors", methods=["GET"], auth_level=OPERATOR_LEVEL)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from shared.initialsync.model import RunState
 from shared.ledger.tables import Ledger
 from shared.maps.loader import MapSet
 from shared.ops.store import OpsStore
@@ -47,13 +48,30 @@ def figures(buckets: Iterable[Mapping[str, Any]], now: float) -> dict[str, Any]:
     }
 
 
+ACTIVE_RUN_STATES = ("queued", "running")
+
+
+def sync_run(name: str, runs: Sequence[RunState]) -> dict[str, Any] | None:
+    """The newest sync run in progress over the map, with the map's progress in it (its row samples left out)."""
+    active = [r for r in runs if r.state in ACTIVE_RUN_STATES and name in r.maps]
+    if not active:
+        return None
+    run = max(active, key=lambda r: r.created_at)
+    progress = run.progress.get(name)
+    report = progress.report() if progress is not None else None
+    if report is not None:
+        report.pop("samples", None)
+    return {"run_id": run.run_id, "mode": str(run.mode), "state": run.state, "progress": report}
+
+
 def _age(now: float, at: float | None) -> float | None:
     return round(max(0.0, now - at), 1) if at is not None else None
 
 
 async def map_status(
-    name: str, maps: MapSet, ledger: Ledger, store: OpsStore, waiting: WaitingChanges, now: float
-) -> dict[str, Any]:
+    name: str, maps: MapSet, ledger: Ledger, store: OpsStore, waiting: WaitingChanges, now: float,
+    runs: Sequence[RunState] = (),
+) -> dict[str, Any]:  # fmt: skip
     state, held, buckets, counts, alert, queued = await asyncio.gather(
         ledger.map_state(name), ledger.held(name), store.buckets(name, now - 3600), store.open_counts(name),
         store.last_alert(name), waiting.oldest(name),
@@ -69,6 +87,7 @@ async def map_status(
         "enabled": maps.maps[name].map.enabled,
         **state,
         "held": len(held),
+        "sync_run": sync_run(name, runs),  # an initial sync or reconciliation in progress over the map
         # Lag: the age of the oldest change still waiting — held, queued or deferred — and (in the figures) the
         # latest change-to-target latency.
         "oldest_waiting_seconds": _age(now, oldest),
@@ -82,7 +101,9 @@ async def map_status(
     }
 
 
-async def status(maps: MapSet, ledger: Ledger, store: OpsStore, waiting: WaitingChanges) -> dict[str, Any]:
+async def status(
+    maps: MapSet, ledger: Ledger, store: OpsStore, waiting: WaitingChanges, runs: Sequence[RunState] = ()
+) -> dict[str, Any]:
     now = time.time()
-    rows = await asyncio.gather(*(map_status(name, maps, ledger, store, waiting, now) for name in maps.order))
+    rows = await asyncio.gather(*(map_status(name, maps, ledger, store, waiting, now, runs) for name in maps.order))
     return {"at": now, "maps": list(rows)}
