@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from functions import admin, apply, console_page, notify, ops, sync, webhooks
+from functions import admin, apply, console_page, notify, ops, ops_watch, sync, webhooks
 from shared.clients import close_clients
 from shared.connectors.wiring import close_connectors
 from shared.ops.telemetry import configure
@@ -12,6 +12,7 @@ configure()  # Application Insights through OpenTelemetry, only when APPLICATION
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(admin.bp)
 app.register_functions(ops.bp)
+app.register_functions(ops_watch.bp)
 app.register_functions(console_page.bp)
 app.register_functions(webhooks.bp)
 app.register_functions(apply.bp)

@@ -203,6 +203,11 @@ class Observer:
                 settled = await effects.settle_dead_letters(original)
                 log.info(json.dumps({"event": "replay-settled", "event_id": original, "dead_letters": settled}))
 
+    async def waited(self, map_name: str, age_ms: float, detail: str) -> None:
+        """The lag watch (`shared.ops.watch`): the map's oldest queued or deferred change has waited `age_ms`; its
+        lag rules fire on it as on an outcome (same cooldown, same actions)."""
+        await self._alerts(self.effects(), map_name, "waiting", detail, age_ms)
+
     async def _alerts(self, effects: Effects, map_name: str, outcome: str, detail: str, latency: float) -> None:
         now = datetime.now(UTC)
         for rule in effects.rules(map_name):

@@ -1,6 +1,7 @@
 """The console's lag counts every change still waiting, on the real broker and Table Storage: queued (recorded by the
 publisher before the send), deferred (re-scheduled, still waiting) and held (the ledger's `held` table); a final
-outcome — applied, skipped, an error — takes it off, a duplicate delivery's too, and a failed send leaves nothing."""
+outcome — applied, skipped, an error — takes it off, a duplicate delivery's too, and a failed send leaves nothing.
+A lag rule fires on a change still waiting."""
 
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ from shared.events.model import ChangeEvent, Operation, Source
 from shared.ledger.tables import Ledger
 from shared.maps.loader import MapSet, load_maps
 from shared.maps.model import Side
-from shared.ops.alerts import Alert
+from shared.ops.alerts import Alert, AlertRule
 from shared.ops.observer import Effects, Observer
 from shared.ops.status import map_status
 from shared.ops.store import OpsStore
 from shared.ops.waiting import WaitingChanges
+from shared.ops.watch import watch_lag
 from tests import stack
 
 
@@ -129,3 +131,38 @@ async def test_a_change_the_bus_refused_is_not_left_waiting(parts: Parts, servic
             await publisher.publish([too_big])
         await publisher.close()
     assert (await lag(parts))["oldest_queued_seconds"] is None
+
+
+async def test_a_lag_rule_fires_on_a_change_still_waiting(parts: Parts) -> None:
+    """Nothing applied (the apply function down, a backlog): the lag watch fires the rule on the waiting change."""
+    paused: list[tuple[str, str]] = []
+    notified: list[Alert] = []
+
+    async def pause(map_name: str, reason: str) -> None:
+        paused.append((map_name, reason))
+
+    async def notify(alert: Alert) -> None:
+        notified.append(alert)
+
+    rules = {"customers": [AlertRule(lag_minutes=5, actions=["pause", "notify"])]}
+    effects = Effects(parts.store, lambda m: rules.get(m, []), pause, notify, parts.waiting)
+    observer = Observer(lambda: effects)
+    maps = ["customers", "vendors"]
+    assert await watch_lag(observer, parts.waiting, maps, effects.rules) == {}  # nothing waiting: nothing fires
+
+    await parts.waiting.queued([change(3)])  # younger than the rule's 5 minutes
+    (age,) = (await watch_lag(observer, parts.waiting, maps, effects.rules)).values()
+    assert 170 <= age <= 240 and not notified
+    late = change(12)
+    await parts.waiting.queued([late])
+    await parts.ledger.hold("vendors", change(60))  # held on purpose (paused): not late, and vendors has no rule
+    ages = await watch_lag(observer, parts.waiting, maps, effects.rules)
+    assert set(ages) == {"customers"} and ages["customers"] >= 715
+    (alert,) = notified
+    assert alert.map == "customers" and alert.rule == "lag over 5 minutes"
+    assert "has waited 12" in alert.what and late.event_id in alert.what and alert.actions == ["pause", "notify"]
+    assert paused == [("customers", f"alert: lag over 5 minutes: {alert.what}")]
+    last = await parts.store.last_alert("customers")
+    assert last is not None and last.what == alert.what  # the console's "last alert"
+    await watch_lag(observer, parts.waiting, maps, effects.rules)
+    assert len(notified) == 1  # once per cooldown (15 minutes)
