@@ -21,6 +21,10 @@ app.register_functions(sync.bp)
 
 
 async def shutdown() -> None:
-    """Awaited by the local dev host when it stops (see local/host/__main__.py): close the process's clients."""
+    """Awaited by the local dev host when it stops (see local/host/__main__.py): the console's figures and waiting
+    list flushed, then the process's clients closed."""
+    from shared.ops.observer import get_observer
+
+    await get_observer().drain()
     await close_connectors()
     await close_clients()

@@ -138,6 +138,8 @@ class Observer:
         await self.flush()
 
     async def flush(self) -> None:
+        if not (self._dirty or self._done or self._deferred):
+            return
         dirty, self._dirty = self._dirty, set()
         done, self._done = self._done, set()
         deferred, self._deferred = self._deferred, {}

@@ -28,6 +28,7 @@ from shared.ops.store import OpsStore
 log = logging.getLogger("ops.waiting")
 TABLE = "opswaiting"
 TRANSACTION_SIZE = 100  # Table Storage's limit per entity-group transaction
+MAX_PRUNED = 20  # rows of errored changes taken off per look, at most
 MapsFor = Callable[[ChangeEvent], list[str]]
 Key = tuple[str, str]  # (map, RowKey)
 
@@ -118,10 +119,18 @@ class WaitingChanges:
             log.warning("could not mark deferred changes for the console's lag", exc_info=True)
 
     async def oldest(self, map_name: str) -> dict[str, Any] | None:
-        """The map's oldest waiting change: its time and whether it was deferred."""
+        """The map's oldest waiting change: its time and whether it was deferred. A row whose change is in the
+        error log already (it gave up after its retries: an outcome the observer never saw) is taken off on the way."""
         await self._store.ensure()
-        query = self._table().query_entities("PartitionKey eq @m", parameters={"m": map_name}, results_per_page=1)
-        async for entity in query:
-            return {"occurred_at": entity["OccurredAt"], "deferred": bool(entity.get("Deferred")),
-                    "event_id": entity.get("EventId")}  # fmt: skip
-        return None
+        pruned = 0
+        while True:
+            query = self._table().query_entities("PartitionKey eq @m", parameters={"m": map_name}, results_per_page=1)
+            entity = await anext(aiter(query), None)
+            if entity is None:
+                return None
+            event_id = str(entity.get("EventId") or "")
+            if pruned < MAX_PRUNED and event_id and await self._store.error_by_event(map_name, event_id) is not None:
+                await self._delete_one(self._table(), map_name, entity["RowKey"])
+                pruned += 1
+                continue
+            return {"occurred_at": entity["OccurredAt"], "deferred": bool(entity.get("Deferred")), "event_id": event_id}

@@ -20,6 +20,7 @@ from azure.servicebus.aio import ServiceBusClient
 from local.servicebus.config import DEFAULT_CONFIG
 from shared.bus.publisher import BusUnavailable, ServiceBusChangePublisher
 from shared.events.model import ChangeEvent, Operation, Source
+from shared.ledger.model import ErrorRecord
 from shared.ledger.tables import Ledger
 from shared.maps.loader import MapSet, load_maps
 from shared.maps.model import Side
@@ -166,3 +167,16 @@ async def test_a_lag_rule_fires_on_a_change_still_waiting(parts: Parts) -> None:
     assert last is not None and last.what == alert.what  # the console's "last alert"
     await watch_lag(observer, parts.waiting, maps, effects.rules)
     assert len(notified) == 1  # once per cooldown (15 minutes)
+
+
+async def test_a_change_that_gave_up_into_the_error_log_no_longer_counts(parts: Parts) -> None:
+    """After its last retry a change goes to the error log without an outcome the observer sees: the lag drops it."""
+    gave_up, waiting = change(30), change(2)
+    await parts.waiting.queued([gave_up, waiting])
+    await parts.ledger.record_error(
+        ErrorRecord(map="customers", event_id=gave_up.event_id, event=gave_up.model_dump(mode="json"), request="",
+                    message="gave up after 12 retries: 429 Too Many Requests")
+    )  # fmt: skip
+    shown = await lag(parts)
+    assert 100 <= shown["oldest_queued_seconds"] <= 180  # the other one
+    assert (await parts.waiting.oldest("customers") or {}).get("event_id") == waiting.event_id
