@@ -77,24 +77,42 @@ class DeadLetters:
             letters = [dead_letter_json(m) for m in await rx.peek_messages(max_message_count=limit, **kw)]
         if resolved is None:
             return letters
-        shown = []
+        shown, settled = [], set()
         for letter in letters:
             event = letter["event"]
             if event and isinstance(event.get("event_id"), str) and await resolved(event):
-                await self.settle_event(event["event_id"])
+                settled.add(event["event_id"])
             else:
                 shown.append(letter)
+        if settled:
+            await self.settle_events(settled)  # one pass over the dead letters for all of them
         return shown
 
     async def _take(
         self, rx: Any, wanted: Callable[[ServiceBusReceivedMessage], bool], first_only: bool
     ) -> list[ServiceBusReceivedMessage]:
-        """Receive (locked) the dead letters `wanted` picks; every other one is given back."""
-        others: list[ServiceBusReceivedMessage] = []  # kept locked while searching, then given back
+        """Receive (locked) the dead letters `wanted` picks; every other one received on the way is given back.
+
+        A message is reached only by receiving those before it. Peeked first, so that exactly as many are asked for
+        as it takes: a receiver left with credit would get the ones it gives back delivered to itself again, and
+        they would stay locked, out of everyone's reach, until their lock expires."""
+        peeked: list[ServiceBusReceivedMessage] = []
+        while len(peeked) < MAX_SEARCH:  # paged: the service answers a peek with fewer than asked for
+            start: dict[str, Any] = {"sequence_number": (peeked[-1].sequence_number or 0) + 1} if peeked else {}
+            page = await rx.peek_messages(max_message_count=MAX_BROWSE, **start)
+            if not page:
+                break
+            peeked += page
+        positions = [i for i, m in enumerate(peeked) if wanted(m)]
+        if not positions:
+            return []
+        need = (positions[0] if first_only else positions[-1]) + 1
+        others: list[ServiceBusReceivedMessage] = []
         found: list[ServiceBusReceivedMessage] = []
         try:
-            while not (first_only and found) and len(others) < MAX_SEARCH:
-                batch = await rx.receive_messages(max_message_count=MAX_BROWSE, max_wait_time=2)
+            while len(found) + len(others) < need and not (first_only and found):
+                left = need - len(found) - len(others)
+                batch = await rx.receive_messages(max_message_count=min(left, MAX_BROWSE), max_wait_time=2)
                 if not batch:
                     break
                 for m in batch:
@@ -132,11 +150,14 @@ class DeadLetters:
             return dead_letter_json(found) | {"resubmitted_as": copy.message_id}
 
     async def settle_event(self, event_id: str) -> int:
-        """Complete the dead letters of a change that was applied since (a replay or a resubmission brought it over):
-        the dead-letter queue shows only what still needs a person. Returns how many were settled."""
-        original = original_event_id(event_id)
+        return await self.settle_events({event_id})
+
+    async def settle_events(self, event_ids: set[str]) -> int:
+        """Complete the dead letters of changes that were applied since (a replay or a resubmission brought them
+        over): the dead-letter queue shows only what still needs a person. Returns how many were settled."""
+        originals = {original_event_id(e) for e in event_ids}
         async with self._receiver() as rx:
-            taken = await self._take(rx, lambda m: _event_id(m) == original, first_only=False)
+            taken = await self._take(rx, lambda m: _event_id(m) in originals, first_only=False)
             for message in taken:
                 await rx.complete_message(message)
             return len(taken)
