@@ -23,8 +23,8 @@ app.register_functions(sync.bp)
 async def shutdown() -> None:
     """Awaited by the local dev host when it stops (see local/host/__main__.py): the console's figures and waiting
     list flushed, then the process's clients closed."""
-    from shared.ops.observer import get_observer
+    from shared.ops.wiring import drain
 
-    await get_observer().drain()
+    await drain()
     await close_connectors()
     await close_clients()

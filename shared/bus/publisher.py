@@ -28,7 +28,8 @@ class ChangePublisher(Protocol):
 
 
 class QueueWatcher(Protocol):
-    """Told of every change before it is queued, and again if the send failed (the console's lag, `shared.ops`)."""
+    """Told of every change before it is queued, and again if the send failed (the console's lag, `shared.ops`);
+    it must not wait for I/O."""
 
     async def queued(self, events: Sequence[ChangeEvent]) -> None: ...
 
@@ -101,7 +102,7 @@ class ServiceBusChangePublisher:
             group, self._waiting = self._waiting, []
             events = [e for p in group for e in p.events]
             if self._watcher is not None:
-                await self._watcher.queued(events)  # before the send: apply's "done" never comes first
+                await self._watcher.queued(events)  # recorded in memory, written in the background
             try:
                 await self._send([m for p in group for m in p.messages])
             except Exception as exc:

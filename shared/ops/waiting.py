@@ -2,11 +2,11 @@
 (re-scheduled on the bus after throttling or a transient error). Held changes are the ledger's `held` table.
 
 Table `opswaiting`, one partition per map, one row per waiting change: RowKey = the change's time (nanoseconds, so the
-partition's first row is its oldest) and its event id. The publisher records the rows of every change it queues —
-ingest, replay, resume — in one entity-group transaction per map before the send (so the apply's "done" can never
-come first); the apply observer deletes them once an outcome is final (applied, skipped, conflict, error, held),
-batched in its two-second flush. No app request and no extra Table round trip inside apply; one Table transaction
-per publish group and map at ingest.
+partition's first row is its oldest) and its event id. The publisher tells of every change it queues — ingest,
+replay, resume — and the rows are written in the background every half second, up to 100 to an entity-group
+transaction; the apply observer deletes them once an outcome is final (applied, skipped, conflict, error, held),
+batched in its two-second flush (so a row is written before its deletion comes). No app request and no Table round
+trip on the path of a webhook or of apply.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ log = logging.getLogger("ops.waiting")
 TABLE = "opswaiting"
 TRANSACTION_SIZE = 100  # Table Storage's limit per entity-group transaction
 MAX_PRUNED = 20  # rows of errored changes taken off per look, at most
+QUEUED_FLUSH_SECONDS = 0.5  # well under the observer's FLUSH_SECONDS: a row is written before apply's "done" is
 MapsFor = Callable[[ChangeEvent], list[str]]
 Key = tuple[str, str]  # (map, RowKey)
 
@@ -37,9 +38,14 @@ def waiting_key(map_name: str, event: ChangeEvent) -> Key:
     return map_name, f"{int(event.occurred_at.timestamp() * 1e9):020d}|{safe_row_key(event.event_id)}"
 
 
-def _entity(key: Key, event: ChangeEvent, **extra: Any) -> dict[str, Any]:
-    return {"PartitionKey": key[0], "RowKey": key[1], "EventId": event.event_id, "OccurredAt": event.occurred_at,
-            "QueuedAt": datetime.now(UTC), **extra}  # fmt: skip
+def _entity(key: Key) -> dict[str, Any]:
+    """Keys only: the time and the event id are the RowKey (the least for the SDK and the service to carry)."""
+    return {"PartitionKey": key[0], "RowKey": key[1]}
+
+
+def _parse(row_key: str) -> tuple[datetime, str]:
+    at, _, event_id = row_key.partition("|")
+    return datetime.fromtimestamp(int(at) / 1e9, UTC), event_id
 
 
 def _by_partition(keys: Iterable[Key]) -> dict[str, list[str]]:
@@ -50,34 +56,55 @@ def _by_partition(keys: Iterable[Key]) -> dict[str, list[str]]:
 
 
 class WaitingChanges:
-    def __init__(self, store: OpsStore, maps_for: MapsFor) -> None:
+    def __init__(self, store: OpsStore, maps_for: MapsFor, flush_seconds: float = QUEUED_FLUSH_SECONDS) -> None:
         self._store = store
         self._maps_for = maps_for
+        self._flush_seconds = flush_seconds
+        self._pending: dict[Key, dict[str, Any]] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     def _table(self) -> Any:
         return self._store.table(TABLE)
 
     async def queued(self, events: Sequence[ChangeEvent]) -> None:
-        """Before the send: a row per change and map reading it. Never raises (a lag under-reported for a moment
-        is better than a change refused)."""
+        """A row per change and map reading it, written in the background within `flush_seconds`, many changes to
+        a transaction: the send never waits for it. Apply's "done" comes seconds later still (the observer takes
+        changes off in its own batches), so the row is there before its deletion. Never raises."""
         try:
-            await self._store.ensure()
-            rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
             for event in events:
                 for name in self._maps_for(event):
                     key = waiting_key(name, event)
-                    rows[key[0]].append(_entity(key, event))
-            table = self._table()
-            for partition in rows.values():
-                for start in range(0, len(partition), TRANSACTION_SIZE):
-                    chunk = partition[start : start + TRANSACTION_SIZE]
-                    await table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in chunk])
+                    self._pending[key] = _entity(key)
+            if self._pending and (self._flusher is None or self._flusher.done()):
+                self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
         except Exception:
             log.warning("could not record %d queued change(s) for the console's lag", len(events), exc_info=True)
 
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self._flush_seconds)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write the rows recorded since the last flush (per map, in transactions of up to 100)."""
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        try:
+            await self._store.ensure()
+            table = self._table()
+            for partition, rows in _by_partition(pending).items():
+                entities = [pending[(partition, r)] for r in rows]
+                for start in range(0, len(entities), TRANSACTION_SIZE):
+                    chunk = entities[start : start + TRANSACTION_SIZE]
+                    await table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in chunk])
+        except Exception:
+            log.warning("could not record %d queued change(s) for the console's lag", len(pending), exc_info=True)
+
     async def unqueued(self, events: Sequence[ChangeEvent]) -> None:
         """The send failed: nothing of it is waiting (the sender retries, and it is recorded again)."""
-        await self.done([waiting_key(name, e) for e in events for name in self._maps_for(e)])
+        keys = [waiting_key(name, e) for e in events for name in self._maps_for(e)]
+        written = [k for k in keys if self._pending.pop(k, None) is None]
+        await self.done(written)
 
     async def done(self, keys: Iterable[Key]) -> None:
         """Deleted per map in transactions; one already gone (a duplicate delivery) fails its transaction, whose
@@ -128,9 +155,9 @@ class WaitingChanges:
             entity = await anext(aiter(query), None)
             if entity is None:
                 return None
-            event_id = str(entity.get("EventId") or "")
+            occurred_at, event_id = _parse(entity["RowKey"])
             if pruned < MAX_PRUNED and event_id and await self._store.error_by_event(map_name, event_id) is not None:
                 await self._delete_one(self._table(), map_name, entity["RowKey"])
                 pruned += 1
                 continue
-            return {"occurred_at": entity["OccurredAt"], "deferred": bool(entity.get("Deferred")), "event_id": event_id}
+            return {"occurred_at": occurred_at, "deferred": bool(entity.get("Deferred")), "event_id": event_id}

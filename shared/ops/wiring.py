@@ -51,6 +51,16 @@ def get_waiting() -> WaitingChanges:
     return WaitingChanges(get_store(), maps_for)
 
 
+def queue_watcher() -> WaitingChanges | None:
+    """What the publisher tells of the changes it queues; none without Table Storage (ingest alone, a benchmark)."""
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    if settings.storage_connection_string is None and settings.table_endpoint is None:
+        return None
+    return get_waiting()
+
+
 async def resolved_change(event: dict[str, Any]) -> bool:
     """Whether a (dead-lettered) change's error entry was resolved: applied since, by a replay or a resubmission."""
     try:
@@ -74,3 +84,12 @@ async def _settle_dead_letters(event_id: str) -> int:
 @cache
 def effects() -> Effects:
     return Effects(get_store(), get_ops_settings().rules_for, _pause, _notify, get_waiting(), _settle_dead_letters)
+
+
+async def drain() -> None:
+    """At shutdown: the observer's figures and deletions, and the rows of changes queued, written now."""
+    from shared.ops.observer import get_observer
+
+    await get_observer().drain()
+    if get_waiting.cache_info().currsize:
+        await get_waiting().flush()

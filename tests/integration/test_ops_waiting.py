@@ -5,6 +5,7 @@ A lag rule fires on a change still waiting."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -31,6 +32,7 @@ from shared.ops.store import OpsStore
 from shared.ops.waiting import WaitingChanges
 from shared.ops.watch import watch_lag
 from tests import stack
+from tests.e2e.sync_stack import eventually
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +67,9 @@ async def parts(storage_connection_string: str) -> AsyncIterator[Parts]:
         effects = Effects(store, lambda _: [], nothing, no_alert, waiting)
         observer = Observer(lambda: effects)
         yield Parts(maps, Ledger(service, prefix=prefix), store, waiting, observer)
-        if observer._flusher is not None:
-            observer._flusher.cancel()
+        for task in (observer._flusher, waiting._flusher):
+            if task is not None:
+                task.cancel()
 
 
 def change(minutes_ago: float) -> ChangeEvent:
@@ -96,7 +99,8 @@ async def test_queued_deferred_and_held_changes_all_count_until_an_outcome_is_fi
         async with client.get_queue_receiver("changes", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=5) as rx:
             received = await rx.peek_messages(max_message_count=10)
             assert {m.message_id for m in received} & {old.event_id, new.event_id}
-    queued = await lag(p)
+    # Written in the background, within half a second, and well before an apply outcome could be flushed.
+    queued = await eventually(lambda: lag(p), lambda s: s["oldest_queued_seconds"] is not None, seconds=2.0)
     assert 595 <= queued["oldest_queued_seconds"] <= 660 and not queued["oldest_queued_deferred"]
     assert queued["oldest_waiting_seconds"] == queued["oldest_queued_seconds"] and queued["oldest_held_seconds"] is None
 
@@ -131,6 +135,7 @@ async def test_a_change_the_bus_refused_is_not_left_waiting(parts: Parts, servic
         with pytest.raises(BusUnavailable):
             await publisher.publish([too_big])
         await publisher.close()
+    await asyncio.sleep(0.7)  # past the background write
     assert (await lag(parts))["oldest_queued_seconds"] is None
 
 
@@ -152,10 +157,12 @@ async def test_a_lag_rule_fires_on_a_change_still_waiting(parts: Parts) -> None:
     assert await watch_lag(observer, parts.waiting, maps, effects.rules) == {}  # nothing waiting: nothing fires
 
     await parts.waiting.queued([change(3)])  # younger than the rule's 5 minutes
+    await parts.waiting.flush()
     (age,) = (await watch_lag(observer, parts.waiting, maps, effects.rules)).values()
     assert 170 <= age <= 240 and not notified
     late = change(12)
     await parts.waiting.queued([late])
+    await parts.waiting.flush()
     await parts.ledger.hold("vendors", change(60))  # held on purpose (paused): not late, and vendors has no rule
     ages = await watch_lag(observer, parts.waiting, maps, effects.rules)
     assert set(ages) == {"customers"} and ages["customers"] >= 715
@@ -173,6 +180,7 @@ async def test_a_change_that_gave_up_into_the_error_log_no_longer_counts(parts: 
     """After its last retry a change goes to the error log without an outcome the observer sees: the lag drops it."""
     gave_up, waiting = change(30), change(2)
     await parts.waiting.queued([gave_up, waiting])
+    await parts.waiting.flush()
     await parts.ledger.record_error(
         ErrorRecord(map="customers", event_id=gave_up.event_id, event=gave_up.model_dump(mode="json"), request="",
                     message="gave up after 12 retries: 429 Too Many Requests")
