@@ -52,6 +52,20 @@ class Change:
     submitted: list[str]
     tag: str | None
     user: str
+    bypass: frozenset[str] = frozenset()  # step ids, and "customsync" / "customasync": logic this write skips
+
+
+def bypassed(request: Request) -> frozenset[str]:
+    """The custom logic a Dataverse write asks to skip — Microsoft Learn, "Bypass custom Dataverse logic":
+    `MSCRM.BypassBusinessLogicExecutionStepIds` (step registration ids, comma-separated),
+    `MSCRM.BypassBusinessLogicExecution` (`CustomSync`, `CustomAsync`) and the older
+    `MSCRM.BypassCustomPluginExecution: true` (synchronous logic)."""
+    h = request.headers
+    found = {s.strip().lower() for s in h.get("mscrm.bypassbusinesslogicexecutionstepids", "").split(",") if s.strip()}
+    found |= {s.strip().lower() for s in h.get("mscrm.bypassbusinesslogicexecution", "").split(",") if s.strip()}
+    if h.get("mscrm.bypasscustompluginexecution", "").lower() == "true":
+        found.add("customsync")
+    return frozenset(found)
 
 
 @dataclass
@@ -230,7 +244,9 @@ class Simulator:
             raise _not_found(table, key)
         check_if_match(self.dialect, row, request)
         self.store.delete(row)
-        changes.append(Change(table, "delete", row, None, [], request.query.get("tag"), request.user))
+        changes.append(
+            Change(table, "delete", row, None, [], request.query.get("tag"), request.user, bypassed(request))
+        )
         return Reply(204)
 
     # --- $batch (local/sims/batch.py) -----------------------------------------------------------------------------

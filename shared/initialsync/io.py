@@ -7,6 +7,8 @@ requests in flight and honours `Retry-After`."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,13 +16,18 @@ from typing import Any
 
 from shared.connectors.batch import BatchOperation
 from shared.connectors.dataverse import DataverseClient, WriteMode, lookup_property
+from shared.connectors.errors import ConnectorError
 from shared.connectors.fno import FnoClient
+from shared.connectors.wire import literal
 from shared.initialsync.plan import Decision, Lookups, Snapshot, Write
 from shared.ledger.bulk import load_map
 from shared.ledger.tables import Ledger
 from shared.maps.model import Side, TableMap
 from shared.maps.transform import CompiledMap, transform
+from shared.registration.plan import ENDPOINT_NAME
 from shared.sync.rows import DataverseRows, dataverse_record
+
+log = logging.getLogger("sync.initial")
 
 FNO_PAGE = 10_000  # F&O's server-driven page
 DATAVERSE_PAGE = 5_000  # Dataverse's maximum `odata.maxpagesize`
@@ -28,6 +35,35 @@ TAG_PREFIX = "bridge:"
 # Operations per `$batch`: Dataverse takes up to 1,000 (MAX_OPERATIONS); 500 keeps one request well inside the
 # client's 30-second timeout on a busy server, at 2 requests per 1,000 rows.
 BATCH_OPERATIONS = int(os.environ.get("SYNC_BATCH_OPERATIONS") or 500)
+# A run's Dataverse writes skip the bridge's own webhook steps (and only those): Microsoft Learn, "Bypass custom
+# Dataverse logic" — `MSCRM.BypassBusinessLogicExecutionStepIds`; the application user needs the
+# prvBypassCustomBusinessLogic privilege. Without it (or with SYNC_BYPASS_OWN_STEPS=false) the writes raise webhooks
+# that ingest drops by their tag: correct, but a notification per row written.
+BYPASS_HEADER = "MSCRM.BypassBusinessLogicExecutionStepIds"
+BYPASS_OWN_STEPS = (os.environ.get("SYNC_BYPASS_OWN_STEPS") or "true").lower() not in ("0", "false", "no")
+WEBHOOK_ENDPOINT = os.environ.get("DATAVERSE_WEBHOOK_ENDPOINT_NAME") or ENDPOINT_NAME
+
+
+async def own_steps(client: DataverseClient, table: str, endpoint_name: str = WEBHOOK_ENDPOINT) -> list[str]:
+    """The ids of the bridge's own webhook steps on `table` (registered by `python -m shared.registration`): the
+    steps whose handler is its service endpoint and whose message filter names the table."""
+    found = []
+    async for endpoint in client.list(
+        "serviceendpoints", filter=f"name eq {literal(endpoint_name)}", select=["serviceendpointid"]
+    ):
+        steps = client.list(
+            "sdkmessageprocessingsteps",
+            filter=f"_eventhandler_value eq {endpoint.values['serviceendpointid']}",
+            select=["sdkmessageprocessingstepid", "_sdkmessagefilterid_value"],
+        )
+        async for step in steps:
+            message_filter = step.values.get("_sdkmessagefilterid_value")
+            if not message_filter:
+                continue
+            row = await client.get("sdkmessagefilters", str(message_filter), select=["primaryobjecttypecode"])
+            if row.values.get("primaryobjecttypecode") == table:
+                found.append(str(step.values["sdkmessageprocessingstepid"]))
+    return found
 
 
 def dataverse_select(m: TableMap) -> list[str]:
@@ -112,17 +148,35 @@ class Writer:
         self.fno = fno
         self.rows = DataverseRows(dataverse, {n: c.map for n, c in maps.items()})
         self.tag = tag
+        self.bypass = BYPASS_OWN_STEPS
+        self._steps: dict[str, list[str]] = {}
+
+    async def _bypass(self, table: str) -> dict[str, str]:
+        """The header that keeps the bridge's own webhooks quiet for a write into `table` (none if it has none)."""
+        if not self.bypass:
+            return {}
+        if table not in self._steps:
+            try:
+                self._steps[table] = await own_steps(self.dataverse, table)
+            except ConnectorError as exc:  # may not read step registrations: writes raise (tagged) webhooks
+                log.warning("the bridge's webhook steps on %s could not be read (%s): not bypassed", table, exc)
+                self._steps[table] = []
+        ids = self._steps[table]
+        return {BYPASS_HEADER: ",".join(ids)} if ids else {}
 
     async def _dataverse_operation(self, m: TableMap, write: Write) -> BatchOperation:
         binds = {name: await self.rows.bind(ref) for name, ref in write.lookups.items()}
         key: Any = write.row_id or await self.rows.key(m, write.key)
         if write.create:
-            return self.dataverse.write_operation(
+            op = self.dataverse.write_operation(
                 m.dataverse.entity_set, key, write.values, lookups=binds, mode=WriteMode.CREATE, tag=self.tag
             )
-        return self.dataverse.write_operation(
-            m.dataverse.entity_set, key, write.values, lookups=binds, if_match=write.if_match or "*", tag=self.tag
-        )
+        else:
+            op = self.dataverse.write_operation(
+                m.dataverse.entity_set, key, write.values, lookups=binds, if_match=write.if_match or "*", tag=self.tag
+            )
+        bypass = await self._bypass(m.dataverse.table)
+        return dataclasses.replace(op, headers={**op.headers, **bypass}) if bypass else op
 
     def _fno_operation(self, m: TableMap, write: Write) -> BatchOperation:
         if write.create:
@@ -147,6 +201,13 @@ class Writer:
         client = self.dataverse if batch[0][0] is Side.DATAVERSE else self.fno
         async with self._gate:
             results = await client.batch([j[3] for j in batch], atomic=False, continue_on_error=True)
+            if self.bypass and batch[0][0] is Side.DATAVERSE and results and all(r.status == 403 for r in results):
+                # Refused whole: the application user lacks prvBypassCustomBusinessLogic. Write without the bypass.
+                log.warning("bypassing the bridge's own webhook steps was refused (403): writes raise webhooks")
+                self.bypass = False
+                plain = [dataclasses.replace(j[3], headers={k: v for k, v in j[3].headers.items()
+                                                            if k != BYPASS_HEADER}) for j in batch]  # fmt: skip
+                results = await client.batch(plain, atomic=False, continue_on_error=True)
         failures = []
         for (_, decision, write, op), result in zip(batch, results, strict=True):
             if (
