@@ -15,7 +15,8 @@ KEEP = mapped_entities(load_maps())
 
 def change(tag: str | None) -> ChangeEvent:
     return ChangeEvent(event_id="e", source=Source.DATAVERSE, entity="account", operation=Operation.CREATE,
-                       row_id="8c1f1a4e-0000-0000-0000-000000000001", occurred_at=datetime.now(UTC), write_tag=tag)  # fmt: skip
+                       row_id="8c1f1a4e-0000-0000-0000-000000000001", occurred_at=datetime.now(UTC),
+                       write_tag=tag)  # fmt: skip
 
 
 def test_a_sync_runs_own_write_is_dropped_at_ingest() -> None:
