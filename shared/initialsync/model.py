@@ -73,11 +73,13 @@ class RunState(BaseModel):
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     message: str = ""
     steps: int = 0  # queued steps so far (each bounded in time, continuing from the cursors)
+    failures: int = 0  # deliveries of the current step that failed in a row (reset by a step that succeeds)
 
     def report(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id, "mode": str(self.mode), "state": self.state, "maps": self.maps,
-            "only_failed": self.only_failed, "steps": self.steps, "created_at": self.created_at.isoformat(),
+            "only_failed": self.only_failed, "steps": self.steps, "failures": self.failures,
+            "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(), "message": self.message,
             "progress": {name: p.report() for name, p in self.progress.items()},
         }  # fmt: skip
