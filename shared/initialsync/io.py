@@ -46,7 +46,11 @@ WEBHOOK_ENDPOINT = os.environ.get("DATAVERSE_WEBHOOK_ENDPOINT_NAME") or ENDPOINT
 
 async def own_steps(client: DataverseClient, table: str, endpoint_name: str = WEBHOOK_ENDPOINT) -> list[str]:
     """The ids of the bridge's own webhook steps on `table` (registered by `python -m shared.registration`): the
-    steps whose handler is its service endpoint and whose message filter names the table."""
+    steps whose handler is its service endpoint and whose message filter names the table. Three reads."""
+    filters = client.list(
+        "sdkmessagefilters", filter=f"primaryobjecttypecode eq {literal(table)}", select=["sdkmessagefilterid"]
+    )
+    of_table = {str(f.values["sdkmessagefilterid"]).lower() async for f in filters}
     found = []
     async for endpoint in client.list(
         "serviceendpoints", filter=f"name eq {literal(endpoint_name)}", select=["serviceendpointid"]
@@ -56,13 +60,11 @@ async def own_steps(client: DataverseClient, table: str, endpoint_name: str = WE
             filter=f"_eventhandler_value eq {endpoint.values['serviceendpointid']}",
             select=["sdkmessageprocessingstepid", "_sdkmessagefilterid_value"],
         )
-        async for step in steps:
-            message_filter = step.values.get("_sdkmessagefilterid_value")
-            if not message_filter:
-                continue
-            row = await client.get("sdkmessagefilters", str(message_filter), select=["primaryobjecttypecode"])
-            if row.values.get("primaryobjecttypecode") == table:
-                found.append(str(step.values["sdkmessageprocessingstepid"]))
+        found += [
+            str(step.values["sdkmessageprocessingstepid"])
+            async for step in steps
+            if str(step.values.get("_sdkmessagefilterid_value") or "").lower() in of_table
+        ]
     return found
 
 
