@@ -35,7 +35,7 @@ from shared.maps.loader import MapSet
 from shared.maps.model import Side
 from shared.sync.decide import normalize
 
-CHUNK = int(os.environ.get("SYNC_CHUNK_ROWS") or 5_000)  # decisions written (and checkpointed) together
+CHUNK = int(os.environ.get("SYNC_CHUNK_ROWS") or 2_000)  # decisions written (and checkpointed) together
 SAMPLES = 5
 log = logging.getLogger("sync.initial")
 
@@ -146,23 +146,49 @@ class SyncRunner:
         state.planned = state.processed + len(decisions)
         await self.runs.save(run)
         writer = io.Writer(self.dataverse, self.fno, self.maps.maps, f"{io.TAG_PREFIX}sync:{run.run_id}")
-        for start in range(0, len(decisions), CHUNK):
-            chunk = decisions[start : start + CHUNK]
-            await self._chunk(run, state, chunk, entries, writer)
-            state.processed += len(chunk)
-            state.cursor = max((d.key_text for d in chunk if d.keyed), default=state.cursor)
-            await self.runs.save(run)
-            if progress is not None:
-                progress(run)
-            if deadline is not None and time.monotonic() > deadline and start + CHUNK < len(decisions):
-                return False
+        chunks = [decisions[start : start + CHUNK] for start in range(0, len(decisions), CHUNK)]
+        # Pipelined: a chunk's ledger entries are saved while the chunk before it is written into the apps, so the
+        # table service and the apps work at once. A chunk is written only after its own entries are saved (so
+        # its echoes are recognised), and the cursor moves only past chunks written.
+        done, pending = 0, None
+        while True:
+            out_of_time = deadline is not None and time.monotonic() > deadline and done > 0
+            upcoming = chunks[done] if done < len(chunks) and not out_of_time else None
+            if upcoming is None and pending is None:
+                break
+            jobs = [self._save(run, state, upcoming)] if upcoming is not None else []
+            if pending is not None:
+                jobs.append(self._write(run, state, pending, entries, writer))
+            await asyncio.gather(*jobs)
+            if pending is not None:
+                state.processed += len(pending)
+                state.cursor = max((d.key_text for d in pending if d.keyed), default=state.cursor)
+                await self.runs.save(run)
+                if progress is not None:
+                    progress(run)
+            pending, done = upcoming, done + (upcoming is not None)
+        if done < len(chunks):
+            return False  # out of time: the next step continues from the cursor
         state.state, state.finished_at = "done", datetime.now(UTC)
         await self.runs.save(run)
         if progress is not None:
             progress(run)
         return True
 
-    async def _chunk(
+    async def _save(self, run: RunState, state: MapProgress, chunk: list[Decision]) -> None:
+        """A chunk's ledger entries, saved before its writes; an entry live sync changed meanwhile is refused and
+        its row left to live sync."""
+        if run.mode is Mode.PLAN:
+            return
+        clock = time.monotonic()
+        saved = await save_many(self.ledger, [d.entry for d in chunk if d.entry is not None])
+        log.info("%s: %d ledger entries saved in %.2f s", state.map, len(saved.saved), time.monotonic() - clock)
+        refused = {key_text(e.key) for e in saved.refused}
+        for d in chunk:
+            if d.key_text in refused:  # changed by live sync since the run read it: live sync has it
+                d.kind, d.writes, d.conflict, d.detail = Kind.SKIPPED, [], None, "changed by live sync meanwhile"
+
+    async def _write(
         self, run: RunState, state: MapProgress, chunk: list[Decision], before: dict[str, LedgerEntry],
         writer: io.Writer,
     ) -> None:  # fmt: skip
@@ -171,13 +197,6 @@ class SyncRunner:
         writing = run.mode is not Mode.PLAN
         errors: list[tuple[Decision, str, str, int | None]] = []
         if writing:
-            clock = time.monotonic()
-            saved = await save_many(self.ledger, [d.entry for d in chunk if d.entry is not None])
-            log.info("%s: %d ledger entries saved in %.2f s", name, len(saved.saved), time.monotonic() - clock)
-            refused = {key_text(e.key) for e in saved.refused}
-            for d in chunk:
-                if d.key_text in refused:  # changed by live sync since the run read it: live sync has it
-                    d.kind, d.writes, d.conflict, d.detail = Kind.SKIPPED, [], None, "changed by live sync meanwhile"
             started = time.monotonic()
             failures = await writer.write(m, [d for d in chunk if d.writes])
             log.info("%s: %d decisions written in %.2f s", name, len(chunk), time.monotonic() - started)
