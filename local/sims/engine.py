@@ -157,6 +157,7 @@ class Simulator:
         self.faults = Faults()
         self.writes: dict[str, int] = {}
         self.requests = 0
+        self.rows_read = 0  # rows answered by collection reads (GETs of a table): what a bulk reader cost
         self.faults_served = 0
         self._random = random.Random(7)
 
@@ -309,6 +310,8 @@ class Simulator:
         except SimError as exc:
             return self._json(self.error_reply(exc))
         self.dialect.notify(changes)
+        if inner.method == "GET" and isinstance(reply.body, dict) and isinstance(reply.body.get("value"), list):
+            self.rows_read += len(reply.body["value"])
         return self._json(reply)
 
     async def _fault(self) -> Reply | None:
@@ -384,7 +387,8 @@ class Simulator:
     async def _stats(self, request: web.Request) -> web.Response:
         faults = {"remaining": self.faults.remaining, "served": self.faults_served}
         return web.json_response(
-            {"writes": self.writes, "requests": self.requests, "faults": faults} | self.extra_stats()
+            {"writes": self.writes, "requests": self.requests, "rows_read": self.rows_read, "faults": faults}
+            | self.extra_stats()
         )
 
     def extra_stats(self) -> dict[str, Any]:

@@ -16,9 +16,10 @@ from typing import Any
 
 from shared.connectors.batch import BatchOperation
 from shared.connectors.dataverse import DataverseClient, WriteMode, lookup_property
-from shared.connectors.errors import ConnectorError
+from shared.connectors.errors import ConnectorError, ValidationFailed
 from shared.connectors.fno import FnoClient
-from shared.connectors.wire import literal
+from shared.connectors.odata import Row, row_from
+from shared.connectors.wire import literal, loads
 from shared.initialsync.plan import Decision, Lookups, Snapshot, Write
 from shared.ledger.bulk import load_map
 from shared.ledger.tables import Ledger
@@ -82,14 +83,64 @@ async def read_fno(client: FnoClient, m: TableMap) -> list[Snapshot]:
     return [Snapshot(row.values, row.etag) async for row in rows]
 
 
+def _snapshot(m: TableMap, row: Row) -> Snapshot:
+    record = dataverse_record(row.values)
+    row_id = str(record.pop(f"{m.dataverse.table}id", "") or "").lower() or None
+    modified = record.pop("modifiedon", None)
+    return Snapshot(record, row.etag, row_id, str(modified) if modified else None)
+
+
 async def read_dataverse(client: DataverseClient, m: TableMap) -> list[Snapshot]:
+    rows = client.list(m.dataverse.entity_set, select=dataverse_select(m), page_size=DATAVERSE_PAGE)
+    return [_snapshot(m, row) async for row in rows]
+
+
+@dataclass
+class Tracked:
+    rows: list[Snapshot]  # every row (no delta link given), or the rows created or changed since it
+    deleted: list[str]  # ids of rows deleted since the delta link
+    delta_link: str | None  # where to ask next time
+    whole: bool = True  # every row was read (no delta link, or one the service no longer knew)
+
+
+async def read_dataverse_tracked(client: DataverseClient, m: TableMap, delta_link: str | None) -> Tracked:
+    """Dataverse with change tracking (Microsoft Learn, "Use change tracking to synchronize data with external
+    systems"): `Prefer: odata.track-changes` reads every row and ends with `@odata.deltaLink`; that link, followed
+    later, answers only the rows changed since and the deleted ones (`$deletedEntity`), and a new link. Paged as
+    any query. A link the service no longer knows (tokens expire) is answered by reading every row again."""
+    headers = {"Prefer": f"odata.track-changes,odata.maxpagesize={DATAVERSE_PAGE}"}
+    url: str | None = delta_link or m.dataverse.entity_set
+    params = None if delta_link else {"$select": ",".join(dataverse_select(m))}
+    out = Tracked([], [], None, whole=delta_link is None)
+    while url is not None:
+        try:
+            response = await client.transport.request("GET", url, params=params, headers=headers)
+        except ValidationFailed as exc:
+            if delta_link is None or out.rows or out.deleted:
+                raise
+            log.warning("%s: the delta link was refused (%s): reading every row", m.name, exc)
+            return await read_dataverse_tracked(client, m, None)
+        page = loads(response.content)
+        for document in page.get("value", []):
+            if str(document.get("@odata.context", "")).endswith("/$deletedEntity"):
+                out.deleted.append(str(document.get("id", "")).lower())
+            else:
+                out.rows.append(_snapshot(m, row_from(document)))
+        url, params = page.get("@odata.nextLink"), None
+        out.delta_link = page.get("@odata.deltaLink") or out.delta_link
+    return out
+
+
+async def read_dataverse_ids(
+    client: DataverseClient, m: TableMap, ids: Sequence[str], per_request: int = 50
+) -> list[Snapshot]:
+    """Rows by id, `per_request` ids a query (`$filter` on the primary key joined with `or`)."""
     primary = f"{m.dataverse.table}id"
-    out = []
-    async for row in client.list(m.dataverse.entity_set, select=dataverse_select(m), page_size=DATAVERSE_PAGE):
-        record = dataverse_record(row.values)
-        row_id = str(record.pop(primary, "") or "").lower() or None
-        modified = record.pop("modifiedon", None)
-        out.append(Snapshot(record, row.etag, row_id, str(modified) if modified else None))
+    out: list[Snapshot] = []
+    for start in range(0, len(ids), per_request):
+        chosen = " or ".join(f"{primary} eq {row_id}" for row_id in ids[start : start + per_request])
+        rows = client.list(m.dataverse.entity_set, filter=chosen, select=dataverse_select(m), page_size=DATAVERSE_PAGE)
+        out += [_snapshot(m, row) async for row in rows]
     return out
 
 

@@ -40,6 +40,8 @@ class MapProgress(BaseModel):
     processed: int = 0  # keys whose writes are done
     cursor: str | None = None  # the checkpoint: the last key done (keys are worked through in order)
     steps: int = 0
+    compared: str = "full"  # full | changes (a reconciliation after the first: the rows changed since it)
+    delta_link: str | None = None  # Dataverse change tracking as of this run's first read of the map
     samples: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     started_at: datetime | None = None
     finished_at: datetime | None = None

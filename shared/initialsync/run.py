@@ -25,6 +25,7 @@ from shared.connectors.dataverse import DataverseClient
 from shared.connectors.errors import ConnectorError
 from shared.connectors.fno import FnoClient
 from shared.initialsync import io
+from shared.initialsync.delta import narrow
 from shared.initialsync.model import DriftRecord, MapProgress, Mode, RunState
 from shared.initialsync.plan import Decision, Kind, integration_key, plan_map
 from shared.initialsync.store import RunStore
@@ -121,13 +122,29 @@ class SyncRunner:
         await self.runs.save(run)
         clock = time.monotonic()
         fno_rows = await io.read_fno(self.fno, m)
-        dataverse_rows = await io.read_dataverse(self.dataverse, m)
+        tracked = None
+        if run.mode is Mode.RECONCILE:  # Dataverse with change tracking: after the first check, what changed since
+            tracked = await io.read_dataverse_tracked(self.dataverse, m, await self._since(name))
+            dataverse_rows = tracked.rows
+            state.delta_link = state.delta_link or tracked.delta_link  # as of the run's first read of the map
+            state.compared = "full" if tracked.whole else "changes"
+        else:
+            dataverse_rows = await io.read_dataverse(self.dataverse, m)
         read_s, clock = time.monotonic() - clock, time.monotonic()
+        fno_read = len(fno_rows)
         if state.cursor is not None:  # a continued step: keys up to the cursor are done
             cursor = state.cursor
             fno_rows = [r for r in fno_rows if key_text(integration_key(m, r.record) or {}) > cursor]
         entries, index = await load_map(self.ledger, name, state.cursor)
         lookups = await io.gather_lookups(self.dataverse, self.ledger, compiled, self.maps.maps)
+        if tracked is not None and not tracked.whole:
+            narrowed = narrow(compiled, self.maps.maps, fno_rows, tracked.rows, tracked.deleted, entries, index,
+                              lookups)  # fmt: skip
+            counterparts = await io.read_dataverse_ids(self.dataverse, m, narrowed.wanted)
+            fno_rows, dataverse_rows = narrowed.fno_rows, narrowed.dataverse_rows + counterparts
+            if narrowed.deleted:
+                log.info("%s: %d rows deleted in Dataverse since the last check: left to live sync", name,
+                         narrowed.deleted)  # fmt: skip
         ledger_s, clock = time.monotonic() - clock, time.monotonic()
         # In a thread: a large plan is seconds of CPU, and the host's loop keeps serving webhooks meanwhile.
         decisions = await asyncio.to_thread(
@@ -141,8 +158,8 @@ class SyncRunner:
         if state.cursor is not None:  # keys up to the cursor were done by an earlier step
             decisions = [d for d in decisions if d.keyed and d.key_text > state.cursor]
         state.state = "writing"
-        state.fno.read, state.dataverse.read = max(state.fno.read, len(fno_rows)), max(state.dataverse.read,
-                                                                                       len(dataverse_rows))  # fmt: skip
+        state.fno.read, state.dataverse.read = max(state.fno.read, fno_read), max(state.dataverse.read,
+                                                                                  len(dataverse_rows))  # fmt: skip
         state.planned = state.processed + len(decisions)
         await self.runs.save(run)
         writer = io.Writer(self.dataverse, self.fno, self.maps.maps, f"{io.TAG_PREFIX}sync:{run.run_id}")
@@ -169,11 +186,20 @@ class SyncRunner:
             pending, done = upcoming, done + (upcoming is not None)
         if done < len(chunks):
             return False  # out of time: the next step continues from the cursor
+        if run.mode is Mode.RECONCILE and state.delta_link:
+            await self.runs.save_delta_link(name, state.delta_link)  # the next check reads what changed since
         state.state, state.finished_at = "done", datetime.now(UTC)
         await self.runs.save(run)
         if progress is not None:
             progress(run)
         return True
+
+    async def _since(self, name: str) -> str | None:
+        """The delta link the map's last reconciliation left; None (compare every row) when there is none, or when
+        rows of the map are in the error log (a row that failed is compared until it is brought over)."""
+        if any(e.event_id.startswith("sync:") for e in await self.ledger.errors(name)):
+            return None
+        return await self.runs.delta_link(name)
 
     async def _save(self, run: RunState, state: MapProgress, chunk: list[Decision]) -> None:
         """A chunk's ledger entries, saved before its writes; an entry live sync changed meanwhile is refused and
