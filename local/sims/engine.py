@@ -157,7 +157,11 @@ class Simulator:
         self.faults = Faults()
         self.writes: dict[str, int] = {}
         self.requests = 0
+        self.dop_hint = 4  # the Dataverse dialect's x-ms-dop-hint (0: not sent)
         self.rows_read = 0  # rows answered by collection reads (GETs of a table): what a bulk reader cost
+        # A filtered or ordered query's rows, kept while nothing is written, so that paging through it costs a page
+        # each, not the whole table each (the apps answer from indexes); emptied by schema customizations too.
+        self.query_cache: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         self.faults_served = 0
         self._random = random.Random(7)
 
@@ -280,6 +284,14 @@ class Simulator:
         return app
 
     async def _http(self, request: web.Request) -> web.Response:
+        response = await self._serve(request)
+        if self.dialect.name == "dataverse" and self.dop_hint:
+            # Dataverse's recommended degree of parallelism for this user, on every answer (Microsoft Learn,
+            # "Send parallel requests": x-ms-dop-hint).
+            response.headers["x-ms-dop-hint"] = str(self.dop_hint)
+        return response
+
+    async def _serve(self, request: web.Request) -> web.Response:
         self.requests += 1
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return self._json(self.error_reply(SimError(401, "Bearer token missing or invalid.", "0x80072560")))
@@ -399,6 +411,7 @@ class Simulator:
         """`{"entity_set": "accounts", "add": [{"name", "type", "max_length", "options", "enum", "target"}],
         "remove": ["fax"], "alter": [{"name": "name", "max_length": 20}]}`: the live schema changes, and with it
         validation, length checks and the metadata the app publishes."""
+        self.query_cache.clear()
         try:
             body = await request.json()
         except ValueError:

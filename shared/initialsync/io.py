@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from shared.connectors.batch import BatchOperation
 from shared.connectors.dataverse import DataverseClient, WriteMode, lookup_property
 from shared.connectors.errors import ConnectorError, ValidationFailed
 from shared.connectors.fno import FnoClient
+from shared.connectors.http import DEFAULT_MAX_IN_FLIGHT as MAX_IN_FLIGHT
 from shared.connectors.odata import Row, row_from
 from shared.connectors.wire import literal, loads
 from shared.initialsync.plan import Decision, Lookups, Snapshot, Write
@@ -78,9 +79,40 @@ def dataverse_select(m: TableMap) -> list[str]:
     return [lookup_property(n) if n in lookups else n for n in names] + ["modifiedon"]
 
 
-async def read_fno(client: FnoClient, m: TableMap) -> list[Snapshot]:
-    rows = client.list(m.fno.entity, select=sorted(m.readable(Side.FNO)), page_size=FNO_PAGE)
-    return [Snapshot(row.values, row.etag) async for row in rows]
+async def read_fno(client: FnoClient, m: TableMap, companies: Sequence[str] = ()) -> list[Snapshot]:
+    """A map's F&O rows, `cross-company=true` (the client always asks it). A company-striped map is read company
+    by company (`$filter=dataAreaId eq '…'`, the companies at once), as ../shared/reference/fno.md advises for bulk
+    reads: each query stays within one company's index, and a company outside the scope is never read."""
+    select = sorted(m.readable(Side.FNO))
+    field = m.company_field(Side.FNO)
+    if field is None or not companies:
+        return [Snapshot(row.values, row.etag) async for row in client.list(m.fno.entity, select=select,
+                                                                            page_size=FNO_PAGE)]  # fmt: skip
+
+    async def one(code: str) -> list[Snapshot]:
+        rows = client.list(m.fno.entity, filter=f"{field} eq {literal(code)}", select=select, page_size=FNO_PAGE)
+        return [Snapshot(row.values, row.etag) async for row in rows]
+
+    return [row for rows in await asyncio.gather(*(one(c) for c in sorted(set(companies)))) for row in rows]
+
+
+async def companies_in_scope(
+    fno: FnoClient, lookups: Lookups, compiled: CompiledMap, maps: Mapping[str, CompiledMap]
+) -> list[str]:
+    """The F&O company codes a company-striped map covers: those Dataverse knows, and those the companies map
+    reads from F&O (companies a run creates in Dataverse first). Empty: read every company."""
+    m = compiled.map
+    if m.company is None:
+        return []
+    codes = {code.lower() for code in lookups.companies.values()}
+    company_maps = [c.map for c in maps.values() if c.map.dataverse.entity_set == m.company.table_entity_set]
+    for company_map in company_maps:
+        field = next((f.fno for f in company_map.fields if f.dataverse == m.company.code and f.fno), None)
+        if field is not None:
+            async for row in fno.list(company_map.fno.entity, select=[field], page_size=FNO_PAGE):
+                if row.values.get(field):
+                    codes.add(str(row.values[field]).lower())
+    return sorted(codes)
 
 
 def _snapshot(m: TableMap, row: Row) -> Snapshot:
@@ -175,6 +207,29 @@ async def gather_lookups(
     return lookups
 
 
+class Gate:
+    """At most `limit()` holders at once; the limit may change while it is in use (a server's hint)."""
+
+    def __init__(self, limit: Callable[[], int]) -> None:
+        self._limit = limit
+        self._active = 0
+        self._changed = asyncio.Condition()
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    async def __aenter__(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._active < max(1, self._limit()))
+            self._active += 1
+
+    async def __aexit__(self, *_: object) -> None:
+        async with self._changed:
+            self._active -= 1
+            self._changed.notify_all()
+
+
 @dataclass
 class Failure:
     decision: Decision
@@ -196,7 +251,14 @@ class Writer:
     def __init__(
         self, dataverse: DataverseClient, fno: FnoClient, maps: Mapping[str, CompiledMap], tag: str, in_flight: int = 4
     ) -> None:
-        self._gate = asyncio.Semaphore(in_flight)  # `$batch`es at once: each is up to 1,000 writes of server time
+        # `$batch`es at once per app (each is up to 1,000 writes of server time): Dataverse's recommendation when
+        # it sends one (x-ms-dop-hint; Microsoft Learn, "Send parallel requests"), never past the 52 requests a user
+        # may have in flight.
+        hint = dataverse.transport
+        self._gates = {
+            Side.DATAVERSE: Gate(lambda: min(hint.dop_hint or in_flight, MAX_IN_FLIGHT)),
+            Side.FNO: Gate(lambda: in_flight),
+        }
         self.dataverse = dataverse
         self.fno = fno
         self.rows = DataverseRows(dataverse, {n: c.map for n, c in maps.items()})
@@ -252,7 +314,7 @@ class Writer:
 
     async def _send(self, batch: list[tuple[Side, Decision, Write, BatchOperation]]) -> list[Failure]:
         client = self.dataverse if batch[0][0] is Side.DATAVERSE else self.fno
-        async with self._gate:
+        async with self._gates[batch[0][0]]:
             results = await client.batch([j[3] for j in batch], atomic=False, continue_on_error=True)
             if self.bypass and batch[0][0] is Side.DATAVERSE and results and all(r.status == 403 for r in results):
                 # Refused whole: the application user lacks prvBypassCustomBusinessLogic. Write without the bypass.

@@ -121,7 +121,9 @@ class SyncRunner:
         state.started_at = state.started_at or datetime.now(UTC)
         await self.runs.save(run)
         clock = time.monotonic()
-        fno_rows = await io.read_fno(self.fno, m)
+        lookups = await io.gather_lookups(self.dataverse, self.ledger, compiled, self.maps.maps)
+        companies = await io.companies_in_scope(self.fno, lookups, compiled, self.maps.maps)
+        fno_rows = await io.read_fno(self.fno, m, companies)
         tracked = None
         if run.mode is Mode.RECONCILE:  # Dataverse with change tracking: after the first check, what changed since
             tracked = await io.read_dataverse_tracked(self.dataverse, m, await self._since(name))
@@ -136,7 +138,6 @@ class SyncRunner:
             cursor = state.cursor
             fno_rows = [r for r in fno_rows if key_text(integration_key(m, r.record) or {}) > cursor]
         entries, index = await load_map(self.ledger, name, state.cursor)
-        lookups = await io.gather_lookups(self.dataverse, self.ledger, compiled, self.maps.maps)
         if tracked is not None and not tracked.whole:
             narrowed = narrow(compiled, self.maps.maps, fno_rows, tracked.rows, tracked.deleted, entries, index,
                               lookups)  # fmt: skip

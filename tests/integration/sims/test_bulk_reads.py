@@ -92,6 +92,7 @@ async def test_a_write_can_skip_the_bridges_own_webhook_steps(dv: Sim) -> None:
     try:
         await register(client, dataverse_plan(load_maps(), "http://127.0.0.1:9/api/webhooks/dataverse"), "k")
         steps = await own_steps(client, "account")
+        assert client.transport.dop_hint == 4  # Dataverse's recommended parallelism, on every answer
         assert len(steps) == 3 and await own_steps(client, "nosuchtable") == []  # Create, Update, Delete
     finally:
         await client.close()
