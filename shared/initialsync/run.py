@@ -290,14 +290,15 @@ class SyncRunner:
     @staticmethod
     def _count(state: MapProgress, d: Decision) -> None:
         counts = {Side.FNO: state.fno, Side.DATAVERSE: state.dataverse}
-        writes = [{"into": str(w.into), "values": {k: normalize(v) for k, v in w.values.items()}} for w in d.writes]
-        sample: dict[str, Any] = {"key": d.key, "writes": writes}
-        if d.error:
-            sample["error"] = d.error
-        if d.detail:
-            sample["detail"] = d.detail
         samples = state.samples.setdefault(str(d.kind), [])
-        if len(samples) < SAMPLES:
+        if len(samples) < SAMPLES:  # (built only when kept: a run counts every row)
+            writes = [{"into": str(w.into), "values": {k: normalize(v) for k, v in w.values.items()}}
+                      for w in d.writes]  # fmt: skip
+            sample: dict[str, Any] = {"key": d.key, "writes": writes}
+            if d.error:
+                sample["error"] = d.error
+            if d.detail:
+                sample["detail"] = d.detail
             samples.append(sample)
         if d.kind is Kind.ERROR:
             into = d.error_side.other if d.error_side else Side.DATAVERSE
