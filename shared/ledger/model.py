@@ -22,6 +22,9 @@ class SideState(BaseModel):
     version: str | None = None  # the last version of this side we synced (applied from it, or wrote into it)
     values: dict[str, Any] = Field(default_factory=dict)  # normalised values of this side as last synced
     last_event: str | None = None
+    # The row at `version` holds changes of its own not synced to the other side yet (a write-back found it had moved
+    # on). Its older notifications are stale, so the next one, stale or not, syncs the row as it is now.
+    ahead: bool = False
 
 
 class LedgerEntry(BaseModel):

@@ -292,7 +292,11 @@ class ApplyService:
             occurred_at=datetime.now(UTC),
         )  # fmt: skip
 
-    async def _apply_change(self, compiled: CompiledMap, side: Side, event: ChangeEvent, depth: int) -> Outcome:
+    async def _apply_change(
+        self, compiled: CompiledMap, side: Side, event: ChangeEvent, depth: int, catch_up: bool = False
+    ) -> Outcome:
+        """`catch_up`: the event is the source row as it is now, read because the ledger marked that side `ahead`;
+        its version may equal the one recorded."""
         m = compiled.map
         into = side.other
         record, source_version = await self._source_record(m, side, event)
@@ -315,9 +319,15 @@ class ApplyService:
         seen = fingerprint(record, source_names)
         if entry is not None:
             state = entry.side(side)
-            if event.event_id == state.last_event or not is_newer(source_version, state.version):
+            fresh = is_newer(source_version, state.version) or (catch_up and source_version == state.version)
+            if event.event_id == state.last_event or not fresh:
+                if state.ahead and not catch_up and depth < MAX_HEAL_DEPTH:
+                    return await self._catch_up(compiled, side, event, entry, depth)
                 return Outcome(m.name, "skipped-stale", f"version {source_version} ≤ {state.version}")
             if not entry.deleted and all(state.values.get(n) == v for n, v in seen.items()):
+                if state.ahead:  # nothing of its own after all: no catch-up owed
+                    state.ahead = False
+                    await self.ledger.save(entry)
                 return Outcome(m.name, "skipped-echo", "no value differs from what was last synced")
         # The target row as it is now, and what the source wants written there.
         current = await self._read_target(m, into, row, entry)
@@ -366,6 +376,7 @@ class ApplyService:
         state = entry.side(side)
         state.values = {**state.values, **seen}
         state.version = source_version if source_version and is_newer(source_version, state.version) else state.version
+        state.ahead = False  # the row as of that version is synced now (a write-back below may find it moved on)
         moved: Current | None = None
         if decision.back and current is not None:
             wrote, moved = await self._write_back(compiled, side, event, key, current, decision.back, entry)
@@ -379,11 +390,27 @@ class ApplyService:
             # The source row had moved on past this change: sync it as it is now, before its own (older-looking)
             # notifications arrive and find the ledger already past them.
             follow = self._synthetic(side, m, event.row_id, moved)
-            writes += (await self._apply_change(compiled, side, follow, depth + 1)).writes
+            writes += (await self._apply_change(compiled, side, follow, depth + 1, catch_up=True)).writes
         detail = (
             f"conflict on {', '.join(sorted(decision.conflicts))}, {decision.winner} won" if decision.conflicts else ""
         )
         return Outcome(m.name, "conflict" if decision.conflicts else "applied", detail, writes)
+
+    async def _catch_up(
+        self, compiled: CompiledMap, side: Side, event: ChangeEvent, entry: LedgerEntry, depth: int
+    ) -> Outcome:
+        """A stale notification of a row marked `ahead`: sync the row as it is now (the catch-up a write-back started
+        and could not finish — throttled, or the host died — is owed, and this notification may be the last one)."""
+        m = compiled.map
+        state = entry.side(side)
+        if side is Side.DATAVERSE:
+            now = await self.dataverse.read(m, state.row_id or event.row_id)
+        else:
+            now = await self.fno.read(m, entry.key)
+        if now is None:
+            return Outcome(m.name, "skipped-stale", "the row is gone; its delete is on its way")
+        follow = self._synthetic(side, m, state.row_id or event.row_id, now)
+        return await self._apply_change(compiled, side, follow, depth + 1, catch_up=True)
 
     async def _read_target(self, m: TableMap, into: Side, row: TargetRow, entry: LedgerEntry | None) -> Current | None:
         if into is Side.FNO:
@@ -462,7 +489,12 @@ class ApplyService:
         unsynced = now is not None and any(
             state.values.get(n) != v for n, v in fingerprint(now.record, m.readable(side)).items()
         )
-        if unsynced:
+        if unsynced and now is not None:
+            # Its notifications of those changes are older than this write-back: their images hold values it
+            # replaced, so they must be stale now — the row itself is synced as it is (a catch-up), now or, if that
+            # fails, on its next notification (`ahead`).
+            state.version = now.version or written.version or state.version
+            state.ahead = True
             return 1, now
         state.version = written.version or state.version
         return 1, None
