@@ -93,7 +93,7 @@ class SyncRunner:
             for name in run.maps:
                 if run.progress[name].state == "done":
                     continue  # done by an earlier step
-                if not await self._map(run, name, progress, deadline):
+                if not await self._map(run, name, progress, deadline, budget_seconds):
                     return run  # out of time: the next step continues from the cursor
         except ConnectorError as exc:
             # Throttled, timed out, unreachable: the step is retried (its message redelivered) from the checkpoint.
@@ -111,7 +111,12 @@ class SyncRunner:
         return run
 
     async def _map(
-        self, run: RunState, name: str, progress: Callable[[RunState], None] | None, deadline: float | None
+        self,
+        run: RunState,
+        name: str,
+        progress: Callable[[RunState], None] | None,
+        deadline: float | None,
+        budget: float | None = None,
     ) -> bool:
         """One map from its cursor; False when the deadline came first."""
         compiled = self.maps.maps[name]
@@ -165,12 +170,17 @@ class SyncRunner:
         await self.runs.save(run)
         writer = io.Writer(self.dataverse, self.fno, self.maps.maps, f"{io.TAG_PREFIX}sync:{run.run_id}")
         chunks = [decisions[start : start + CHUNK] for start in range(0, len(decisions), CHUNK)]
+        plan_only = run.mode is Mode.PLAN
+        if deadline is not None and budget is not None:
+            deadline = max(deadline, time.monotonic() + budget / 2)
         # Pipelined: a chunk's ledger entries are saved while the chunk before it is written into the apps, so the
         # table service and the apps work at once. A chunk is written only after its own entries are saved (so
         # its echoes are recognised), and the cursor moves only past chunks written.
         done, pending = 0, None
         while True:
-            out_of_time = deadline is not None and time.monotonic() > deadline and done > 0
+            # A plan writes nothing (its chunks only count); a run whose reading and planning spent the step's
+            # budget still writes for half a budget more, or a large map would advance one chunk per step.
+            out_of_time = deadline is not None and time.monotonic() > deadline and done > 0 and not plan_only
             upcoming = chunks[done] if done < len(chunks) and not out_of_time else None
             if upcoming is None and pending is None:
                 break

@@ -37,6 +37,22 @@ async def runner(storage_connection_string: str, dv: Sim, fo: Sim) -> AsyncItera
     await fno.close()
 
 
+async def test_a_plan_step_counts_every_row_whatever_its_budget(
+    runner: SyncRunner, fo: Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan writes nothing, so its step never stops half-way for time: a large map whose reading alone spends
+    the step's budget would otherwise advance one chunk per step, re-reading both apps each time."""
+    monkeypatch.setattr("shared.initialsync.run.CHUNK", 5)
+    for n in range(12):
+        r = await fo.http.post("CustomersV3", params={"cross-company": "true"},
+                               json={"dataAreaId": "usmf", "CustomerAccount": f"PB{n:03d}", "CustomerGroupId": "10",
+                                     "OrganizationName": f"Plan {n}", "PartyType": "Organization"})  # fmt: skip
+        assert r.status_code == 201, r.text
+    run = await runner.run(new_run(Mode.PLAN, runner.maps, ["customers"]), budget_seconds=0.0)
+    customers = run.progress["customers"]
+    assert run.state == "done" and customers.processed == customers.planned >= 12
+
+
 async def _reconcile(runner: SyncRunner) -> RunState:
     run = await runner.run(new_run(Mode.RECONCILE, runner.maps, ["customers"]))
     assert run.state == "done", run.report()
