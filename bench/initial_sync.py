@@ -27,6 +27,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from apply import cpu_report, cpu_seconds  # bench/apply.py: CPU per process group
+
 from local.connect import connect_apps
 from local.processes import AzuritePorts, Service, emulator_connection, free_port, python_module, start, start_azurite
 from local.servicebus.config import DEFAULT_CONFIG
@@ -117,7 +119,9 @@ async def one(count: int) -> dict[str, float]:
         if "--no-webhooks" not in sys.argv:
             await connect_apps(base, urls["dataverse"], urls["fno"], TOKEN, KEYS)
         before = await requests(urls)
+        cpu_before = cpu_seconds(services)
         seconds, report = await sync(base, "sync")
+        cpu = cpu_report(cpu_before, cpu_seconds(services), count).replace("per change", "per row")
         used = await requests(urls) - before
         progress = report["progress"]["customers"]
         created = progress["dataverse"]["created"]
@@ -137,6 +141,7 @@ async def one(count: int) -> dict[str, float]:
             f" run/ceiling {figures['share_of_ceiling']:.2f}; plan-only {figures['plan_rows_per_s']:,.0f} rows/s",
             flush=True,
         )
+        print(cpu, flush=True)
         return figures
     finally:
         for service in reversed(services):

@@ -72,7 +72,7 @@ async def list_drift(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.service_bus_queue_trigger(arg_name="message", queue_name=service.SYNC_QUEUE, connection="ServiceBusConnection")
 async def sync_step(message: func.ServiceBusMessage) -> None:
-    await service.run_step(message.get_body())
+    await service.run_step(message.get_body(), message.delivery_count or 1)
 
 
 @bp.timer_trigger(schedule="0 * * * * *", arg_name="timer", run_on_startup=False)

@@ -13,7 +13,17 @@ from typing import Any
 from local.sims import dataverse_metadata as metadata
 from local.sims.dataverse_webhooks import BUSINESS_UNIT_ID, MESSAGES, ORGANIZATION_ID, SIZE_LIMIT, DataverseWebhooks
 from local.sims.delivery import Deliverer
-from local.sims.engine import Change, GuidLiteral, Reply, Request, SimError, body_of, check_if_match, parse_key
+from local.sims.engine import (
+    Change,
+    GuidLiteral,
+    Reply,
+    Request,
+    SimError,
+    body_of,
+    bypassed,
+    check_if_match,
+    parse_key,
+)
 from local.sims.schema import ColumnType, Table
 from local.sims.store import Store, StoredRow, key_text
 
@@ -260,7 +270,9 @@ class DataverseDialect(DataverseWebhooks):
                 "0x80060892",
             )
         row = self.store.insert(table.entity_set, row_id, key, data)
-        changes.append(Change(table, "create", None, row, submitted, request.query.get("tag"), request.user))
+        changes.append(
+            Change(table, "create", None, row, submitted, request.query.get("tag"), request.user, bypassed(request))
+        )
         return self._written(table, row, request, created=True)
 
     def _written(self, table: Table, row: StoredRow, request: Request, created: bool) -> Reply:
@@ -295,7 +307,9 @@ class DataverseDialect(DataverseWebhooks):
             return self._insert(table, row_id, full, submitted, request, changes)
         check_if_match(self, existing, request)
         row = self.store.update(existing, existing.data | data)
-        changes.append(Change(table, "update", existing, row, submitted, request.query.get("tag"), request.user))
+        changes.append(
+            Change(table, "update", existing, row, submitted, request.query.get("tag"), request.user, bypassed(request))
+        )
         return self._written(table, row, request, created=False)
 
 

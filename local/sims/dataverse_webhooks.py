@@ -65,11 +65,18 @@ class DataverseWebhooks:
         return found
 
     def notify(self, changes: list[Change]) -> None:
+        registered: dict[tuple[str, str], list[tuple[StoredRow, StoredRow, list[StoredRow]]]] = {}
         for change in changes:
             if change.table.system:
                 continue
             message = MESSAGES[change.operation]
-            for step, endpoint, images in self.steps_for(change.table.name, message):
+            if (change.table.name, message) not in registered:  # once per request: a `$batch` holds up to 1,000
+                registered[(change.table.name, message)] = self.steps_for(change.table.name, message)
+            for step, endpoint, images in registered[(change.table.name, message)]:
+                if step.id.lower() in change.bypass or (
+                    ("customasync" if int(step.data.get("mode") or 0) == 1 else "customsync") in change.bypass
+                ):
+                    continue  # the write asked to skip this step's logic (bypass custom Dataverse logic)
                 attributes = [
                     a.strip() for a in str(step.data.get("filteringattributes") or "").split(",") if a.strip()
                 ]

@@ -53,6 +53,20 @@ class Change:
     submitted: list[str]
     tag: str | None
     user: str
+    bypass: frozenset[str] = frozenset()  # step ids, and "customsync" / "customasync": logic this write skips
+
+
+def bypassed(request: Request) -> frozenset[str]:
+    """The custom logic a Dataverse write asks to skip — Microsoft Learn, "Bypass custom Dataverse logic":
+    `MSCRM.BypassBusinessLogicExecutionStepIds` (step registration ids, comma-separated),
+    `MSCRM.BypassBusinessLogicExecution` (`CustomSync`, `CustomAsync`) and the older
+    `MSCRM.BypassCustomPluginExecution: true` (synchronous logic)."""
+    h = request.headers
+    found = {s.strip().lower() for s in h.get("mscrm.bypassbusinesslogicexecutionstepids", "").split(",") if s.strip()}
+    found |= {s.strip().lower() for s in h.get("mscrm.bypassbusinesslogicexecution", "").split(",") if s.strip()}
+    if h.get("mscrm.bypasscustompluginexecution", "").lower() == "true":
+        found.add("customsync")
+    return frozenset(found)
 
 
 @dataclass
@@ -145,6 +159,11 @@ class Simulator:
         self.writes: dict[str, int] = {}
         self.requests = 0
         self.traceparents: deque[str] = deque(maxlen=500)  # W3C trace context of the writes received (tests)
+        self.dop_hint = 4  # the Dataverse dialect's x-ms-dop-hint (0: not sent)
+        self.rows_read = 0  # rows answered by collection reads (GETs of a table): what a bulk reader cost
+        # A filtered or ordered query's rows, kept while nothing is written, so that paging through it costs a page
+        # each, not the whole table each (the apps answer from indexes); emptied by schema customizations too.
+        self.query_cache: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         self.faults_served = 0
         self._random = random.Random(7)
 
@@ -232,7 +251,9 @@ class Simulator:
             raise _not_found(table, key)
         check_if_match(self.dialect, row, request)
         self.store.delete(row)
-        changes.append(Change(table, "delete", row, None, [], request.query.get("tag"), request.user))
+        changes.append(
+            Change(table, "delete", row, None, [], request.query.get("tag"), request.user, bypassed(request))
+        )
         return Reply(204)
 
     # --- $batch (local/sims/batch.py) -----------------------------------------------------------------------------
@@ -265,6 +286,14 @@ class Simulator:
         return app
 
     async def _http(self, request: web.Request) -> web.Response:
+        response = await self._serve(request)
+        if self.dialect.name == "dataverse" and self.dop_hint:
+            # Dataverse's recommended degree of parallelism for this user, on every answer (Microsoft Learn,
+            # "Send parallel requests": x-ms-dop-hint).
+            response.headers["x-ms-dop-hint"] = str(self.dop_hint)
+        return response
+
+    async def _serve(self, request: web.Request) -> web.Response:
         self.requests += 1
         if request.method != "GET" and "traceparent" in request.headers:
             self.traceparents.append(request.headers["traceparent"])
@@ -297,6 +326,8 @@ class Simulator:
         except SimError as exc:
             return self._json(self.error_reply(exc))
         self.dialect.notify(changes)
+        if inner.method == "GET" and isinstance(reply.body, dict) and isinstance(reply.body.get("value"), list):
+            self.rows_read += len(reply.body["value"])
         return self._json(reply)
 
     async def _fault(self) -> Reply | None:
@@ -375,6 +406,7 @@ class Simulator:
             {
                 "writes": self.writes,
                 "requests": self.requests,
+                "rows_read": self.rows_read,
                 "faults": faults,
                 "traceparents": list(self.traceparents),
             }
@@ -389,6 +421,7 @@ class Simulator:
         """`{"entity_set": "accounts", "add": [{"name", "type", "max_length", "options", "enum", "target"}],
         "remove": ["fax"], "alter": [{"name": "name", "max_length": 20}]}`: the live schema changes, and with it
         validation, length checks and the metadata the app publishes."""
+        self.query_cache.clear()
         try:
             body = await request.json()
         except ValueError:

@@ -96,11 +96,19 @@ def read_rows(sim: Simulator, table: Table, request: Request) -> Reply:
             raise SimError(400, f"Invalid $orderby: {exc}", "0x80060888") from None
     if predicate is None and not order and _all_visible(sim, request):
         return _read_page(sim, table, request, selected)
-    rows = [r for r in sim.store.all(table.entity_set) if sim.dialect.visible(table, r, request)]
-    documents = [sim.dialect.present(table, r) for r in rows]
-    if predicate is not None:
-        documents = [d for d in documents if predicate(d)]
-    documents = sort_rows(documents, order)
+    q = request.query
+    cached = (table.entity_set, q.get("$filter"), q.get("$orderby"), q.get("cross-company"), request.user)
+    version = sim.store.version()
+    documents = sim.query_cache.get((*cached, version))
+    if documents is None:
+        rows = [r for r in sim.store.all(table.entity_set) if sim.dialect.visible(table, r, request)]
+        documents = [sim.dialect.present(table, r) for r in rows]
+        if predicate is not None:
+            documents = [d for d in documents if predicate(d)]
+        documents = sort_rows(documents, order)
+        if len(sim.query_cache) >= 16:
+            sim.query_cache.clear()
+        sim.query_cache[(*cached, version)] = documents
     if "$skip" in request.query and not getattr(sim.dialect, "supports_skip", True):
         raise SimError(400, "The query parameter $skip is not supported.", "0x80060888")
     skip = int(request.query.get("$skiptoken") or request.query.get("$skip") or 0)

@@ -119,6 +119,7 @@ class ODataTransport:
         self.base_url = base_url.rstrip("/") + "/"
         self._tokens = tokens
         self._slots = asyncio.Semaphore(max_in_flight)
+        self.dop_hint: int | None = None  # Dataverse's x-ms-dop-hint, as last answered (bulk writers follow it)
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._client = httpx.AsyncClient(
@@ -198,6 +199,9 @@ class ODataTransport:
                 raise Transient(f"timed out: {type(exc).__name__}", request=described) from exc
             except httpx.TransportError as exc:
                 raise Transient(f"connection failed: {type(exc).__name__}: {exc}", request=described) from exc
+        hint = response.headers.get("x-ms-dop-hint")
+        if hint and hint.isdigit():
+            self.dop_hint = int(hint)
         if response.is_success:
             return response
         raise error_for(response.status_code, response.headers, response.content, described)

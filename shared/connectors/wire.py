@@ -20,14 +20,36 @@ def loads(data: bytes | str) -> Any:
     return json.loads(data, parse_float=Decimal)
 
 
+_DECIMAL_MARK = "\x00\x01decimal:"
+_DECIMAL = re.compile(r'"\\u0000\\u0001decimal:([^"]*)"')
+
+
+def _decimal(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return _DECIMAL_MARK + format(value, "f")
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def dumps(value: Any) -> str:
-    """JSON where a Decimal is written as the number it is, digit for digit."""
+    """JSON where a Decimal is written as the number it is, digit for digit. Encoded in one C call (bulk writes
+    encode thousands of bodies): a Decimal goes through as a marked string, then loses its quotes."""
+    if isinstance(value, dict | list):
+        try:
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_decimal)
+        except TypeError:
+            pass
+        else:
+            return _DECIMAL.sub(r"\1", text) if "\\u0000\\u0001decimal:" in text else text
+    return _dumps(value)
+
+
+def _dumps(value: Any) -> str:
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, Mapping):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{dumps(v)}" for k, v in value.items()) + "}"
+        return "{" + ",".join(f"{json.dumps(str(k))}:{_dumps(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list | tuple):
-        return "[" + ",".join(dumps(v) for v in value) + "]"
+        return "[" + ",".join(_dumps(v) for v in value) + "]"
     return json.dumps(value, ensure_ascii=False)
 
 

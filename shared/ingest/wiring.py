@@ -14,6 +14,9 @@ from shared.settings import get_settings
 from shared.wiring import get_maps, get_publisher
 
 _service: IngestService | None = None
+# The tag of a sync run's own Dataverse writes (shared/initialsync/io.py): apply would skip them as echoes anyway;
+# dropping them here spares a bulk run a queued message and an apply per row it wrote.
+SYNC_RUN_TAG = "bridge:sync:"
 
 
 def get_ingest_service() -> IngestService:
@@ -33,9 +36,12 @@ def get_ingest_service() -> IngestService:
 
 
 def mapped_entities(maps: MapSet) -> EntityFilter:
-    """Keeps the changes an enabled map reads; the rest are acknowledged as ignored."""
+    """Keeps the changes an enabled map reads, except a sync run's own writes; the rest are acknowledged as
+    ignored."""
 
     def keep(event: ChangeEvent) -> str | None:
+        if event.write_tag and event.write_tag.startswith(SYNC_RUN_TAG):
+            return "the bridge's own write (a sync run): an echo"
         side = Side.FNO if event.source == "fno" else Side.DATAVERSE
         if maps.reading(side, event.entity):
             return None

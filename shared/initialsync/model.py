@@ -40,6 +40,8 @@ class MapProgress(BaseModel):
     processed: int = 0  # keys whose writes are done
     cursor: str | None = None  # the checkpoint: the last key done (keys are worked through in order)
     steps: int = 0
+    compared: str = "full"  # full | changes (a reconciliation after the first: the rows changed since it)
+    delta_link: str | None = None  # Dataverse change tracking as of this run's first read of the map
     samples: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -73,11 +75,13 @@ class RunState(BaseModel):
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     message: str = ""
     steps: int = 0  # queued steps so far (each bounded in time, continuing from the cursors)
+    failures: int = 0  # deliveries of the current step that failed in a row (reset by a step that succeeds)
 
     def report(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id, "mode": str(self.mode), "state": self.state, "maps": self.maps,
-            "only_failed": self.only_failed, "steps": self.steps, "created_at": self.created_at.isoformat(),
+            "only_failed": self.only_failed, "steps": self.steps, "failures": self.failures,
+            "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(), "message": self.message,
             "progress": {name: p.report() for name, p in self.progress.items()},
         }  # fmt: skip

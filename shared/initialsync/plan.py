@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -235,9 +235,17 @@ def _readable(m: TableMap, side: Side) -> frozenset[str]:
     return names
 
 
+def _side_state() -> SideState:
+    return SideState.model_construct(row_id=None, version=None, values={}, last_event=None)
+
+
 def _entry(m: TableMap, key: dict[str, Any], entry: LedgerEntry | None) -> LedgerEntry:
-    if entry is None:  # built unvalidated: the values come from the map and the rows, once per row of a large run
-        return LedgerEntry.model_construct(map=m.name, key=key, fno=SideState(), dataverse=SideState())
+    if entry is None:  # built unvalidated, every field given: the values come from the map and the rows, once per
+        # row of a large run (a default left to pydantic costs an `inspect.signature` of its factory per row)
+        return LedgerEntry.model_construct(
+            map=m.name, key=key, fno=_side_state(), dataverse=_side_state(), deleted=False,
+            updated_at=datetime.now(UTC), etag=None, indexed=set(),
+        )  # fmt: skip
     return entry.model_copy(deep=True, update={"etag": entry.etag, "indexed": set(entry.indexed)})
 
 

@@ -25,6 +25,7 @@ from shared.connectors.dataverse import DataverseClient
 from shared.connectors.errors import ConnectorError
 from shared.connectors.fno import FnoClient
 from shared.initialsync import io
+from shared.initialsync.delta import narrow
 from shared.initialsync.model import DriftRecord, MapProgress, Mode, RunState
 from shared.initialsync.plan import Decision, Kind, integration_key, plan_map
 from shared.initialsync.store import RunStore
@@ -35,7 +36,7 @@ from shared.maps.loader import MapSet
 from shared.maps.model import Side
 from shared.sync.decide import normalize
 
-CHUNK = int(os.environ.get("SYNC_CHUNK_ROWS") or 5_000)  # decisions written (and checkpointed) together
+CHUNK = int(os.environ.get("SYNC_CHUNK_ROWS") or 2_000)  # decisions written (and checkpointed) together
 SAMPLES = 5
 log = logging.getLogger("sync.initial")
 
@@ -92,7 +93,7 @@ class SyncRunner:
             for name in run.maps:
                 if run.progress[name].state == "done":
                     continue  # done by an earlier step
-                if not await self._map(run, name, progress, deadline):
+                if not await self._map(run, name, progress, deadline, budget_seconds):
                     return run  # out of time: the next step continues from the cursor
         except ConnectorError as exc:
             # Throttled, timed out, unreachable: the step is retried (its message redelivered) from the checkpoint.
@@ -110,7 +111,12 @@ class SyncRunner:
         return run
 
     async def _map(
-        self, run: RunState, name: str, progress: Callable[[RunState], None] | None, deadline: float | None
+        self,
+        run: RunState,
+        name: str,
+        progress: Callable[[RunState], None] | None,
+        deadline: float | None,
+        budget: float | None = None,
     ) -> bool:
         """One map from its cursor; False when the deadline came first."""
         compiled = self.maps.maps[name]
@@ -120,14 +126,31 @@ class SyncRunner:
         state.started_at = state.started_at or datetime.now(UTC)
         await self.runs.save(run)
         clock = time.monotonic()
-        fno_rows = await io.read_fno(self.fno, m)
-        dataverse_rows = await io.read_dataverse(self.dataverse, m)
+        lookups = await io.gather_lookups(self.dataverse, self.ledger, compiled, self.maps.maps)
+        companies = await io.companies_in_scope(self.fno, lookups, compiled, self.maps.maps)
+        fno_rows = await io.read_fno(self.fno, m, companies)
+        tracked = None
+        if run.mode is Mode.RECONCILE:  # Dataverse with change tracking: after the first check, what changed since
+            tracked = await io.read_dataverse_tracked(self.dataverse, m, await self._since(name))
+            dataverse_rows = tracked.rows
+            state.delta_link = state.delta_link or tracked.delta_link  # as of the run's first read of the map
+            state.compared = "full" if tracked.whole else "changes"
+        else:
+            dataverse_rows = await io.read_dataverse(self.dataverse, m)
         read_s, clock = time.monotonic() - clock, time.monotonic()
+        fno_read = len(fno_rows)
         if state.cursor is not None:  # a continued step: keys up to the cursor are done
             cursor = state.cursor
             fno_rows = [r for r in fno_rows if key_text(integration_key(m, r.record) or {}) > cursor]
         entries, index = await load_map(self.ledger, name, state.cursor)
-        lookups = await io.gather_lookups(self.dataverse, self.ledger, compiled, self.maps.maps)
+        if tracked is not None and not tracked.whole:
+            narrowed = narrow(compiled, self.maps.maps, fno_rows, tracked.rows, tracked.deleted, entries, index,
+                              lookups)  # fmt: skip
+            counterparts = await io.read_dataverse_ids(self.dataverse, m, narrowed.wanted)
+            fno_rows, dataverse_rows = narrowed.fno_rows, narrowed.dataverse_rows + counterparts
+            if narrowed.deleted:
+                log.info("%s: %d rows deleted in Dataverse since the last check: left to live sync", name,
+                         narrowed.deleted)  # fmt: skip
         ledger_s, clock = time.monotonic() - clock, time.monotonic()
         # In a thread: a large plan is seconds of CPU, and the host's loop keeps serving webhooks meanwhile.
         decisions = await asyncio.to_thread(
@@ -141,28 +164,68 @@ class SyncRunner:
         if state.cursor is not None:  # keys up to the cursor were done by an earlier step
             decisions = [d for d in decisions if d.keyed and d.key_text > state.cursor]
         state.state = "writing"
-        state.fno.read, state.dataverse.read = max(state.fno.read, len(fno_rows)), max(state.dataverse.read,
-                                                                                       len(dataverse_rows))  # fmt: skip
+        state.fno.read, state.dataverse.read = max(state.fno.read, fno_read), max(state.dataverse.read,
+                                                                                  len(dataverse_rows))  # fmt: skip
         state.planned = state.processed + len(decisions)
         await self.runs.save(run)
         writer = io.Writer(self.dataverse, self.fno, self.maps.maps, f"{io.TAG_PREFIX}sync:{run.run_id}")
-        for start in range(0, len(decisions), CHUNK):
-            chunk = decisions[start : start + CHUNK]
-            await self._chunk(run, state, chunk, entries, writer)
-            state.processed += len(chunk)
-            state.cursor = max((d.key_text for d in chunk if d.keyed), default=state.cursor)
-            await self.runs.save(run)
-            if progress is not None:
-                progress(run)
-            if deadline is not None and time.monotonic() > deadline and start + CHUNK < len(decisions):
-                return False
+        chunks = [decisions[start : start + CHUNK] for start in range(0, len(decisions), CHUNK)]
+        plan_only = run.mode is Mode.PLAN
+        if deadline is not None and budget is not None:
+            deadline = max(deadline, time.monotonic() + budget / 2)
+        # Pipelined: a chunk's ledger entries are saved while the chunk before it is written into the apps, so the
+        # table service and the apps work at once. A chunk is written only after its own entries are saved (so
+        # its echoes are recognised), and the cursor moves only past chunks written.
+        done, pending = 0, None
+        while True:
+            # A plan writes nothing (its chunks only count); a run whose reading and planning spent the step's
+            # budget still writes for half a budget more, or a large map would advance one chunk per step.
+            out_of_time = deadline is not None and time.monotonic() > deadline and done > 0 and not plan_only
+            upcoming = chunks[done] if done < len(chunks) and not out_of_time else None
+            if upcoming is None and pending is None:
+                break
+            jobs = [self._save(run, state, upcoming)] if upcoming is not None else []
+            if pending is not None:
+                jobs.append(self._write(run, state, pending, entries, writer))
+            await asyncio.gather(*jobs)
+            if pending is not None:
+                state.processed += len(pending)
+                state.cursor = max((d.key_text for d in pending if d.keyed), default=state.cursor)
+                await self.runs.save(run)
+                if progress is not None:
+                    progress(run)
+            pending, done = upcoming, done + (upcoming is not None)
+        if done < len(chunks):
+            return False  # out of time: the next step continues from the cursor
+        if run.mode is Mode.RECONCILE and state.delta_link:
+            await self.runs.save_delta_link(name, state.delta_link)  # the next check reads what changed since
         state.state, state.finished_at = "done", datetime.now(UTC)
         await self.runs.save(run)
         if progress is not None:
             progress(run)
         return True
 
-    async def _chunk(
+    async def _since(self, name: str) -> str | None:
+        """The delta link the map's last reconciliation left; None (compare every row) when there is none, or when
+        rows of the map are in the error log (a row that failed is compared until it is brought over)."""
+        if any(e.event_id.startswith("sync:") for e in await self.ledger.errors(name)):
+            return None
+        return await self.runs.delta_link(name)
+
+    async def _save(self, run: RunState, state: MapProgress, chunk: list[Decision]) -> None:
+        """A chunk's ledger entries, saved before its writes; an entry live sync changed meanwhile is refused and
+        its row left to live sync."""
+        if run.mode is Mode.PLAN:
+            return
+        clock = time.monotonic()
+        saved = await save_many(self.ledger, [d.entry for d in chunk if d.entry is not None])
+        log.info("%s: %d ledger entries saved in %.2f s", state.map, len(saved.saved), time.monotonic() - clock)
+        refused = {key_text(e.key) for e in saved.refused}
+        for d in chunk:
+            if d.key_text in refused:  # changed by live sync since the run read it: live sync has it
+                d.kind, d.writes, d.conflict, d.detail = Kind.SKIPPED, [], None, "changed by live sync meanwhile"
+
+    async def _write(
         self, run: RunState, state: MapProgress, chunk: list[Decision], before: dict[str, LedgerEntry],
         writer: io.Writer,
     ) -> None:  # fmt: skip
@@ -171,13 +234,6 @@ class SyncRunner:
         writing = run.mode is not Mode.PLAN
         errors: list[tuple[Decision, str, str, int | None]] = []
         if writing:
-            clock = time.monotonic()
-            saved = await save_many(self.ledger, [d.entry for d in chunk if d.entry is not None])
-            log.info("%s: %d ledger entries saved in %.2f s", name, len(saved.saved), time.monotonic() - clock)
-            refused = {key_text(e.key) for e in saved.refused}
-            for d in chunk:
-                if d.key_text in refused:  # changed by live sync since the run read it: live sync has it
-                    d.kind, d.writes, d.conflict, d.detail = Kind.SKIPPED, [], None, "changed by live sync meanwhile"
             started = time.monotonic()
             failures = await writer.write(m, [d for d in chunk if d.writes])
             log.info("%s: %d decisions written in %.2f s", name, len(chunk), time.monotonic() - started)
@@ -244,14 +300,15 @@ class SyncRunner:
     @staticmethod
     def _count(state: MapProgress, d: Decision) -> None:
         counts = {Side.FNO: state.fno, Side.DATAVERSE: state.dataverse}
-        writes = [{"into": str(w.into), "values": {k: normalize(v) for k, v in w.values.items()}} for w in d.writes]
-        sample: dict[str, Any] = {"key": d.key, "writes": writes}
-        if d.error:
-            sample["error"] = d.error
-        if d.detail:
-            sample["detail"] = d.detail
         samples = state.samples.setdefault(str(d.kind), [])
-        if len(samples) < SAMPLES:
+        if len(samples) < SAMPLES:  # (built only when kept: a run counts every row)
+            writes = [{"into": str(w.into), "values": {k: normalize(v) for k, v in w.values.items()}}
+                      for w in d.writes]  # fmt: skip
+            sample: dict[str, Any] = {"key": d.key, "writes": writes}
+            if d.error:
+                sample["error"] = d.error
+            if d.detail:
+                sample["detail"] = d.detail
             samples.append(sample)
         if d.kind is Kind.ERROR:
             into = d.error_side.other if d.error_side else Side.DATAVERSE

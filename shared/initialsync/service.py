@@ -13,7 +13,7 @@ from azure.servicebus import ServiceBusMessage
 
 from shared.clients import get_clients
 from shared.initialsync.model import Mode, RunState
-from shared.initialsync.run import new_run
+from shared.initialsync.run import SyncRunner, new_run
 from shared.initialsync.wiring import get_runner
 
 SYNC_QUEUE = "syncsteps"
@@ -25,6 +25,9 @@ class RunNotFound(LookupError):
 
 
 STEP_SECONDS = float(os.environ.get("SYNC_STEP_SECONDS") or 240)  # well inside the 5-minute lock renewal
+# The `syncsteps` queue's MaxDeliveryCount (infra/servicebus-entities.json): after that many failed deliveries the
+# broker dead-letters the step, so the run is marked failed then, with the reason, instead of "running" for ever.
+MAX_DELIVERIES = int(os.environ.get("SYNC_STEP_MAX_DELIVERIES") or 10)
 
 
 async def _enqueue(run: RunState) -> None:
@@ -43,21 +46,45 @@ async def start(mode: Mode, maps: Sequence[str] | None, only_failed: bool = Fals
     return run
 
 
-async def run_step(body: bytes) -> None:
-    """The queued step: run (or resume, after a crash or redeploy) the run it names, from its checkpoint."""
+async def run_step(body: bytes, delivery_count: int = 1, runner: SyncRunner | None = None) -> None:
+    """The queued step: run (or resume, after a crash or redeploy) the run it names, from its checkpoint. A step
+    that keeps failing (throttled for ever, an app down, a bug) fails its run once its last delivery fails."""
     run_id = str(json.loads(body)["run_id"])
-    runner = get_runner()
+    runner = runner or get_runner()
     run = await runner.runs.get(run_id)
     if run is None:
         log.warning("sync step for unknown run %s: dropped", run_id)
         return
-    if run.state == "done":
-        return  # a redelivered step of a finished run
-    await runner.run(run, budget_seconds=STEP_SECONDS)
+    if run.state == "done" or (run.state == "failed" and run.failures >= MAX_DELIVERIES):
+        return  # a redelivered step of a finished (or given up) run
+    try:
+        await runner.run(run, budget_seconds=STEP_SECONDS)
+    except Exception as exc:
+        run.failures += 1
+        if max(run.failures, delivery_count) < MAX_DELIVERIES:
+            await runner.runs.save(run)
+            raise  # redelivered: the next delivery continues from the checkpoint
+        give_up(run, f"a step failed {max(run.failures, delivery_count)} times; the last: {type(exc).__name__}: {exc}")
+        await runner.runs.save(run)
+        log.error("sync run %s failed: %s", run.run_id, run.message)
+        return  # completed: nothing is left for the broker to redeliver
+    run.failures = 0
     if run.state == "running":  # out of time: the next step continues from the checkpoint
         run.steps += 1
         await runner.runs.save(run)
         await _enqueue(run)
+    elif run.state == "done":
+        await runner.runs.save(run)
+
+
+def give_up(run: RunState, reason: str) -> None:
+    """The run and the map it was working on are failed, with the reason (`GET /api/sync/{run_id}` shows it)."""
+    run.state, run.message = "failed", reason
+    run.failures = max(run.failures, MAX_DELIVERIES)
+    current = next((p for p in run.progress.values() if p.state not in ("done", "pending")), None)
+    current = current or next((p for p in run.progress.values() if p.state != "done"), None)
+    if current is not None:
+        current.state, current.message = "failed", reason
 
 
 async def report(run_id: str) -> RunState:

@@ -1,5 +1,6 @@
-"""Sync runs and drift entries in Table Storage, beside the ledger: `syncruns` (one entity per run, the checkpoint)
-and `drift` (one entity per repaired row, partition = map)."""
+"""Sync runs and drift entries in Table Storage, beside the ledger: `syncruns` (one entity per run, the checkpoint),
+`drift` (one entity per repaired row, partition = map) and `synctracking` (per map, the Dataverse delta link the
+next reconciliation starts from)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ class RunStore:
     async def _ensure(self) -> None:
         if self._ready:
             return
-        for name in ("syncruns", "drift"):
+        for name in ("syncruns", "drift", "synctracking"):
             try:
                 await self._service.create_table(f"{self._prefix}{name}")
             except ResourceExistsError:
@@ -48,6 +49,21 @@ class RunStore:
         await self._ensure()
         table = self._service.get_table_client(f"{self._prefix}syncruns")
         return [RunState.model_validate_json(e["Run"]) async for e in table.list_entities()]
+
+    async def delta_link(self, map_name: str) -> str | None:
+        """Where the last finished reconciliation of `map_name` left Dataverse's change tracking (None: none yet)."""
+        await self._ensure()
+        table = self._service.get_table_client(f"{self._prefix}synctracking")
+        try:
+            entity = await table.get_entity("dataverse", map_name)
+        except ResourceNotFoundError:
+            return None
+        return str(entity["DeltaLink"]) or None
+
+    async def save_delta_link(self, map_name: str, link: str | None) -> None:
+        await self._ensure()
+        table = self._service.get_table_client(f"{self._prefix}synctracking")
+        await table.upsert_entity({"PartitionKey": "dataverse", "RowKey": map_name, "DeltaLink": link or ""})
 
     async def record_drift(self, records: list[DriftRecord]) -> None:
         await self._ensure()

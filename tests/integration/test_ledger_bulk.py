@@ -56,3 +56,22 @@ async def test_entries_of_failed_writes_are_removed_with_their_index(ledger: Led
     await delete_many(ledger, saved[:2])
     entries, index = await load_map(ledger, "customers")
     assert list(entries) == [key_text(entry(2).key)] and list(index.values()) == [key_text(entry(2).key)]
+
+
+async def test_entries_saved_again_with_their_etags_are_replaced_in_transactions(ledger: Ledger) -> None:
+    """The transactions are encoded here (not by the SDK): creates, upserts of the index and ETag-conditional
+    replaces must all round-trip, keys with quotes and non-ASCII text included."""
+    first = [entry(n) for n in range(600)]  # 1,200 entities: the partition is read back in two pages
+    first[0].key = {"dataAreaId": "usmf", "CustomerAccount": "O'Brien & Søn"}
+    saved = (await save_many(ledger, first)).saved
+    stored = await ledger.get("customers", saved[0].key)
+    assert stored is not None and stored.etag == saved[0].etag  # the ETag each operation answered
+    for e in saved:
+        e.fno.values = {"OrganizationName": f"Again {e.key['CustomerAccount']}"}
+    result = await save_many(ledger, saved)
+    assert len(result.saved) == 600 and not result.refused
+    entries, index = await load_map(ledger, "customers")
+    assert len(entries) == 600 and len(index) == 600
+    assert entries[key_text(entry(599).key)].etag == (await ledger.get("customers", entry(599).key)).etag  # type: ignore[union-attr]
+    assert entries[key_text(first[0].key)].fno.values == {"OrganizationName": "Again O'Brien & Søn"}
+    assert entries[key_text(entry(5).key)].fno.values == {"OrganizationName": "Again B0005"}

@@ -8,8 +8,15 @@ from typing import Any
 from urllib.parse import unquote
 
 from local.sims.delivery import Notification
+from shared.connectors.auth import StaticToken
+from shared.connectors.dataverse import DataverseClient
+from shared.connectors.http import ODataTransport
+from shared.initialsync.io import BYPASS_HEADER, own_steps
+from shared.maps.loader import load_maps
+from shared.registration.dataverse import register
+from shared.registration.plan import dataverse_plan
 from tests.integration.sims.conftest import Sim
-from tests.integration.sims.test_query_fidelity import _accounts
+from tests.integration.sims.test_query_fidelity import _accounts, _company
 
 TRACK = {"Prefer": "odata.track-changes,odata.maxpagesize=2"}
 
@@ -70,3 +77,33 @@ async def test_a_share_of_notifications_can_be_lost(dv: Sim) -> None:
         deliverer.submit(Notification(f"row-{i}", "http://127.0.0.1:9/none", {}, b"{}"))
     stats = (await dv.admin.get("/_admin/stats")).json()["webhooks"]
     assert stats["dropped"] == 5 and stats["pending"] == 0
+
+
+async def _submitted(sim: Sim) -> int:
+    stats = (await sim.admin.get("/_admin/stats")).json()["webhooks"]
+    return int(stats["sent"]) + int(stats["failed"]) + int(stats["pending"])
+
+
+async def test_a_write_can_skip_the_bridges_own_webhook_steps(dv: Sim) -> None:
+    """Microsoft Learn, "Bypass custom Dataverse logic": `MSCRM.BypassBusinessLogicExecutionStepIds` names the
+    steps a write skips (the bridge's own, found by its endpoint), `MSCRM.BypassBusinessLogicExecution: CustomAsync`
+    every asynchronous one; a write without either raises its webhook."""
+    client = DataverseClient(ODataTransport(f"{dv.url}{dv.simulator.dialect.root}", StaticToken("t")))
+    try:
+        await register(client, dataverse_plan(load_maps(), "http://127.0.0.1:9/api/webhooks/dataverse"), "k")
+        steps = await own_steps(client, "account")
+        assert client.transport.dop_hint == 4  # Dataverse's recommended parallelism, on every answer
+        assert len(steps) == 3 and await own_steps(client, "nosuchtable") == []  # Create, Update, Delete
+    finally:
+        await client.close()
+    company = await _company(dv)
+    body = {"name": "Quiet", "customertypecode": 3}
+    before = await _submitted(dv)
+    for number, headers in (("BY1", {BYPASS_HEADER: ",".join(steps)}),
+                            ("BY2", {"MSCRM.BypassBusinessLogicExecution": "CustomAsync"})):  # fmt: skip
+        r = await dv.http.patch(f"accounts(_msdyn_company_value={company},accountnumber='{number}')", json=body,
+                                headers=headers)  # fmt: skip
+        assert r.status_code == 204, r.text
+    assert await _submitted(dv) == before
+    await _accounts(dv, "BY", [("3", "Heard", 1)])
+    assert await _submitted(dv) == before + 1

@@ -1,0 +1,1 @@
+from tests.integration.sims.conftest import dv, fo  # noqa: F401  (in-process simulators, one per test)

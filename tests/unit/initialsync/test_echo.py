@@ -1,0 +1,30 @@
+"""A sync run's own Dataverse writes come back as webhooks tagged `bridge:sync:<run>`: ingest acknowledges them
+as ignored (no queued message, no apply), while live sync's own echoes still reach apply, which skips them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from shared.events.model import ChangeEvent, Operation, Source
+from shared.ingest.wiring import mapped_entities
+from shared.initialsync.io import TAG_PREFIX
+from shared.maps.loader import load_maps
+
+KEEP = mapped_entities(load_maps())
+
+
+def change(tag: str | None) -> ChangeEvent:
+    return ChangeEvent(event_id="e", source=Source.DATAVERSE, entity="account", operation=Operation.CREATE,
+                       row_id="8c1f1a4e-0000-0000-0000-000000000001", occurred_at=datetime.now(UTC),
+                       write_tag=tag)  # fmt: skip
+
+
+def test_a_sync_runs_own_write_is_dropped_at_ingest() -> None:
+    reason = KEEP(change(f"{TAG_PREFIX}sync:0123456789abcdef"))
+    assert reason is not None and "sync run" in reason
+
+
+def test_other_changes_are_kept() -> None:
+    assert KEEP(change(None)) is None
+    assert KEEP(change("bridge:3f2a:back")) is None  # live apply's echo: apply records it as skipped-echo
+    assert KEEP(change("someone-else")) is None
