@@ -40,7 +40,7 @@ def log_file(name: str):  # type: ignore[no-untyped-def]
 # their start-up importing and listening, which they do as well side by side as one after the other.
 Launcher = Callable[[], tuple[Service, T]]
 START_ATTEMPTS = 3  # a free port can be taken between our choosing it and the process binding it: new ports, again
-READY_SECONDS = 30.0
+READY_SECONDS = 60.0  # a bound for a broken start, not a wait: a busy machine may take long
 
 
 @contextmanager
