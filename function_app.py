@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from functions import admin, apply, console_page, notify, ops, sync, webhooks
+from functions import admin, apply, console_page, notify, ops, ops_watch, sync, webhooks
 from shared.clients import close_clients
 from shared.connectors.wiring import close_connectors
 from shared.ops.telemetry import configure
@@ -12,6 +12,7 @@ configure()  # Application Insights through OpenTelemetry, only when APPLICATION
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(admin.bp)
 app.register_functions(ops.bp)
+app.register_functions(ops_watch.bp)
 app.register_functions(console_page.bp)
 app.register_functions(webhooks.bp)
 app.register_functions(apply.bp)
@@ -20,6 +21,10 @@ app.register_functions(sync.bp)
 
 
 async def shutdown() -> None:
-    """Awaited by the local dev host when it stops (see local/host/__main__.py): close the process's clients."""
+    """Awaited by the local dev host when it stops (see local/host/__main__.py): the console's figures and waiting
+    list flushed, then the process's clients closed."""
+    from shared.ops.wiring import drain
+
+    await drain()
     await close_connectors()
     await close_clients()

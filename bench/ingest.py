@@ -1,7 +1,8 @@
 """Webhook ingest through the dev host into the local broker: throughput, and latency at a steady rate.
 
 Targets on the 2-core reference machine: >= 500 requests/s; p99 <= 100 ms at 200 requests/s.
-Run: `make bench` or `.venv/bin/python bench/ingest.py [--requests N] [--rate R] [--seconds S]`.
+Run: `make bench` or `.venv/bin/python bench/ingest.py [--requests N] [--rate R] [--seconds S] [--storage]`;
+`--storage` adds Azurite, so each send also records the console's waiting list (`shared/ops/waiting.py`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp  # a light load generator: httpx's own CPU per request would be the bottleneck
 
-from local.processes import emulator_connection, free_port, python_module, start
+from local.processes import AzuritePorts, emulator_connection, free_port, python_module, start, start_azurite
 from local.servicebus.config import DEFAULT_CONFIG
 from tests.unit.events.builders import body, context, entity
 
@@ -83,7 +84,12 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--storage", action="store_true", help="with Table Storage: the waiting list is recorded")
     args = parser.parse_args()
+    azurite = None
+    if args.storage:
+        ports = AzuritePorts.free()
+        azurite = start_azurite(ports, output=open("/dev/null", "wb"))
     broker_port, host_port = free_port(), free_port()
     broker = start(
         "servicebus",
@@ -99,6 +105,8 @@ def main() -> int:
         # failing and retrying each change), and that is apply's benchmark, not this one.
         "AzureWebJobs.apply_change.Disabled": "true",
     }
+    if azurite is not None:
+        env["AzureWebJobsStorage"] = ports.connection_string()
     try:
         broker.wait_ready(30)
         host = start(
@@ -118,6 +126,8 @@ def main() -> int:
             host.stop()
     finally:
         broker.stop()
+        if azurite is not None:
+            azurite.stop()
     cuts = statistics.quantiles(latencies, n=100)
     p50, p99 = cuts[49], cuts[98]
     rps_verdict = "OK" if rps >= 500 else "BELOW"

@@ -8,6 +8,7 @@ import azure.functions as func
 from pydantic import ValidationError
 
 from shared.events.model import ChangeEvent
+from shared.ops.telemetry import apply_span
 from shared.sync.wiring import apply_message
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
@@ -24,4 +25,5 @@ async def apply_change(message: func.ServiceBusMessage) -> None:
         # Not a change this version understands: fail it, so it ends in the dead-letter queue, kept and visible.
         raise ValueError(f"message {message.message_id} is not a ChangeEvent: {exc.error_count()} problem(s)") from None
     attempt = int((message.application_properties or {}).get("attempt") or 0)
-    await apply_message(event, message.delivery_count or 1, attempt)
+    with apply_span(event):  # the trace the change was queued in, on to the target write
+        await apply_message(event, message.delivery_count or 1, attempt)

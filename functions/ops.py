@@ -15,12 +15,13 @@ from pydantic import ValidationError
 
 from functions.http import json_response, problem
 from functions.operator import OPERATOR_LEVEL, signed_in
-from shared.ops.actions import ConflictActions, ErrorActions, InvalidAction, NotFoundError, Resolution
+from shared.ops.actions import ErrorActions, InvalidAction, NotFoundError, Resolution
 from shared.ops.deadletters import DeadLetterNotFound, DeadLetters
 from shared.ops.ids import UnknownId, parse_entry_id
+from shared.ops.resolve import ConflictActions
 from shared.ops.status import status
 from shared.ops.store import CONFLICT_STATUSES, ERROR_STATUSES, Filter
-from shared.ops.wiring import get_store
+from shared.ops.wiring import get_store, get_waiting, resolved_change
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
@@ -83,8 +84,12 @@ def _body(req: func.HttpRequest) -> dict[str, Any]:
 async def get_status(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(who := signed_in(req), func.HttpResponse):
         return who
+    from shared.clients import get_clients
+    from shared.initialsync.store import RunStore
+
     control = _control()
-    return json_response(await status(control.maps, control.ledger, get_store()))
+    runs = await RunStore(get_clients().tables).runs()
+    return json_response(await status(control.maps, control.ledger, get_store(), get_waiting(), runs))
 
 
 @bp.route(route="errors", methods=["GET"], auth_level=OPERATOR_LEVEL)
@@ -195,7 +200,7 @@ async def list_dead_letters(req: func.HttpRequest) -> func.HttpResponse:
     except BadRequest as exc:
         return problem(400, "Bad Request", str(exc))
     try:
-        return json_response({"deadletters": await _dead_letters().browse(limit, start)})
+        return json_response({"deadletters": await _dead_letters().browse(limit, start, resolved_change)})
     except (ServiceBusError, OSError) as exc:
         return problem(503, "Service Unavailable", f"the dead-letter queue could not be read: {type(exc).__name__}")
 

@@ -42,11 +42,14 @@ param fnoClientId string = ''
 @description('Its client secret, stored in Key Vault. Empty: the managed identity is used instead.')
 param fnoClientSecret string = ''
 
-@description('Console sign-in: the app registration (client) id App Service Authentication signs operators in with. Empty: no sign-in; the console and admin API take the master key only.')
+@description('Console sign-in: create the app registration with its app role (operatorRole) through the Microsoft Graph Bicep extension (modules/operator-app.bicep). The deploying identity needs Application.ReadWrite.All.')
+param createOperatorApp bool = false
+
+@description('Console sign-in with an app registration made beforehand (the README\'s az steps): its client id. Empty, and createOperatorApp false: no sign-in; the console and admin API take the master key only.')
 param operatorClientId string = ''
 
 @secure()
-@description('Its client secret, stored in Key Vault and read by App Service Authentication.')
+@description('Its client secret, stored in Key Vault and read by App Service Authentication (the authorization code flow). Empty: the ID token flow.')
 param operatorClientSecret string = ''
 
 @description('The app role an operator must hold (a role of that app registration, assigned to people or groups).')
@@ -132,6 +135,15 @@ module keyVault 'modules/keyvault.bicep' = {
   }
 }
 
+module operatorApp 'modules/operator-app.bicep' = if (createOperatorApp) {
+  name: 'operator-app'
+  params: {
+    appName: names.app
+    environmentName: environmentName
+    operatorRole: operatorRole
+  }
+}
+
 module functionApp 'modules/functionapp.bicep' = {
   name: 'functionapp'
   params: {
@@ -153,7 +165,8 @@ module functionApp 'modules/functionapp.bicep' = {
     fnoSecretName: keyVault.outputs.fnoSecretName
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
-    operatorClientId: operatorClientId
+    operatorClientId: createOperatorApp ? operatorApp.outputs.clientId : operatorClientId
+    operatorAudience: createOperatorApp ? operatorApp.outputs.audience : 'api://${operatorClientId}'
     operatorSecretName: keyVault.outputs.operatorSecretName
     operatorRole: operatorRole
     alertWebhookUrl: alertWebhookUrl
@@ -190,3 +203,4 @@ output STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output KEY_VAULT_NAME string = keyVault.outputs.name
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.insightsName
 output CONSOLE_URL string = '${functionApp.outputs.url}/api/console'
+output OPERATOR_CLIENT_ID string = createOperatorApp ? operatorApp.outputs.clientId : operatorClientId

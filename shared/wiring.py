@@ -23,8 +23,11 @@ def get_maps() -> MapSet:
 def get_publisher() -> ServiceBusChangePublisher:
     global _publisher
     if _publisher is None:
+        from shared.ops.wiring import queue_watcher
+
         settings = get_settings()
         _publisher = ServiceBusChangePublisher(
-            get_clients().servicebus, settings.changes_queue, settings.enqueue_timeout_seconds, settings.session_lanes
-        )
+            get_clients().servicebus, settings.changes_queue, settings.enqueue_timeout_seconds, settings.session_lanes,
+            watcher=queue_watcher(),  # the console's lag: what is queued per map
+        )  # fmt: skip
     return _publisher

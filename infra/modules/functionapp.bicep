@@ -19,12 +19,14 @@ param fnoSecretName string
 param maximumInstanceCount int
 param instanceMemoryMB int
 param operatorClientId string
+param operatorAudience string
 param operatorSecretName string
 param operatorRole string
 param alertWebhookUrl string
 param alertRules string
 
-var signIn = !empty(operatorClientId) && !empty(operatorSecretName)
+var signIn = !empty(operatorClientId)
+var operatorSecret = !empty(operatorSecretName)
 // With sign-in, App Service Authentication stands in front of the console and the admin API: the functions are
 // anonymous to the Functions host and check the signed-in operator's app role themselves (shared/ops/auth.py).
 var operatorSettings = signIn ? [
@@ -36,6 +38,9 @@ var operatorSettings = signIn ? [
     name: 'OPERATOR_ROLE'
     value: operatorRole
   }
+] : []
+// With a client secret App Service Authentication uses the authorization code flow; without, the ID token flow.
+var operatorSecretSettings = signIn && operatorSecret ? [
   {
     name: 'MICROSOFT_PROVIDER_AUTHENTICATION_SECRET'
     value: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${operatorSecretName})'
@@ -156,7 +161,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       ftpsState: 'Disabled'
       http20Enabled: true
       healthCheckPath: '/api/health' // anonymous; reports storage and Service Bus reachability
-      appSettings: concat(baseSettings, dataverseSettings, fnoSettings, operatorSettings, alertSettings)
+      appSettings: concat(baseSettings, dataverseSettings, fnoSettings, operatorSettings, operatorSecretSettings, alertSettings)
     }
     functionAppConfig: {
       deployment: {
@@ -211,14 +216,15 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (signIn) {
     identityProviders: {
       azureActiveDirectory: {
         enabled: true
-        registration: {
+        registration: union({
           openIdIssuer: '${environment().authentication.loginEndpoint}${tenantId}/v2.0'
           clientId: operatorClientId
+        }, operatorSecret ? {
           clientSecretSettingName: 'MICROSOFT_PROVIDER_AUTHENTICATION_SECRET'
-        }
+        } : {})
         validation: {
           allowedAudiences: [
-            'api://${operatorClientId}'
+            operatorAudience
             operatorClientId
           ]
         }

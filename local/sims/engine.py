@@ -11,6 +11,7 @@ import asyncio
 import random
 import re
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -143,6 +144,7 @@ class Simulator:
         self.faults = Faults()
         self.writes: dict[str, int] = {}
         self.requests = 0
+        self.traceparents: deque[str] = deque(maxlen=500)  # W3C trace context of the writes received (tests)
         self.faults_served = 0
         self._random = random.Random(7)
 
@@ -264,6 +266,8 @@ class Simulator:
 
     async def _http(self, request: web.Request) -> web.Response:
         self.requests += 1
+        if request.method != "GET" and "traceparent" in request.headers:
+            self.traceparents.append(request.headers["traceparent"])
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return self._json(self.error_reply(SimError(401, "Bearer token missing or invalid.", "0x80072560")))
         fault = await self._fault()
@@ -368,7 +372,13 @@ class Simulator:
     async def _stats(self, request: web.Request) -> web.Response:
         faults = {"remaining": self.faults.remaining, "served": self.faults_served}
         return web.json_response(
-            {"writes": self.writes, "requests": self.requests, "faults": faults} | self.extra_stats()
+            {
+                "writes": self.writes,
+                "requests": self.requests,
+                "faults": faults,
+                "traceparents": list(self.traceparents),
+            }
+            | self.extra_stats()
         )
 
     def extra_stats(self) -> dict[str, Any]:

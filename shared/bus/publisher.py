@@ -27,6 +27,15 @@ class ChangePublisher(Protocol):
     async def publish(self, events: Sequence[ChangeEvent]) -> None: ...
 
 
+class QueueWatcher(Protocol):
+    """Told of every change before it is queued, and again if the send failed (the console's lag, `shared.ops`);
+    it must not wait for I/O."""
+
+    async def queued(self, events: Sequence[ChangeEvent]) -> None: ...
+
+    async def unqueued(self, events: Sequence[ChangeEvent]) -> None: ...
+
+
 def to_message(event: ChangeEvent, lanes: int) -> ServiceBusMessage:
     return ServiceBusMessage(
         event.model_dump_json(),
@@ -43,6 +52,7 @@ def to_message(event: ChangeEvent, lanes: int) -> ServiceBusMessage:
 class _Pending:
     messages: list[ServiceBusMessage]
     done: asyncio.Future[None]
+    events: Sequence[ChangeEvent] = ()
 
 
 class ServiceBusChangePublisher:
@@ -54,8 +64,12 @@ class ServiceBusChangePublisher:
     retry, and duplicate detection drops what had already arrived).
     """
 
-    def __init__(self, client: ServiceBusClient, queue: str, timeout_seconds: float, lanes: int) -> None:
+    def __init__(
+        self, client: ServiceBusClient, queue: str, timeout_seconds: float, lanes: int,
+        watcher: QueueWatcher | None = None,
+    ) -> None:  # fmt: skip
         self._client = client
+        self._watcher = watcher
         self._lanes = lanes
         self._queue = queue
         self._timeout = timeout_seconds
@@ -68,7 +82,9 @@ class ServiceBusChangePublisher:
     async def publish(self, events: Sequence[ChangeEvent]) -> None:
         if not events:
             return
-        pending = _Pending([to_message(e, self._lanes) for e in events], asyncio.get_running_loop().create_future())
+        pending = _Pending(
+            [to_message(e, self._lanes) for e in events], asyncio.get_running_loop().create_future(), events
+        )
         self._waiting.append(pending)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
@@ -84,10 +100,15 @@ class ServiceBusChangePublisher:
     async def _flush(self) -> None:
         while self._waiting:
             group, self._waiting = self._waiting, []
+            events = [e for p in group for e in p.events]
+            if self._watcher is not None:
+                await self._watcher.queued(events)  # recorded in memory, written in the background
             try:
                 await self._send([m for p in group for m in p.messages])
             except Exception as exc:
                 await self._reset()
+                if self._watcher is not None:
+                    await self._watcher.unqueued(events)
                 for p in group:
                     if not p.done.done():
                         p.done.set_exception(exc)

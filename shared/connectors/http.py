@@ -16,6 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+from opentelemetry.propagate import inject
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, stop_after_delay, wait_exponential_jitter
 
 from shared.connectors.auth import TokenSource
@@ -186,6 +187,7 @@ class ODataTransport:
         url = self.url(path)
         described = f"{method} {url.split('?')[0]}"
         all_headers = {"Authorization": f"Bearer {await self._tokens.token()}"} | dict(headers or {})
+        inject(all_headers)  # `traceparent`: the change's trace (the apply span's) reaches the app's request
         if body is not None:
             content = dumps(body).encode("utf-8")
             all_headers.setdefault("Content-Type", "application/json; charset=utf-8")

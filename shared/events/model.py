@@ -61,6 +61,11 @@ class ChangeEvent(BaseModel):
     correlation_id: str | None = None
     write_tag: str | None = Field(default=None, description="The `tag` of the write that caused this change")
     reread_required: bool = Field(default=False, description="The payload was cut: apply must re-read the row")
+    traceparent: str | None = Field(
+        default=None,
+        description="W3C trace context of the notification's ingest: apply continues its trace, so one operation id"
+        " runs from the webhook through Service Bus (and a hold, a retry or a replay) to the target write",
+    )
     ordering_key: str | None = Field(
         default=None,
         description="The synced row, the same from either side (map and the row's own key), so that both sides'"

@@ -10,6 +10,7 @@ from shared.events.dataverse import parse_dataverse
 from shared.events.errors import ChangeTooLarge
 from shared.events.fno import BusinessEventBinding, FnoCatalog, parse_fno
 from shared.events.model import ChangeEvent, Ignored, Source
+from shared.ops.telemetry import ingest_span
 
 # A Service Bus Standard message holds 256 KB, headers and properties included (Premium: 1 MB by default).
 # "Service Bus quotas", https://learn.microsoft.com/azure/service-bus-messaging/service-bus-quotas
@@ -58,12 +59,14 @@ class IngestService:
         else:
             parsed = parse_fno(body, headers, self._bindings, self._catalog)
         result = IngestResult()
-        for item in parsed:
-            if isinstance(item, Ignored) or self._filter(item) is not None:
-                result.ignored.append(item)
-            else:
-                result.accepted.append(fitting(item.model_copy(update={"ordering_key": self._ordering(item)})))
-        await self._publisher.publish(result.accepted)
+        with ingest_span(headers) as trace:  # one operation id from here to the target write
+            for item in parsed:
+                if isinstance(item, Ignored) or self._filter(item) is not None:
+                    result.ignored.append(item)
+                else:
+                    update = {"ordering_key": self._ordering(item), "traceparent": item.traceparent or trace}
+                    result.accepted.append(fitting(item.model_copy(update=update)))
+            await self._publisher.publish(result.accepted)
         return result
 
 

@@ -60,7 +60,9 @@ def fires(rule: AlertRule, outcome: str, detail: str, latency_ms: float, recent_
             return f"{recent_errors} errors within {rule.minutes:g} minutes; the last: {detail}"
         return None
     if rule.lag_minutes is not None:
-        if outcome != "held" and latency_ms > rule.lag_minutes * 60_000:
+        if outcome == "waiting" and latency_ms > rule.lag_minutes * 60_000:  # still queued or deferred
+            return f"a change has waited {latency_ms / 60_000:.1f} minutes (over {rule.lag_minutes:g}): {detail}"
+        if outcome not in ("held", "waiting") and latency_ms > rule.lag_minutes * 60_000:
             return f"a change took {latency_ms / 60_000:.1f} minutes to apply (over {rule.lag_minutes:g})"
         return None
     if outcome == "conflict" and detail.startswith("parked"):

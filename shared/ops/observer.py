@@ -1,5 +1,6 @@
 """Every apply outcome passes here (one call from the apply core): counted per map in 10-second buckets for the
-console, counted in OpenTelemetry, written back onto a replayed error, and checked against the map's alert rules.
+console, counted in OpenTelemetry, taken off (or marked deferred on) the map's waiting list, written back onto a
+replayed error, and checked against the map's alert rules.
 
 `observe` never blocks or fails apply: counting is in memory; the Table writes, the replay bookkeeping and the
 alerts run as background tasks on the running loop.
@@ -23,6 +24,7 @@ from shared.ops import telemetry
 from shared.ops.alerts import Alert, AlertRule, cooled_down, fires
 from shared.ops.ids import is_replay, original_event_id
 from shared.ops.store import BUCKET_SECONDS, Filter, OpsStore
+from shared.ops.waiting import Key, WaitingChanges, waiting_key
 
 log = logging.getLogger("ops.observer")
 FLUSH_SECONDS = 2.0
@@ -78,6 +80,8 @@ class Effects:
     rules: Callable[[str], list[AlertRule]]
     pause: Callable[[str, str], Awaitable[None]]
     notify: Callable[[Alert], Awaitable[None]]
+    waiting: WaitingChanges | None = None
+    settle_dead_letters: Callable[[str], Awaitable[int]] | None = None  # a replayed change's dead letters, by event id
 
 
 @dataclass
@@ -89,6 +93,8 @@ class Observer:
     _flusher: asyncio.Task[None] | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _fired: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    _done: set[Key] = field(default_factory=set)  # no longer waiting: taken off the waiting list at the next flush
+    _deferred: dict[Key, ChangeEvent] = field(default_factory=dict)
     _rules_broken: bool = False
 
     def observe(self, event: ChangeEvent, map_name: str, outcome: str, detail: str, latency_ms: float) -> None:
@@ -99,6 +105,12 @@ class Observer:
             bucket = int(time.time()) // BUCKET_SECONDS * BUCKET_SECONDS
             self._buckets.setdefault((map_name, bucket), Counts()).add(outcome, latency_ms)
             self._dirty.add((map_name, bucket))
+            key = waiting_key(map_name, event)
+            if outcome == "deferred":
+                self._deferred[key] = event
+            else:
+                self._done.add(key)
+                self._deferred.pop(key, None)
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # no loop (a synchronous caller): counted in memory only
@@ -126,13 +138,24 @@ class Observer:
         await self.flush()
 
     async def flush(self) -> None:
+        if not (self._dirty or self._done or self._deferred):
+            return
         dirty, self._dirty = self._dirty, set()
+        done, self._done = self._done, set()
+        deferred, self._deferred = self._deferred, {}
         rows = [self._buckets[k].entity(k[0], k[1], self.instance) for k in dirty if k in self._buckets]
         try:
-            await self.effects().store.write_buckets(rows)
+            effects = self.effects()
+            await effects.store.write_buckets(rows)
         except Exception:
             log.warning("could not write the console's figures; kept for the next flush", exc_info=True)
             self._dirty |= dirty
+            self._done |= done
+            self._deferred = deferred | self._deferred
+            return
+        if effects.waiting is not None:
+            await effects.waiting.deferred(deferred.items())
+            await effects.waiting.done(done)
         horizon = time.time() - 120
         for key in [k for k in self._buckets if k[1] < horizon and k not in self._dirty]:
             del self._buckets[key]
@@ -147,14 +170,15 @@ class Observer:
         try:
             effects = self.effects()
             if is_replay(event.event_id):
-                await self._replayed(effects.store, event, map_name, outcome)
+                await self._replayed(effects, event, map_name, outcome)
             await self._alerts(effects, map_name, outcome, detail, latency)
         except Exception:
             log.warning("console follow-up of %s failed", event.event_id, exc_info=True)
 
-    async def _replayed(self, store: OpsStore, event: ChangeEvent, map_name: str, outcome: str) -> None:
-        """A replay's outcome, written onto the original's error entry: resolved (when, by whom) or open again with
-        the new message."""
+    async def _replayed(self, effects: Effects, event: ChangeEvent, map_name: str, outcome: str) -> None:
+        """A replay's outcome, written onto the original's error entry: resolved (when, by whom) — and the original
+        message settled, wherever it was dead-lettered — or open again with the new message."""
+        store = effects.store
         original = original_event_id(event.event_id)
         entry = await store.error_by_event(map_name, original)
         if entry is None:
@@ -177,6 +201,14 @@ class Observer:
                 map_name, row, Status="resolved", ResolvedBy=entry.get("ReplayedBy") or "replay",
                 ResolvedAt=datetime.now(UTC).isoformat(), Note=f"replayed: {outcome}",
             )  # fmt: skip
+            if effects.settle_dead_letters is not None:
+                settled = await effects.settle_dead_letters(original)
+                log.info(json.dumps({"event": "replay-settled", "event_id": original, "dead_letters": settled}))
+
+    async def waited(self, map_name: str, age_ms: float, detail: str) -> None:
+        """The lag watch (`shared.ops.watch`): the map's oldest queued or deferred change has waited `age_ms`; its
+        lag rules fire on it as on an outcome (same cooldown, same actions)."""
+        await self._alerts(self.effects(), map_name, "waiting", detail, age_ms)
 
     async def _alerts(self, effects: Effects, map_name: str, outcome: str, detail: str, latency: float) -> None:
         now = datetime.now(UTC)

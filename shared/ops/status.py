@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from shared.initialsync.model import RunState
 from shared.ledger.tables import Ledger
 from shared.maps.loader import MapSet
 from shared.ops.store import OpsStore
+from shared.ops.waiting import WaitingChanges
 
 MINUTES = 60
 
@@ -46,12 +48,37 @@ def figures(buckets: Iterable[Mapping[str, Any]], now: float) -> dict[str, Any]:
     }
 
 
-async def map_status(name: str, maps: MapSet, ledger: Ledger, store: OpsStore, now: float) -> dict[str, Any]:
-    state, held, buckets, counts, alert = await asyncio.gather(
+ACTIVE_RUN_STATES = ("queued", "running")
+
+
+def sync_run(name: str, runs: Sequence[RunState]) -> dict[str, Any] | None:
+    """The newest sync run in progress over the map, with the map's progress in it (its row samples left out)."""
+    active = [r for r in runs if r.state in ACTIVE_RUN_STATES and name in r.maps]
+    if not active:
+        return None
+    run = max(active, key=lambda r: r.created_at)
+    progress = run.progress.get(name)
+    report = progress.report() if progress is not None else None
+    if report is not None:
+        report.pop("samples", None)
+    return {"run_id": run.run_id, "mode": str(run.mode), "state": run.state, "progress": report}
+
+
+def _age(now: float, at: float | None) -> float | None:
+    return round(max(0.0, now - at), 1) if at is not None else None
+
+
+async def map_status(
+    name: str, maps: MapSet, ledger: Ledger, store: OpsStore, waiting: WaitingChanges, now: float,
+    runs: Sequence[RunState] = (),
+) -> dict[str, Any]:  # fmt: skip
+    state, held, buckets, counts, alert, queued = await asyncio.gather(
         ledger.map_state(name), ledger.held(name), store.buckets(name, now - 3600), store.open_counts(name),
-        store.last_alert(name),
+        store.last_alert(name), waiting.oldest(name),
     )  # fmt: skip
-    oldest = min((e.occurred_at.timestamp() for _, e in held), default=None)
+    oldest_held = min((e.occurred_at.timestamp() for _, e in held), default=None)
+    oldest_queued = queued["occurred_at"].timestamp() if queued else None
+    oldest = min((t for t in (oldest_held, oldest_queued) if t is not None), default=None)
     last_alert = alert.model_dump(mode="json") if alert else None
     if last_alert is None and str(state.get("reason", "")).startswith("alert:"):
         last_alert = {"map": name, "rule": "built-in", "what": state["reason"], "at": state.get("since")}
@@ -60,9 +87,13 @@ async def map_status(name: str, maps: MapSet, ledger: Ledger, store: OpsStore, n
         "enabled": maps.maps[name].map.enabled,
         **state,
         "held": len(held),
-        # Lag: how long the oldest change still waiting has waited (held here; a deferred or queued change shows in
-        # the latency once it is applied), and the latest change-to-target latency.
-        "oldest_waiting_seconds": round(now - oldest, 1) if oldest is not None else None,
+        "sync_run": sync_run(name, runs),  # an initial sync or reconciliation in progress over the map
+        # Lag: the age of the oldest change still waiting — held, queued or deferred — and (in the figures) the
+        # latest change-to-target latency.
+        "oldest_waiting_seconds": _age(now, oldest),
+        "oldest_held_seconds": _age(now, oldest_held),
+        "oldest_queued_seconds": _age(now, oldest_queued),
+        "oldest_queued_deferred": bool(queued and queued["deferred"]),
         "open_errors": counts[0],
         "open_conflicts": counts[1],
         "last_alert": last_alert,
@@ -70,7 +101,9 @@ async def map_status(name: str, maps: MapSet, ledger: Ledger, store: OpsStore, n
     }
 
 
-async def status(maps: MapSet, ledger: Ledger, store: OpsStore) -> dict[str, Any]:
+async def status(
+    maps: MapSet, ledger: Ledger, store: OpsStore, waiting: WaitingChanges, runs: Sequence[RunState] = ()
+) -> dict[str, Any]:
     now = time.time()
-    rows = await asyncio.gather(*(map_status(name, maps, ledger, store, now) for name in maps.order))
+    rows = await asyncio.gather(*(map_status(name, maps, ledger, store, waiting, now, runs) for name in maps.order))
     return {"at": now, "maps": list(rows)}

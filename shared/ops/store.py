@@ -1,5 +1,6 @@
 """The console's reads and writes over the ledger's tables (`errors`, `conflicts`, `held`, `mapstate`) and its own
-(`opsminutes`: per-map outcome counts in 10-second buckets; `opsalerts`: alerts that fired).
+(`opsminutes`: per-map outcome counts in 10-second buckets; `opsalerts`: alerts that fired; `opswaiting`: changes
+queued or deferred, `shared.ops.waiting`).
 
 The ledger's entries keep their shape: an error's or conflict's operator state (status, who resolved it, when, why)
 is merged into the same Table entity as extra properties, so the apply core's writes and ours never collide.
@@ -23,7 +24,7 @@ from shared.ledger.tables import safe_row_key
 from shared.ops.alerts import Alert
 from shared.ops.ids import entry_id
 
-OWN_TABLES = ("opsminutes", "opsalerts")
+OWN_TABLES = ("opsminutes", "opsalerts", "opswaiting")
 LEDGER_TABLES = ("errors", "conflicts", "held", "mapstate", "ledger")
 BUCKET_SECONDS = 10
 MAX_PAGE = 500

@@ -5,12 +5,16 @@ apps and the ledger; dead-letter resubmit; alert notifications posted (and retri
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import uuid
+from collections.abc import Awaitable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from azure.data.tables.aio import TableServiceClient
+from azure.servicebus import ServiceBusSubQueue
+from azure.servicebus.aio import ServiceBusClient
 
 from shared.ledger.model import ErrorRecord, LedgerEntry, key_text
 from tests import stack
@@ -43,6 +47,21 @@ async def _errors_of(bridge: SyncStack, number: str, status: str = "") -> list[d
     query = "errors?map=customers&per_page=500" + (f"&status={status}" if status else "")
     found = (await api(bridge, "GET", query)).json()["errors"]
     return [e for e in found if e["event"]["keys"].get("CustomerAccount") == number]
+
+
+async def _letters_of(bridge: SyncStack, number: str) -> list[dict[str, Any]]:
+    found = (await api(bridge, "GET", "deadletters?limit=100")).json()["deadletters"]
+    return [d for d in found if d["event"] and d["event"]["keys"].get("CustomerAccount") == number]
+
+
+async def _dead_lettered(bridge: SyncStack, number: str) -> int:
+    """The dead letters of the customer's changes, peeked on the broker itself (the API's list settles some)."""
+    async with (
+        ServiceBusClient.from_connection_string(bridge.servicebus) as client,
+        client.get_queue_receiver("changes", sub_queue=ServiceBusSubQueue.DEAD_LETTER) as rx,
+    ):
+        peeked = await rx.peek_messages(max_message_count=250)
+    return sum(1 for m in peeked if number in b"".join(bytes(b) for b in m.body).decode())
 
 
 async def _create_customer(bridge: SyncStack, number: str, phone: str) -> None:
@@ -125,6 +144,8 @@ async def test_replay_keeps_a_still_broken_change_with_the_new_message_and_bring
     )
     assert "'55'" in again["message"] and again["replays"] == 1 and again["id"] == error["id"]
 
+    # The original message, failed on every delivery, sits in the dead letters.
+    assert await eventually(lambda: _letters_of(bridge, number), bool, seconds=30)
     await set_column_length(bridge, "telephone1", 100)  # fixed
     assert (await api(bridge, "POST", f"errors/{error['id']}/replay", headers=ADA)).status_code == 202
     (fixed,) = await eventually(
@@ -133,6 +154,10 @@ async def test_replay_keeps_a_still_broken_change_with_the_new_message_and_bring
     assert fixed["resolved_by"] == "ada@contoso.example" and fixed["resolved_at"] and fixed["replays"] == 2
     account = await eventually(lambda: dataverse_account(bridge, "USMF", number), lambda a: a is not None)
     assert account is not None and account["telephone1"] == PHONE
+    # Brought over: its dead letters are settled (completed, not only hidden from the list), so the dead-letter
+    # list no longer shows a resolved change.
+    assert await eventually(lambda: _dead_lettered(bridge, number), lambda found: found == 0, seconds=30) == 0
+    assert await _letters_of(bridge, number) == []
     conflict = await api(bridge, "POST", f"errors/{error['id']}/replay")
     assert conflict.status_code == 409  # a resolved error is not replayed again
 
@@ -152,15 +177,16 @@ async def test_replay_all_of_a_map(bridge: SyncStack) -> None:
         assert await dataverse_account(bridge, "USMF", number) is not None
 
 
-async def test_resolving_a_parked_conflict_writes_the_choice_to_both_apps_and_the_ledger(
+async def test_resolving_a_parked_conflict_applies_the_whole_change_to_both_apps_and_the_ledger(
     bridge: SyncStack, storage: str
 ) -> None:
     number, account = await synced_customer(bridge, "RC")
     assert (await api(bridge, "POST", "maps/customers/pause")).status_code == 200
-    async with bridge.fno() as fno:
+    async with bridge.fno() as fno:  # one change: a conflicting column (the name) and one that is not (the phone)
         await fno.update(
-            "CustomersV3", {"dataAreaId": "usmf", "CustomerAccount": number}, {"OrganizationName": "F&O name"}
-        )
+            "CustomersV3", {"dataAreaId": "usmf", "CustomerAccount": number},
+            {"OrganizationName": "F&O name", "PrimaryContactPhone": "+1 555 0101"},
+        )  # fmt: skip
     await bridge.settle(1.0)
     async with bridge.dataverse() as dataverse:
         await dataverse.write("accounts", str(account["accountid"]), {"name": "DV name"})
@@ -175,28 +201,37 @@ async def test_resolving_a_parked_conflict_writes_the_choice_to_both_apps_and_th
     first = parked[0]
     missing = await api(bridge, "POST", f"conflicts/{first['id']}/resolve", {"fields": {}})
     assert missing.status_code == 400 and "choose a value" in missing.json()["detail"]
-    # Each conflict in its target's columns: one takes F&O's value, the other confirms it by typing it.
-    choices = []
-    for conflict in parked:
-        (column,) = conflict["fields"]
-        take = {"take": "fno"} if conflict["source"] == "fno" else {"take": "value", "value": "F&O name"}
-        choices.append(take)
-        answer = await api(bridge, "POST", f"conflicts/{conflict['id']}/resolve", {"fields": {column: take}},
-                           headers=ADA)  # fmt: skip
-        assert answer.status_code == 200, answer.text
-        resolved = answer.json()
-        assert (resolved["status"], resolved["resolved_by"]) == ("resolved", "ada@contoso.example")
-        assert resolved["resolution"]["fields"][column]["value"] == "F&O name"
+    # F&O's change first: the name as chosen, and its phone — not in conflict — comes over with it.
+    from_fno = next(c for c in parked if c["source"] == "fno")
+    (column,) = from_fno["fields"]
+    answer = await api(bridge, "POST", f"conflicts/{from_fno['id']}/resolve", {"fields": {column: {"take": "fno"}}},
+                       headers=ADA)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    resolved = answer.json()
+    assert (resolved["status"], resolved["resolved_by"]) == ("resolved", "ada@contoso.example")
+    assert resolved["resolution"]["fields"] == {"name": {"take": "fno", "value": "F&O name"}}
+    assert resolved["resolution"]["written"]["dataverse"] == {"name": "F&O name", "telephone1": "+1 555 0101"}
+    mirrored = await dataverse_account(bridge, "USMF", number)
+    assert mirrored is not None and (mirrored["name"], mirrored["telephone1"]) == ("F&O name", "+1 555 0101")
+    # Dataverse's change: the operator types the value.
+    from_dataverse = next(c for c in parked if c["source"] == "dataverse")
+    (column,) = from_dataverse["fields"]
+    answer = await api(bridge, "POST", f"conflicts/{from_dataverse['id']}/resolve",
+                       {"fields": {column: {"take": "value", "value": "F&O name"}}}, headers=ADA)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["resolution"]["fields"][column] == {"take": "value", "value": "F&O name"}
     customer = await fno_customer(bridge, "usmf", number)
     mirrored = await dataverse_account(bridge, "USMF", number)
     assert customer is not None and mirrored is not None
-    assert customer["OrganizationName"] == "F&O name" and mirrored["name"] == "F&O name"
+    assert (customer["OrganizationName"], customer["PrimaryContactPhone"]) == ("F&O name", "+1 555 0101")
+    assert (mirrored["name"], mirrored["telephone1"]) == ("F&O name", "+1 555 0101")
     async with TableServiceClient.from_connection_string(storage) as service:
         key = {"CustomerAccount": number, "dataAreaId": "usmf"}
         entity = await service.get_table_client("ledger").get_entity("customers", key_text(key))
         entry = LedgerEntry.model_validate_json(entity["Entry"])
     assert entry.fno.values["OrganizationName"] == "F&O name" and entry.dataverse.values["name"] == "F&O name"
-    await bridge.settle(2.0)  # the two writes' own notifications are echoes: nothing new is parked
+    assert entry.fno.values["PrimaryContactPhone"] == entry.dataverse.values["telephone1"] == "+1 555 0101"
+    await bridge.settle(2.0)  # the writes' own notifications are echoes: nothing new is parked
     assert await open_conflicts() == []
     again = await api(bridge, "POST", f"conflicts/{first['id']}/resolve", {"fields": {"name": {"take": "fno"}}})
     assert again.status_code == 409
@@ -207,9 +242,8 @@ async def test_a_dead_lettered_change_is_browsed_and_resubmitted(bridge: SyncSta
     number = unique("DL")
     await _create_customer(bridge, number, PHONE)
 
-    async def letters() -> list[dict[str, Any]]:
-        found = (await api(bridge, "GET", "deadletters?limit=100")).json()["deadletters"]
-        return [d for d in found if d["event"] and d["event"]["keys"].get("CustomerAccount") == number]
+    def letters() -> Awaitable[list[dict[str, Any]]]:
+        return _letters_of(bridge, number)
 
     (letter,) = await eventually(letters, bool, seconds=90)
     assert letter["event"]["entity"] == "CustomersV3" and letter["delivery_count"] >= 1
@@ -221,6 +255,27 @@ async def test_a_dead_lettered_change_is_browsed_and_resubmitted(bridge: SyncSta
     assert await letters() == []
     await eventually(lambda: _errors_of(bridge, number), lambda es: es[0]["status"] == "resolved", seconds=30)
     assert (await api(bridge, "POST", f"deadletters/{letter['id']}/resubmit")).status_code == 404
+
+
+async def test_one_trace_runs_from_the_webhook_through_the_bus_to_the_target_write(bridge: SyncStack) -> None:
+    """The trace id a notification arrives with is the one the apply's write into the other app carries."""
+    trace_id = uuid.uuid4().hex
+    endpoint = f"{bridge.host}/api/webhooks/fno?code={KEYS['fno_webhook']}"
+
+    async def data_events(headers: dict[str, str]) -> None:
+        async with httpx.AsyncClient() as http:
+            body = {"url": endpoint, "headers": headers}
+            (await http.post(f"{bridge.fno_url}/_admin/data-events", json=body)).raise_for_status()
+
+    await data_events({"traceparent": f"00-{trace_id}-{'5' * 16}-01"})
+    try:
+        number = unique("TR")
+        await _create_customer(bridge, number, "+1 555 0199")
+        await eventually(lambda: dataverse_account(bridge, "USMF", number), lambda a: a is not None)
+    finally:
+        await data_events({})
+    traced = [t.split("-") for t in (await bridge.stats("dataverse"))["traceparents"]]
+    assert any(parts[1] == trace_id for parts in traced), traced[-5:]
 
 
 async def test_alert_rules_post_their_notifications_to_the_receiver_retrying_a_failure(

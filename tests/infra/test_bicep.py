@@ -61,15 +61,18 @@ def _path(expression: Any) -> list[str]:
 
 def test_every_bicep_file_parses() -> None:
     files = parsed()
-    assert {"infra/main.bicep", "infra/modules/servicebus.bicep", "infra/modules/functionapp.bicep"} <= set(files)
+    assert {"infra/main.bicep", "infra/modules/servicebus.bicep", "infra/modules/functionapp.bicep",
+            "infra/modules/operator-app.bicep"} <= set(files)  # fmt: skip
     failures = {path: doc["error"] for path, doc in files.items() if "error" in doc}
     assert not failures, failures
 
 
 def test_checkov_finds_no_failed_check_and_every_skip_says_why() -> None:
+    # The console's app registration (Microsoft Graph resources, no Azure resource checkov has a check for) is left
+    # to `test_console_infra.py`: checkov's Bicep parser predates the `extension` statement it needs.
     out = subprocess.run(
         [str(_infra_tools()), "-m", "checkov.main", "-d", "infra", "--framework", "bicep", "--skip-download",
-         "-o", "json"],
+         "--skip-path", "operator-app.bicep", "-o", "json"],
         cwd=ROOT, capture_output=True, text=True, timeout=600, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"},
     )  # fmt: skip
     report = json.loads(out.stdout)

@@ -90,3 +90,24 @@ def test_entry_ids_round_trip_and_replays_name_their_original() -> None:
         parse_entry_id("not-an-id")
     replay = replay_event_id(replay_event_id("fno:1", 1), 2)
     assert replay == "fno:1~replay2" and is_replay(replay) and original_event_id(replay) == "fno:1"
+
+
+def test_status_shows_the_sync_run_in_progress_over_a_map_with_its_progress() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from shared.initialsync.model import MapProgress, Mode, RunState
+    from shared.ops.status import sync_run
+
+    started = datetime.now(UTC) - timedelta(seconds=10)
+    progress = MapProgress(map="customers", state="writing", planned=1000, processed=250, started_at=started,
+                           samples={"fno_only": [{"CustomerAccount": "C1"}]})  # fmt: skip
+    old = RunState(run_id="r1", mode=Mode.SYNC, maps=["customers"], state="done", created_at=started)
+    running = RunState(run_id="r2", mode=Mode.RECONCILE, maps=["companies", "customers"], state="running",
+                       progress={"customers": progress}, created_at=started + timedelta(seconds=1))  # fmt: skip
+    shown = sync_run("customers", [old, running])
+    assert shown is not None and (shown["run_id"], shown["mode"], shown["state"]) == ("r2", "reconcile", "running")
+    assert shown["progress"]["processed"] == 250 and shown["progress"]["planned"] == 1000
+    assert "samples" not in shown["progress"] and shown["progress"]["rows_per_second"] > 0
+    assert sync_run("companies", [old, running]) == {"run_id": "r2", "mode": "reconcile", "state": "running",
+                                                      "progress": None}  # fmt: skip
+    assert sync_run("vendors", [old, running]) is None and sync_run("customers", [old]) is None

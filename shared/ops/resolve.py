@@ -1,0 +1,250 @@
+"""Resolving a conflict the `manual` policy parked: the whole parked change is applied, with the operator's choice
+for each conflicting column, to both apps and the ledger; the conflict records who decided what.
+
+As apply would have done it with the conflict decided (`shared.sync.decide`): the source row (as it is now) through
+the map's transform gives the target's values; a column the source changed since the last sync and the target did
+not is written into the target; a column the target changed on its own is copied back into the source; each
+conflicting column gets the chosen value on both sides (into the source through the map's own transform, so value
+maps, types and text rules apply as in sync).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import JsonValue
+
+from shared.connectors.dataverse import WriteMode
+from shared.ledger.model import ConflictRecord, LedgerEntry
+from shared.ledger.tables import Ledger, LedgerConflict
+from shared.maps.loader import MapSet
+from shared.maps.model import Side, TableMap
+from shared.maps.transform import LookupRef, transform
+from shared.ops.actions import FieldChoice, InvalidAction, NotFoundError, Resolution
+from shared.ops.store import OpsStore, conflict_json, now
+from shared.sync.decide import changes_since, fingerprint, normalize
+from shared.sync.rows import Current, DataverseRows, FnoRows, Written, dataverse_record
+
+RESOLVE_TAG = "bridge:resolve:"
+MAX_LEDGER_ROUNDS = 5
+
+
+class _References:
+    """The transform's `ReferenceResolver` for one row: company codes and referenced rows' F&O keys, looked up
+    before (the transform is synchronous)."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, str] = {}
+        self.keys: dict[tuple[str, str], dict[str, JsonValue]] = {}
+
+    def fno_key(self, map_name: str, dataverse_id: str) -> dict[str, JsonValue] | None:
+        return self.keys.get((map_name, dataverse_id.lower()))
+
+    def company_code(self, dataverse_company_id: str) -> str | None:
+        return self.codes.get(dataverse_company_id.lower())
+
+
+def plan(
+    m: TableMap, source: Side, forward_values: Mapping[str, Any], into_now: Mapping[str, Any],
+    base: Mapping[str, Any] | None, chosen: Mapping[str, Any], key_columns: set[str],
+) -> tuple[set[str], set[str]]:  # fmt: skip
+    """Pure: which target columns take the source's value (changed at the source only), and which of the target's
+    columns go back into the source (changed in the target only); the conflicting ones (`chosen`) are neither."""
+    into = source.other
+    proposed = {c: normalize(v) for c, v in forward_values.items() if c not in key_columns}
+    if base is None:  # never synced: the source's row as a whole
+        return set(proposed) - set(chosen), set()
+    names = ((f.dataverse if into is Side.DATAVERSE else f.fno) for f in m.fields if m.flows(f, source))
+    flowing_back = {name for name in names if name}
+    now = fingerprint(into_now, proposed.keys() | base.keys() | flowing_back)
+    source_changed = changes_since(proposed, base)
+    target_changed = {c for c in (base.keys() | flowing_back) if c in now and now[c] != base.get(c)}
+    write = {c for c in source_changed - target_changed if now.get(c) != proposed[c]}
+    back = {c for c in target_changed - source_changed if _source_name(m, into, c)}
+    return write - set(chosen), back - set(chosen)
+
+
+def _source_name(m: TableMap, into: Side, column: str) -> str | None:
+    f = m.field_for(into, column)
+    if f is None or not m.flows(f, into.other):
+        return None
+    return f.fno if into is Side.DATAVERSE else f.dataverse
+
+
+@dataclass
+class ConflictActions:
+    store: OpsStore
+    maps: MapSet
+    ledger: Ledger
+    dataverse: DataverseRows
+    fno: FnoRows
+
+    async def resolve(self, partition: str, row: str, resolution: Resolution, operator: str) -> dict[str, Any]:
+        """Apply the parked change, each conflicting column as the operator chose, to both apps and the ledger.
+        The chosen values are given in the target's columns (as the conflict shows them)."""
+        entity = await self.store.conflict(partition, row)
+        if entity is None:
+            raise NotFoundError("no such conflict")
+        record = ConflictRecord.model_validate_json(entity["Record"])
+        if (entity.get("Status") or record.status) != "open":
+            raise InvalidAction("the conflict is not open: only a conflict parked for a person can be resolved")
+        missing = set(record.fields) - set(resolution.fields)
+        unknown = set(resolution.fields) - set(record.fields)
+        if missing or unknown:
+            detail = "; ".join(
+                part
+                for part in (
+                    f"choose a value for {', '.join(sorted(missing))}" if missing else "",
+                    f"not in the conflict: {', '.join(sorted(unknown))}" if unknown else "",
+                )
+                if part
+            )
+            raise InvalidAction(detail, status=400)
+        compiled = self.maps.maps.get(record.map)
+        if compiled is None:
+            raise InvalidAction(f"the map {record.map} no longer exists")
+        m = compiled.map
+        source = Side(record.source)
+        into = source.other
+        chosen = {col: _chosen(record, source, col, choice) for col, choice in resolution.fields.items()}
+        entry = await self.ledger.get(m.name, record.key) or LedgerEntry(map=m.name, key=record.key)
+        into_row = await self._read(m, into, record.key, entry)
+        source_row = await self._read(m, source, record.key, entry)
+        if into_row is None or source_row is None:
+            raise InvalidAction(f"the row no longer exists in {into if into_row is None else source}")
+        # The parked change as apply would write it: the source row now, through the map.
+        forward = transform(compiled, source, source_row.record, self.maps.maps,
+                            await self._references(m, source, source_row.record))  # fmt: skip
+        base = entry.side(into).values if entry.etag is not None and not entry.deleted else None
+        write, back = plan(m, source, forward.values, into_row.record, base, chosen, set(forward.key))
+        into_values = {**{c: forward.values[c] for c in write}, **chosen}
+        lookups = forward.lookups if into is Side.DATAVERSE and not forward.missing else {}
+        # The chosen values and the target's own changes, in the source's names, through the map's transform.
+        after = {**into_row.record, **into_values}
+        backward = transform(compiled, into, after, self.maps.maps, await self._references(m, into, after))
+        source_values: dict[str, Any] = {}
+        for col in set(chosen) | back:
+            name = _source_name(m, into, col) if col not in chosen else _any_source_name(m, into, col)
+            if name and name in backward.values:
+                source_values[name] = backward.values[name]
+        # The ledger first, so that the two writes' own notifications, however soon they arrive, are echoes.
+        expected = {
+            into: {c: normalize(v) for c, v in into_values.items()},
+            source: {n: normalize(v) for n, v in source_values.items()},
+        }
+        await self._record(m.name, record.key, expected, {})
+        tag = f"{RESOLVE_TAG}{record.event_id}"
+        into_written = await self._write(m, into, record.key, entry, into_values, lookups, into_row, tag)
+        source_written = await self._write(m, source, record.key, entry, source_values, {}, source_row, tag)
+        # Then both sides as they now are (versions, row ids, whatever the apps stored).
+        now_rows: dict[Side, tuple[Current, Written]] = {}
+        for side, written, before in ((into, into_written, into_row), (source, source_written, source_row)):
+            now_rows[side] = (await self._read(m, side, record.key, entry) or before, written)
+        await self._record(m.name, record.key, {}, now_rows)
+        decided = {col: {"take": c.take, "value": normalize(chosen[col])} for col, c in resolution.fields.items()}
+        props = {
+            "Status": "resolved",
+            "ResolvedBy": operator,
+            "ResolvedAt": now().isoformat(),
+            "Resolution": json.dumps(
+                {"fields": decided, "written": {str(into): into_values, str(source): source_values}}, default=str
+            ),
+        }
+        await self.store.mark_conflict(partition, row, **props)
+        return conflict_json(entity | props)
+
+    async def _record(
+        self, map_name: str, key: dict[str, Any], values: dict[Side, dict[str, Any]],
+        rows: dict[Side, tuple[Current, Written]],
+    ) -> None:  # fmt: skip
+        """Merge into the ledger entry, again on a concurrent save (apply may be saving the same row)."""
+        for _ in range(MAX_LEDGER_ROUNDS):
+            entry = await self.ledger.get(map_name, key) or LedgerEntry(map=map_name, key=key)
+            for side, written_values in values.items():
+                entry.side(side).values = {**entry.side(side).values, **written_values}
+            for side, (now_row, written) in rows.items():
+                state = entry.side(side)
+                state.values = {**state.values, **fingerprint(now_row.record, now_row.record)}
+                state.version = now_row.version or written.version or state.version
+                state.row_id = state.row_id or now_row.row_id
+            try:
+                await self.ledger.save(entry)
+                return
+            except LedgerConflict:
+                continue
+        raise InvalidAction("the row kept changing in the ledger; try again")
+
+    async def _read(self, m: TableMap, side: Side, key: dict[str, Any], entry: LedgerEntry) -> Current | None:
+        if side is Side.FNO:
+            return await self.fno.read(m, key)
+        return await self.dataverse.read(m, entry.dataverse.row_id or _dataverse_key(m, key))
+
+    async def _write(
+        self, m: TableMap, side: Side, key: dict[str, Any], entry: LedgerEntry, values: dict[str, Any],
+        lookups: Mapping[str, LookupRef | None], current: Current, tag: str,
+    ) -> Written:  # fmt: skip
+        if not values and not lookups:
+            return Written(current.etag, current.row_id, None)
+        if side is Side.FNO:
+            return await self.fno.write(m, key, values, if_match=current.etag, create=False)
+        row_id = current.row_id or entry.dataverse.row_id
+        if row_id is None or lookups:
+            return await self.dataverse.write(
+                m, _dataverse_key(m, key), values, lookups, if_match=current.etag, create=False, tag=tag
+            )
+        result = await self.dataverse.client.write(
+            m.dataverse.entity_set, row_id, values, mode=WriteMode.UPDATE, if_match=current.etag, tag=tag,
+            return_row=True,
+        )  # fmt: skip
+        return Written(result.etag, row_id, dataverse_record(result.row) if result.row else None)
+
+    async def _references(self, m: TableMap, side: Side, record: Mapping[str, Any]) -> _References:
+        """What the transform of a Dataverse row needs: its company's code, and the F&O keys the ledger knows for
+        the rows its lookups point at."""
+        refs = _References()
+        if side is not Side.DATAVERSE:
+            return refs
+        company = m.company_field(Side.DATAVERSE)
+        value = record.get(company) if company else None
+        if isinstance(value, dict) and value.get("id"):
+            code = await self.dataverse.company_code(str(value["id"]))
+            if code:
+                refs.codes[str(value["id"]).lower()] = code
+        for f in m.fields:
+            ref = record.get(f.dataverse) if f.lookup and f.dataverse else None
+            if f.lookup and isinstance(ref, dict) and ref.get("id"):
+                key = await self.ledger.key_for(f.lookup, Side.DATAVERSE, str(ref["id"]).lower())
+                if key is not None:
+                    refs.keys[(f.lookup, str(ref["id"]).lower())] = key
+        return refs
+
+
+def _any_source_name(m: TableMap, into: Side, column: str) -> str | None:
+    """A conflicting column's name in the source, whichever way the map lets it flow (it changed on both sides)."""
+    f = m.field_for(into, column)
+    if f is None:
+        return None
+    return f.fno if into is Side.DATAVERSE else f.dataverse
+
+
+def _dataverse_key(m: TableMap, key: dict[str, Any]) -> dict[str, Any]:
+    """The integration key (F&O names) in Dataverse's columns; the company as its code, as `DataverseRows` takes it."""
+    out: dict[str, Any] = {}
+    for name, value in key.items():
+        if name == m.company_field(Side.FNO):
+            out[str(m.company_field(Side.DATAVERSE))] = str(value).upper()
+            continue
+        f = m.field_for(Side.FNO, name)
+        if f is not None and f.dataverse:
+            out[f.dataverse] = value
+    return out
+
+
+def _chosen(record: ConflictRecord, source: Side, column: str, choice: FieldChoice) -> Any:
+    values = record.fields[column]
+    if choice.take == "value":
+        return choice.value
+    return values.get("source") if choice.take == str(source) else values.get("target")

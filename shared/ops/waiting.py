@@ -1,0 +1,163 @@
+"""Changes still waiting per map, for the console's lag: queued on `changes` and not applied yet, or deferred
+(re-scheduled on the bus after throttling or a transient error). Held changes are the ledger's `held` table.
+
+Table `opswaiting`, one partition per map, one row per waiting change: RowKey = the change's time (nanoseconds, so the
+partition's first row is its oldest) and its event id. The publisher tells of every change it queues — ingest,
+replay, resume — and the rows are written in the background every half second, up to 100 to an entity-group
+transaction; the apply observer deletes them once an outcome is final (applied, skipped, conflict, error, held),
+batched in its two-second flush (so a row is written before its deletion comes). No app request and no Table round
+trip on the path of a webhook or of apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableTransactionError, UpdateMode
+
+from shared.events.model import ChangeEvent
+from shared.ledger.tables import safe_row_key
+from shared.ops.store import OpsStore
+
+log = logging.getLogger("ops.waiting")
+TABLE = "opswaiting"
+TRANSACTION_SIZE = 100  # Table Storage's limit per entity-group transaction
+MAX_PRUNED = 20  # rows of errored changes taken off per look, at most
+QUEUED_FLUSH_SECONDS = 0.5  # well under the observer's FLUSH_SECONDS: a row is written before apply's "done" is
+MapsFor = Callable[[ChangeEvent], list[str]]
+Key = tuple[str, str]  # (map, RowKey)
+
+
+def waiting_key(map_name: str, event: ChangeEvent) -> Key:
+    return map_name, f"{int(event.occurred_at.timestamp() * 1e9):020d}|{safe_row_key(event.event_id)}"
+
+
+def _entity(key: Key) -> dict[str, Any]:
+    """Keys only: the time and the event id are the RowKey (the least for the SDK and the service to carry)."""
+    return {"PartitionKey": key[0], "RowKey": key[1]}
+
+
+def _parse(row_key: str) -> tuple[datetime, str]:
+    at, _, event_id = row_key.partition("|")
+    return datetime.fromtimestamp(int(at) / 1e9, UTC), event_id
+
+
+def _by_partition(keys: Iterable[Key]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for partition, row in keys:
+        out[partition].append(row)
+    return out
+
+
+class WaitingChanges:
+    def __init__(self, store: OpsStore, maps_for: MapsFor, flush_seconds: float = QUEUED_FLUSH_SECONDS) -> None:
+        self._store = store
+        self._maps_for = maps_for
+        self._flush_seconds = flush_seconds
+        self._pending: dict[Key, dict[str, Any]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    def _table(self) -> Any:
+        return self._store.table(TABLE)
+
+    async def queued(self, events: Sequence[ChangeEvent]) -> None:
+        """A row per change and map reading it, written in the background within `flush_seconds`, many changes to
+        a transaction: the send never waits for it. Apply's "done" comes seconds later still (the observer takes
+        changes off in its own batches), so the row is there before its deletion. Never raises."""
+        try:
+            for event in events:
+                for name in self._maps_for(event):
+                    key = waiting_key(name, event)
+                    self._pending[key] = _entity(key)
+            if self._pending and (self._flusher is None or self._flusher.done()):
+                self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
+        except Exception:
+            log.warning("could not record %d queued change(s) for the console's lag", len(events), exc_info=True)
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self._flush_seconds)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write the rows recorded since the last flush (per map, in transactions of up to 100)."""
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        try:
+            await self._store.ensure()
+            table = self._table()
+            for partition, rows in _by_partition(pending).items():
+                entities = [pending[(partition, r)] for r in rows]
+                for start in range(0, len(entities), TRANSACTION_SIZE):
+                    chunk = entities[start : start + TRANSACTION_SIZE]
+                    await table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in chunk])
+        except Exception:
+            log.warning("could not record %d queued change(s) for the console's lag", len(pending), exc_info=True)
+
+    async def unqueued(self, events: Sequence[ChangeEvent]) -> None:
+        """The send failed: nothing of it is waiting (the sender retries, and it is recorded again)."""
+        keys = [waiting_key(name, e) for e in events for name in self._maps_for(e)]
+        written = [k for k in keys if self._pending.pop(k, None) is None]
+        await self.done(written)
+
+    async def done(self, keys: Iterable[Key]) -> None:
+        """Deleted per map in transactions; one already gone (a duplicate delivery) fails its transaction, whose
+        rows are then deleted one by one."""
+        table = self._table()
+        try:
+            await self._store.ensure()
+            for partition, rows in _by_partition(set(keys)).items():
+                for start in range(0, len(rows), TRANSACTION_SIZE):
+                    chunk = rows[start : start + TRANSACTION_SIZE]
+                    try:
+                        await table.submit_transaction(
+                            [("delete", {"PartitionKey": partition, "RowKey": r}) for r in chunk]
+                        )
+                    except TableTransactionError:
+                        await asyncio.gather(*(self._delete_one(table, partition, r) for r in chunk))
+        except Exception:
+            log.warning("could not clear applied changes from the console's waiting list", exc_info=True)
+
+    @staticmethod
+    async def _delete_one(table: Any, partition: str, row: str) -> None:
+        try:
+            await table.delete_entity(partition, row)
+        except ResourceNotFoundError:
+            pass
+
+    async def deferred(self, items: Iterable[tuple[Key, ChangeEvent]]) -> None:
+        """Re-scheduled: still waiting, marked so. Only a row still there is marked: the retry may already have been
+        applied elsewhere, and a row made again here would stay for ever."""
+        try:
+            await self._store.ensure()
+            for key, _event in dict(items).items():
+                entity = {"PartitionKey": key[0], "RowKey": key[1], "Deferred": True, "DeferredAt": datetime.now(UTC)}
+                try:
+                    await self._table().update_entity(entity, mode=UpdateMode.MERGE)
+                except ResourceNotFoundError:
+                    pass
+        except Exception:
+            log.warning("could not mark deferred changes for the console's lag", exc_info=True)
+
+    async def oldest(self, map_name: str) -> dict[str, Any] | None:
+        """The map's oldest waiting change: its time and whether it was deferred. A row whose change is in the
+        error log already (it gave up after its retries: an outcome the observer never saw) is taken off on the way."""
+        await self._store.ensure()
+        pruned = 0
+        while True:
+            query = self._table().query_entities("PartitionKey eq @m", parameters={"m": map_name}, results_per_page=1)
+            entity = await anext(aiter(query), None)
+            if entity is None:
+                return None
+            occurred_at, event_id = _parse(entity["RowKey"])
+            if pruned < MAX_PRUNED and event_id and await self._store.error_by_event(map_name, event_id) is not None:
+                await self._delete_one(self._table(), map_name, entity["RowKey"])
+                pruned += 1
+                continue
+            return {"occurred_at": occurred_at, "deferred": bool(entity.get("Deferred")), "event_id": event_id}
