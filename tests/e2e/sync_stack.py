@@ -7,7 +7,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +35,7 @@ class SyncStack:
     dataverse_url: str
     fno_url: str
     servicebus: str
+    storage: AzuritePorts | None = None  # the bridge's Azurite
 
     def dataverse(self) -> DataverseClient:
         transport = ODataTransport(f"{self.dataverse_url}/api/data/v9.2/", StaticToken(stack.SIM_TOKEN),
@@ -117,36 +118,33 @@ def _bridge_env(azurite: AzuritePorts, connection: str, dataverse_url: str, fno_
 
 @contextmanager
 def sync_stack(
-    azurite: AzuritePorts, before_connect: Callable[[SyncStack], Awaitable[None]] | None = None, **extra_env: str
+    azurite: AzuritePorts | None = None,
+    before_connect: Callable[[SyncStack], Awaitable[None]] | None = None,
+    **extra_env: str,
 ) -> Iterator[SyncStack]:
-    """`before_connect`: runs once everything is up but before the apps' webhooks point at the bridge (data that
-    existed before the bridge)."""
-    with ExitStack() as stack_:
-        connection = stack_.enter_context(stack.broker(DEFAULT_CONFIG))
-        dataverse_url = stack_.enter_context(stack.simulator("dataverse"))
-        fno_url = stack_.enter_context(stack.simulator("fno"))
-        env = _bridge_env(azurite, connection, dataverse_url, fno_url) | extra_env
-        host = stack_.enter_context(stack.dev_host(env))
-        bridge = SyncStack(host, dataverse_url, fno_url, connection)
-        if before_connect is not None:
-            asyncio.run(before_connect(bridge))
-        asyncio.run(connect_apps(host, dataverse_url, fno_url, stack.SIM_TOKEN, KEYS))
-        yield bridge
+    """`azurite`: the storage to use; None: an Azurite of its own, started with the rest (so the ledger, errors and
+    conflicts hold this stack's rows only). `before_connect`: runs once everything is up but before the apps'
+    webhooks point at the bridge (data that existed before the bridge)."""
+    with stack.apps(DEFAULT_CONFIG, azurite) as apps:
+        env = _bridge_env(apps.storage, apps.servicebus, apps.dataverse_url, apps.fno_url) | extra_env
+        with stack.dev_host(env) as host:
+            bridge = SyncStack(host, apps.dataverse_url, apps.fno_url, apps.servicebus, apps.storage)
+            if before_connect is not None:
+                asyncio.run(before_connect(bridge))
+            asyncio.run(connect_apps(host, apps.dataverse_url, apps.fno_url, stack.SIM_TOKEN, KEYS))
+            yield bridge
 
 
 @contextmanager
 def crashable_sync_stack(
-    azurite: AzuritePorts, broker_config: Path = DEFAULT_CONFIG, **extra_env: str
+    azurite: AzuritePorts | None = None, broker_config: Path = DEFAULT_CONFIG, **extra_env: str
 ) -> Iterator[tuple[SyncStack, stack.DevHost]]:
     """`sync_stack`, with the dev host handed out so that a test can kill it and start it again."""
-    with ExitStack() as stack_:
-        connection = stack_.enter_context(stack.broker(broker_config))
-        dataverse_url = stack_.enter_context(stack.simulator("dataverse"))
-        fno_url = stack_.enter_context(stack.simulator("fno"))
-        env = _bridge_env(azurite, connection, dataverse_url, fno_url) | extra_env
-        host = stack_.enter_context(stack.restartable_dev_host(env))
-        asyncio.run(connect_apps(host.url, dataverse_url, fno_url, stack.SIM_TOKEN, KEYS))
-        yield SyncStack(host.url, dataverse_url, fno_url, connection), host
+    with stack.apps(broker_config, azurite) as apps:
+        env = _bridge_env(apps.storage, apps.servicebus, apps.dataverse_url, apps.fno_url) | extra_env
+        with stack.restartable_dev_host(env) as host:
+            asyncio.run(connect_apps(host.url, apps.dataverse_url, apps.fno_url, stack.SIM_TOKEN, KEYS))
+            yield SyncStack(host.url, apps.dataverse_url, apps.fno_url, apps.servicebus, apps.storage), host
 
 
 # --- a person's view of the two apps ---------------------------------------------------------------------------

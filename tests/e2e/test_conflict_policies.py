@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from local.processes import AzuritePorts
 from tests.e2e.sync_stack import SyncStack, dataverse_account, eventually, fno_customer, sync_stack, synced_customer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +26,7 @@ POLICIES = {
 
 @pytest.fixture(scope="module", params=list(POLICIES))
 def policy_bridge(
-    request: pytest.FixtureRequest, azurite: AzuritePorts, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, SyncStack]]:
     policy = str(request.param)
     maps = tmp_path_factory.mktemp(f"maps-{policy}")
@@ -37,7 +36,7 @@ def policy_bridge(
     text, count = re.subn(r"(?m)^conflict: .*$", f"conflict: {POLICIES[policy]}", customers.read_text())
     assert count == 1
     customers.write_text(text)
-    with sync_stack(azurite, MAPS_DIR=str(maps)) as s:
+    with sync_stack(MAPS_DIR=str(maps)) as s:  # an Azurite of its own: each policy's conflicts apart
         yield policy, s
 
 

@@ -55,7 +55,7 @@ def crashable() -> Iterator[tuple[SyncStack, stack.DevHost]]:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "servicebus-entities.json"
         path.write_text(json.dumps(config), encoding="utf-8")
-        with stack.azurite() as azurite, crashable_sync_stack(azurite, path) as pair:
+        with crashable_sync_stack(None, path) as pair:
             yield pair
 
 

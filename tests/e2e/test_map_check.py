@@ -12,14 +12,13 @@ import httpx
 import pytest
 
 from shared.connectors.errors import NotFound
-from tests import stack
 from tests.e2e.sync_stack import SyncStack, company_id, dataverse_account, eventually, sync_stack, unique
 
 
 @pytest.fixture(scope="module")
 def bridge() -> Iterator[SyncStack]:
     # An Azurite of its own: the session's holds other stacks' ledger rows and error entries.
-    with stack.azurite() as own, sync_stack(own) as s:
+    with sync_stack() as s:
         yield s
 
 

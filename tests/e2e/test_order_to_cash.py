@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from local.order_to_cash import STATUS, Apps, on_hand_key, stock
-from tests import stack
 from tests.e2e.sync_stack import SyncStack, eventually, sync_stack, synced_customer, unique
 
 COUNTED = [("dataverse", "salesorders"), ("dataverse", "salesorderdetails"), ("dataverse", "feedback"),
@@ -31,7 +30,7 @@ async def people(bridge: SyncStack) -> AsyncIterator[Apps]:
 @pytest.fixture(scope="module")
 def bridge() -> Iterator[SyncStack]:
     # An Azurite of its own: the session's holds other stacks' ledger rows and error entries.
-    with stack.azurite() as own, sync_stack(own) as s:
+    with sync_stack() as s:
         yield s
 
 

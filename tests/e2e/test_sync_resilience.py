@@ -58,11 +58,9 @@ async def _seed(bridge: SyncStack) -> None:
 @pytest.fixture(scope="module")
 def live() -> Iterator[Stack]:
     with ExitStack() as exit_stack:
-        storage = exit_stack.enter_context(stack.azurite())
-        connection = exit_stack.enter_context(stack.broker(DEFAULT_CONFIG))
-        dataverse_url = exit_stack.enter_context(stack.simulator("dataverse"))
-        fno_url = exit_stack.enter_context(stack.simulator("fno"))
-        env = {"AzureWebJobsStorage": storage.connection_string(), "ServiceBusConnection": connection,
+        apps = exit_stack.enter_context(stack.apps(DEFAULT_CONFIG))  # its own Azurite, started with the rest
+        connection, dataverse_url, fno_url = apps.servicebus, apps.dataverse_url, apps.fno_url
+        env = {"AzureWebJobsStorage": apps.storage.connection_string(), "ServiceBusConnection": connection,
                "DATAVERSE_URL": dataverse_url, "FNO_URL": fno_url, "LOCAL_BEARER_TOKEN": stack.SIM_TOKEN,
                "FUNCTION_KEYS": json.dumps(KEYS), "CONNECTOR_RETRY_ATTEMPTS": "3", "CONNECTOR_RETRY_SECONDS": "10",
                "SYNC_CHUNK_ROWS": "250", "SYNC_STEP_SECONDS": "1"}  # fmt: skip

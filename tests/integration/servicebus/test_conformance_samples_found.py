@@ -72,7 +72,7 @@ async def test_waiting_for_a_session_on_an_empty_queue_times_out_aio(sb_connecti
 
 def test_auto_lock_renewer_keeps_several_messages_locked(client: ServiceBusClient, fresh_queue: Fresh) -> None:
     # auto_lock_renew sample: one renewer thread per message, all on the same receiver's $management link.
-    q = fresh_queue("renew")  # LockDuration PT5S: the SDK renews about once a second, well inside it
+    q = fresh_queue("renew-many")  # LockDuration PT10S: the SDK renews a lock when 6.75 s or less of it are left
     with client.get_queue_sender(q) as sender:
         sender.send_messages([ServiceBusMessage(f"long {i}") for i in range(10)])
     failures: list[object] = []
@@ -89,7 +89,7 @@ def test_auto_lock_renewer_keeps_several_messages_locked(client: ServiceBusClien
             renewer.register(
                 receiver, m, max_lock_renewal_duration=30, on_lock_renew_failure=lambda r, e: failures.append(e)
             )
-        time.sleep(6)  # more than a lock duration: only renewals keep the locks
+        time.sleep(11)  # more than a lock duration: only renewals keep the locks
         for m in got:
             receiver.complete_message(m)
     assert failures == []
