@@ -3,8 +3,7 @@
 import azure.functions as func
 
 from functions import admin, apply, console_page, notify, ops, sync, webhooks
-from shared.clients import close_clients
-from shared.connectors.wiring import close_connectors
+from shared.bridge import close_bridge
 from shared.ops.telemetry import configure
 
 configure()  # Application Insights through OpenTelemetry, only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
@@ -20,6 +19,5 @@ app.register_functions(sync.bp)
 
 
 async def shutdown() -> None:
-    """Awaited by the local dev host when it stops (see local/host/__main__.py): close the process's clients."""
-    await close_connectors()
-    await close_clients()
+    """Awaited by the local dev host when it stops (see local/host/__main__.py): close what the bridge opened."""
+    await close_bridge()

@@ -1,43 +1,34 @@
-"""Builds the process's one ingest service from settings and the shared clients."""
+"""Builds the ingest service from settings, the maps and the publisher (called by the composition root)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from shared.bus.publisher import ServiceBusChangePublisher
 from shared.events.bindings import DEFAULT_BINDINGS, load_bindings
 from shared.events.model import ChangeEvent
 from shared.ingest.ordering import ordering_key
 from shared.ingest.service import EntityFilter, IngestService
 from shared.maps.loader import MapSet
-from shared.maps.model import Side
-from shared.settings import get_settings
-from shared.wiring import get_maps, get_publisher
-
-_service: IngestService | None = None
+from shared.settings import Settings
 
 
-def get_ingest_service() -> IngestService:
-    global _service
-    if _service is None:
-        settings = get_settings()
-        path = Path(settings.business_events_file) if settings.business_events_file else DEFAULT_BINDINGS
-        maps = get_maps()
-        _service = IngestService(
-            get_publisher(),
-            load_bindings(path),
-            catalog=maps,
-            entity_filter=mapped_entities(maps),
-            ordering=lambda event: ordering_key(event, maps),
-        )
-    return _service
+def build_ingest_service(settings: Settings, maps: MapSet, publisher: ServiceBusChangePublisher) -> IngestService:
+    path = Path(settings.business_events_file) if settings.business_events_file else DEFAULT_BINDINGS
+    return IngestService(
+        publisher,
+        load_bindings(path),
+        catalog=maps,
+        entity_filter=mapped_entities(maps),
+        ordering=lambda event: ordering_key(event, maps),
+    )
 
 
 def mapped_entities(maps: MapSet) -> EntityFilter:
     """Keeps the changes an enabled map reads; the rest are acknowledged as ignored."""
 
     def keep(event: ChangeEvent) -> str | None:
-        side = Side.FNO if event.source == "fno" else Side.DATAVERSE
-        if maps.reading(side, event.entity):
+        if maps.reading(event.source, event.entity):
             return None
         return f"no enabled table map reads {event.source} {event.entity}"
 
