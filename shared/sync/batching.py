@@ -12,6 +12,7 @@ from shared.events.model import ChangeEvent, Operation
 from shared.ledger.model import LedgerEntry
 from shared.maps.model import Side
 from shared.maps.transform import CompiledMap, TargetRow
+from shared.sync.decide import is_newer
 from shared.sync.outcome import Message, Outcome
 from shared.sync.plan import Plan
 from shared.sync.rows import Current
@@ -50,8 +51,8 @@ def row_of(event: ChangeEvent) -> tuple[str, str, str]:
 
 
 def merge(earlier: ChangeEvent, later: ChangeEvent) -> ChangeEvent:
-    """Two changes of one row in one batch, as one: the row's latest state (later values over earlier ones), under
-    the later change's id and version."""
+    """Two changes of one row in one batch, as one: the row's latest state (the later change's values over the
+    earlier's), under the later change's id and version. "Later" is by row version, not by place in the batch."""
     return later.model_copy(
         update={
             "fields": {**earlier.fields, **later.fields},
@@ -62,12 +63,18 @@ def merge(earlier: ChangeEvent, later: ChangeEvent) -> ChangeEvent:
     )
 
 
+def _older(event: ChangeEvent, than: ChangeEvent) -> bool:
+    """Whether `event` is of an older version of the row than `than` (row versions only grow; unknown: not older)."""
+    return not is_newer(event.source_version, than.source_version) and event.source_version != than.source_version
+
+
 def coalesce(
     messages: Sequence[Message], alone: Sequence[bool] | None = None
 ) -> list[tuple[ChangeEvent, int, list[int]]]:
-    """The batch's changes in order, a row changed several times (no delete between) merged into its last change:
-    (change, delivery count, the messages it stands for). A change marked `alone` (its map holds changes) is never
-    merged: each held change is released as it came."""
+    """The batch's changes in order, a row changed several times (no delete between) merged into its newest change
+    by row version, not by place (delivery may be shuffled): (change, delivery count, the messages it stands for,
+    the newest last). A change marked `alone` (its map holds changes) is never merged: each held change is released
+    as it came."""
     units: list[tuple[ChangeEvent, int, list[int]] | None] = []
     open_: dict[tuple[str, str, str], int] = {}
     for i, message in enumerate(messages):
@@ -81,7 +88,11 @@ def coalesce(
             earlier = units[before]
             assert earlier is not None
             units[before] = None
-            units.append((merge(earlier[0], event), max(earlier[1], message.delivery_count), [*earlier[2], i]))
+            count = max(earlier[1], message.delivery_count)
+            if _older(event, earlier[0]):  # shuffled delivery: the batch's later message holds the older state
+                units.append((merge(event, earlier[0]), count, [*earlier[2][:-1], i, earlier[2][-1]]))
+            else:
+                units.append((merge(earlier[0], event), count, [*earlier[2], i]))
         else:
             units.append((event, message.delivery_count, [i]))
         if event.operation is not Operation.DELETE and event.row_id:

@@ -167,6 +167,22 @@ async def test_a_row_changed_twice_in_a_batch_is_written_once_with_its_latest_st
     assert b.ledger.transactions == 1  # one entity-group transaction
 
 
+async def test_a_row_changed_twice_in_a_batch_delivered_newest_first_keeps_its_newest_state() -> None:
+    """Shuffled delivery puts the older change last in the batch: merged by row version, not by place (the crash
+    test caught the older value written over the newer one, and the newer change recorded as superseded)."""
+    b = Bridge()
+    row_id = "00000000-0000-4000-8000-0000000000c7"
+    await b.apply(dataverse_account(row_id, "C7b", 100, name="A", telephone1="+1 555 0100"))
+    newer = dataverse_account(row_id, "C7b", 102, name="A", telephone1="+1 555 0222")
+    older = dataverse_account(row_id, "C7b", 101, name="A", telephone1="+1 555 0212")
+    result = await b.apply(newer, older)
+    assert [r[0].outcome for r in result] == ["applied", "skipped-stale"]
+    assert result[1][0].detail == f"superseded in its batch by {newer.event_id}"
+    row = b.fno.rows[("CustomersV3", '{"CustomerAccount": "c7b", "dataAreaId": "usmf"}')]
+    assert row.record["PrimaryContactPhone"] == "+1 555 0222"
+    assert outcome(await b.apply(older)) == "skipped-stale"  # redelivered alone later: still older
+
+
 async def test_a_failed_row_fails_alone_and_the_rest_of_its_batch_completes() -> None:
     b = Bridge()
     b.dataverse.fail["BAD"] = ValidationFailed("telephone1 is too long", status=400)
