@@ -14,7 +14,7 @@ from shared.maps.model import Side
 from shared.maps.transform import CompiledMap, TargetRow
 from shared.sync.decide import is_newer
 from shared.sync.outcome import Message, Outcome
-from shared.sync.plan import Plan
+from shared.sync.plan import TAG_PREFIX, Plan
 from shared.sync.rows import Current
 
 
@@ -74,12 +74,17 @@ def coalesce(
     """The batch's changes in order, a row changed several times (no delete between) merged into its newest change
     by row version, not by place (delivery may be shuffled): (change, delivery count, the messages it stands for,
     the newest last). A change marked `alone` (its map holds changes) is never merged: each held change is released
-    as it came."""
+    as it came; nor is the echo of our own write."""
     units: list[tuple[ChangeEvent, int, list[int]] | None] = []
     open_: dict[tuple[str, str, str], int] = {}
     for i, message in enumerate(messages):
         event = message.event
         row = row_of(event)
+        if event.write_tag and event.write_tag.startswith(TAG_PREFIX):
+            # Our own write, seen from its app: skipped as it is, never merged. Merged, its tag would hide the
+            # people's changes merged into it (a write-back's echo, newest, swallowed the change it came after).
+            units.append((event, message.delivery_count, [i]))
+            continue
         before = open_.pop(row, None)
         if alone is not None and alone[i]:
             units.append((event, message.delivery_count, [i]))

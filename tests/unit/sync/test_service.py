@@ -183,6 +183,21 @@ async def test_a_row_changed_twice_in_a_batch_delivered_newest_first_keeps_its_n
     assert outcome(await b.apply(older)) == "skipped-stale"  # redelivered alone later: still older
 
 
+async def test_the_echo_of_our_own_write_in_a_batch_does_not_swallow_a_change_merged_with_it() -> None:
+    """The crash test's lost update: a person's change and the newer notification of our own write-back into the
+    same row in one batch. Merged, the echo's tag made the whole unit an echo, and the person's change was lost."""
+    b = Bridge()
+    row_id = "00000000-0000-4000-8000-0000000000c9"
+    await b.apply(dataverse_account(row_id, "C9b", 100, name="A", telephone1="+1 555 0100"))
+    theirs = dataverse_account(row_id, "C9b", 101, name="A", telephone1="+1 555 0222")
+    echo = dataverse_account(row_id, "C9b", 102, name="B", telephone1="+1 555 0222")
+    echo = echo.model_copy(update={"write_tag": "bridge:some-earlier-change:back"})
+    result = await b.apply(theirs, echo)
+    assert [r[0].outcome for r in result] == ["applied", "skipped-echo"]
+    row = b.fno.rows[("CustomersV3", '{"CustomerAccount": "c9b", "dataAreaId": "usmf"}')]
+    assert row.record["PrimaryContactPhone"] == "+1 555 0222"
+
+
 async def test_a_failed_row_fails_alone_and_the_rest_of_its_batch_completes() -> None:
     b = Bridge()
     b.dataverse.fail["BAD"] = ValidationFailed("telephone1 is too long", status=400)
