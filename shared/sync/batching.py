@@ -112,6 +112,8 @@ class Batch:
         self.pending: list[tuple[Change, Unit]] = []
         self.keys: set[tuple[str, str]] = set()
         self.reads: dict[tuple[str, str], Current] = {}  # (map, row_slot(key)) → the source row as read
+        # (map, key_text(key)) → the ledger entry read ahead for an F&O change's check before its re-read
+        self.entries: dict[tuple[str, str], LedgerEntry | None] = {}
 
     def holds(self, map_name: str, key: Mapping[str, Any]) -> bool:
         return (map_name, json.dumps(key, sort_keys=True, default=str)) in self.keys

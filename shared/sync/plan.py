@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.events.model import ChangeEvent
+from shared.events.model import ChangeEvent, Operation
 from shared.ledger.model import ConflictRecord, LedgerEntry
 from shared.maps.model import Side, TableMap
 from shared.maps.transform import LookupRef, TargetRow
@@ -72,6 +72,33 @@ def stale_reason(
     state = entry.side(side)
     if event.event_id == state.last_event or not is_newer(source_version, state.version):
         return "skipped-stale", f"version {source_version} ≤ {state.version}"
+    return None
+
+
+def known_before_reread(entry: LedgerEntry | None, m: TableMap, event: ChangeEvent) -> tuple[str, str] | None:
+    """An F&O change skipped before its re-read (no app request): redelivered; the create of a row synced already
+    (the bridge's own create seen back, or a create whose row a later change has synced since); or an update whose
+    every mapped value it carries is what was last synced (the bridge's own write seen back). F&O sends no write
+    tag, so only the values it says changed tell. A value that cannot be compared (an enum as a virtual table's
+    option-set number) never makes it an echo: that change is re-read."""
+    if entry is None:
+        return None
+    state = entry.side(Side.FNO)
+    if state.last_event == event.event_id:
+        return "skipped-stale", "applied already (redelivered)"
+    if entry.deleted or not state.values:
+        return None
+    if event.operation is Operation.CREATE:
+        return "skipped-stale", "a create of a row synced already"
+    # What the event says changed, keys aside (a key is the same in every change of the row, so it tells nothing).
+    changed = (set(event.changed_fields) & m.readable(Side.FNO)) - set(m.fno.key)
+    carried = {n: event.fields[n] for n in changed if n in event.fields}
+    if len(carried) < len(changed):
+        return None  # a changed value it does not carry: only the row can tell
+    if any(isinstance(v, dict) and v.get("$type") in ("choice", "choices") for v in carried.values()):
+        return None
+    if carried and all(state.values.get(n) == normalize(v) for n, v in carried.items()):
+        return "skipped-echo", "every value it carries is what was last synced"
     return None
 
 

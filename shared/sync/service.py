@@ -22,7 +22,7 @@ from typing import Any
 
 from shared.connectors.errors import ConcurrencyConflict, ConnectorError, NotFound, ValidationFailed
 from shared.events.model import ChangeEvent, Operation
-from shared.ledger.model import ErrorRecord, LedgerEntry
+from shared.ledger.model import ErrorRecord, LedgerEntry, key_text
 from shared.ledger.tables import LedgerConflict
 from shared.maps.loader import MapSet
 from shared.maps.model import Side, TableMap
@@ -36,7 +36,7 @@ from shared.sync.batching import row_of as _row_of
 from shared.sync.decide import fingerprint, normalize
 from shared.sync.heal import MAX_HEAL_DEPTH, References, Resolver, synthetic
 from shared.sync.outcome import AlertRule, Message, Outcome, PermanentFailure, Retry, Scheduler
-from shared.sync.plan import TAG_PREFIX, can_assume, plan_change, settle, skip_reason
+from shared.sync.plan import TAG_PREFIX, can_assume, known_before_reread, plan_change, settle, skip_reason
 from shared.sync.ports import BulkReads, LedgerPort, RowsPort
 from shared.sync.rows import Current, RowWrite, Written, row_slot
 
@@ -48,6 +48,13 @@ __all__ = [
     "MAX_HEAL_DEPTH", "TAG_PREFIX", "AlertRule", "ApplyService", "Message", "Outcome", "PermanentFailure", "Retry",
     "Scheduler",
 ]  # fmt: skip
+
+
+class _Unread:
+    """No ledger entry read ahead for this row (as opposed to one read ahead and found absent: None)."""
+
+
+_UNREAD = _Unread()
 
 
 def _integration_key(m: TableMap, record: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -162,7 +169,7 @@ class ApplyService:
         """The F&O rows the batch's changes must re-read, read together (a few requests, not one per change)."""
         if not isinstance(self.fno, BulkReads):
             return
-        wanted: dict[str, list[dict[str, Any]]] = {}
+        candidates: list[tuple[CompiledMap, ChangeEvent, dict[str, Any]]] = []
         for event in events:
             if (
                 event.source is not Side.FNO
@@ -172,7 +179,15 @@ class ApplyService:
                 continue
             for compiled in self.maps.reading(event.source, event.entity):
                 if (key := _integration_key(compiled.map, event.fields | event.keys)) is not None:
-                    wanted.setdefault(compiled.map.name, []).append(key)
+                    candidates.append((compiled, event, key))
+        # Their ledger entries first, together: a change known before its re-read (our own write seen back, a
+        # create synced already) is not read at all. The entries are kept for that check when the change applies.
+        entries = await asyncio.gather(*(self.ledger.get(c.map.name, key) for c, _, key in candidates))
+        wanted: dict[str, list[dict[str, Any]]] = {}
+        for (compiled, event, key), entry in zip(candidates, entries, strict=True):
+            batch.entries[(compiled.map.name, key_text(key))] = entry
+            if known_before_reread(entry, compiled.map, event) is None:
+                wanted.setdefault(compiled.map.name, []).append(key)
         for name, keys in wanted.items():
             if len(keys) > 1:
                 rows = await self.fno.read_many(self.maps.maps[name].map, keys)
@@ -301,12 +316,15 @@ class ApplyService:
         into = side.other
         early: tuple[dict[str, Any], LedgerEntry | None] | None = None
         if side is Side.FNO and self._partial(side, event):
-            # A redelivered change is known stale before the re-read: no app request for it. (Its version cannot
-            # be compared yet: an F&O event's number is not the row version its ETag carries.)
+            # Redelivered, a create of a row synced already, or our own write seen back: known before the re-read,
+            # no app request for it. (Its version cannot be compared yet: an F&O event's number is not the row
+            # version its ETag carries.)
             if (early_key := _integration_key(m, event.fields | event.keys)) is not None:
-                early = (early_key, await self.ledger.get(m.name, early_key))
-                if early[1] is not None and early[1].side(side).last_event == event.event_id:
-                    return Outcome(m.name, "skipped-stale", "applied already (redelivered)")
+                ahead = batch.entries.pop((m.name, key_text(early_key)), _UNREAD) if batch is not None else _UNREAD
+                known = ahead if not isinstance(ahead, _Unread) else await self.ledger.get(m.name, early_key)
+                early = (early_key, known)
+                if (skip := known_before_reread(known, m, event)) is not None:
+                    return Outcome(m.name, *skip)
         record, source_version, source_tag = await self._source_record(m, side, event, batch)
         if not passes_filter(compiled, side, record):
             return Outcome(m.name, "skipped-filtered", "the row does not pass the map's filter")

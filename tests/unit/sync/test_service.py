@@ -110,6 +110,35 @@ async def test_an_fno_update_is_reread_then_written_optimistically() -> None:
     assert b.requests - before == 2 and account(b, "C2b")["name"] == "B"  # type: ignore[index]
 
 
+async def test_our_own_fno_writes_seen_back_cost_no_request() -> None:
+    """F&O sends no write tag: the create of a row synced already, and an update whose changed values are what was
+    last synced, are known before the re-read. A change of another value, or of an enum (an option-set number the
+    bridge cannot compare), is re-read."""
+    b = Bridge()
+    row_id = "00000000-0000-4000-8000-0000000000d1"
+    await b.apply(dataverse_account(row_id, "C12", 100, name="Contoso"))  # Dataverse → F&O: one POST
+    before = b.requests
+    created = fno_customer("C12", 5, OrganizationName="Contoso")  # the F&O notification of that POST
+    created = created.model_copy(update={"reread_required": True})
+    assert outcome(await b.apply(created)) == "skipped-stale" and b.requests == before
+    await b.apply(dataverse_account(row_id, "C12", 101, name="Contoso Ltd"))  # one PATCH
+    before = b.requests
+    ours = fno_customer("C12", 6, Operation.UPDATE, OrganizationName="Contoso Ltd")
+    ours = ours.model_copy(update={"changed_fields": ["OrganizationName"]})
+    assert outcome(await b.apply(ours)) == "skipped-echo" and b.requests == before
+    b.fno.put(CUSTOMERS, {"dataAreaId": "usmf", "CustomerAccount": "C12"}, {"OrganizationName": "Theirs"})
+    theirs = fno_customer("C12", 7, Operation.UPDATE, OrganizationName="Theirs")
+    theirs = theirs.model_copy(update={"changed_fields": ["OrganizationName"]})
+    assert outcome(await b.apply(theirs)) == "applied" and b.requests > before  # re-read, then written
+    assert account(b, "C12")["name"] == "Theirs"  # type: ignore[index]
+    before = b.requests
+    enum = fno_customer("C12", 8, Operation.UPDATE, OrganizationName="Theirs",
+                        PartyType={"$type": "choice", "value": 200000001})  # fmt: skip
+    enum = enum.model_copy(update={"changed_fields": ["PartyType"]})
+    await b.apply(enum)
+    assert b.requests - before >= 1  # re-read: an option-set number is never taken for the value synced
+
+
 async def test_stale_and_echo_changes_are_skipped_without_app_requests() -> None:
     b = Bridge()
     first = fno_customer("C3", 10, OrganizationName="A")
