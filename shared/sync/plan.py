@@ -86,7 +86,7 @@ def known_before_reread(entry: LedgerEntry | None, m: TableMap, event: ChangeEve
     state = entry.side(Side.FNO)
     if state.last_event == event.event_id:
         return "skipped-stale", "applied already (redelivered)"
-    if entry.deleted or not state.values:
+    if entry.deleted or not state.values or state.moved:
         return None
     if event.operation is Operation.CREATE:
         return "skipped-stale", "a create of a row synced already"
@@ -203,6 +203,7 @@ def settle(
             target.version = current.version
     state = entry.side(side)
     state.values = {**state.values, **fingerprint(record, m.readable(side))}
+    state.moved = False  # applied from the row as it is (a moved row's changes are re-read: `ApplyService`)
     if source_version and is_newer(source_version, state.version):
         state.version = source_version
         state.etag = source_tag or source_etag(side, source_version, state.etag)

@@ -36,7 +36,15 @@ from shared.sync.batching import row_of as _row_of
 from shared.sync.decide import fingerprint, normalize
 from shared.sync.heal import MAX_HEAL_DEPTH, References, Resolver, synthetic
 from shared.sync.outcome import AlertRule, Message, Outcome, PermanentFailure, Retry, Scheduler
-from shared.sync.plan import TAG_PREFIX, can_assume, known_before_reread, plan_change, settle, skip_reason
+from shared.sync.plan import (
+    TAG_PREFIX,
+    can_assume,
+    known_before_reread,
+    plan_change,
+    settle,
+    skip_reason,
+    stale_reason,
+)  # fmt: skip
 from shared.sync.ports import BulkReads, LedgerPort, RowsPort
 from shared.sync.rows import Current, RowWrite, Written, row_slot
 
@@ -310,8 +318,9 @@ class ApplyService:
 
     async def _apply_change(
         self, compiled: CompiledMap, side: Side, event: ChangeEvent, depth: int, read: bool, batch: _Batch | None,
-        unit: _Unit | None,
+        unit: _Unit | None, *, fresh: bool = False,
     ) -> Outcome | None:  # fmt: skip
+        """`fresh`: the event is the source row as just read (a follow-up), never an older image."""
         m = compiled.map
         into = side.other
         early: tuple[dict[str, Any], LedgerEntry | None] | None = None
@@ -343,6 +352,14 @@ class ApplyService:
         if batch is not None and batch.holds(m.name, key):
             await self._flush(batch)  # the row's earlier write first: order per row
         entry = early[1] if early is not None and early[0] == key else await self.ledger.get(m.name, key)
+        if (
+            entry is not None and entry.side(side).moved and not fresh and not self._partial(side, event)
+            and stale_reason(entry, side, event, source_version) is None
+        ):  # fmt: skip
+            # Our write-back into this row is newer than this notification's image (a crash or failure cut the
+            # follow-up that would have synced the row as it now is): apply the row as it is, never the image.
+            reread = event.model_copy(update={"reread_required": True})
+            return await self._apply_change(compiled, side, reread, depth, read, batch, unit)
         skip = skip_reason(entry, side, event, source_version, fingerprint(record, m.readable(side)))
         if skip is not None:
             return Outcome(m.name, *skip)
@@ -410,7 +427,7 @@ class ApplyService:
             # The source row had moved on past this change: sync it as it is now, before its own (older-looking)
             # notifications arrive and find the ledger already past them.
             follow = synthetic(c.side, m, c.event.row_id, moved)
-            again = await self._apply_change(c.compiled, c.side, follow, c.depth + 1, True, None, None)
+            again = await self._apply_change(c.compiled, c.side, follow, c.depth + 1, True, None, None, fresh=True)
             writes += again.writes if again is not None else 0
         return Outcome(m.name, "conflict" if c.plan.conflict else "applied", c.plan.detail, writes)
 
@@ -497,6 +514,7 @@ class ApplyService:
         )
         if unsynced:
             state.etag = None  # its ETag is not of a state we synced: the next write into it reads it first
+            state.moved = True  # until the follow-up syncs the row as it is now, its changes are re-read
             return 1, now
         state.version = written.version or state.version
         state.etag = written.etag or (now.etag if now is not None else None)

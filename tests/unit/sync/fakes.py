@@ -116,7 +116,7 @@ class FakeRows:
     rows: dict[tuple[str, str], FakeRow] = field(default_factory=dict)
     requests: int = 0
     batches: list[int] = field(default_factory=list)  # the size of each `$batch`
-    fail: dict[str, ConnectorError] = field(default_factory=dict)  # a key's value → the error writing it answers
+    fail: dict[str, ConnectorError] = field(default_factory=dict)  # a key or value → the error writing it answers
     _version: int = 1000
 
     def _table(self, m: TableMap) -> str:
@@ -176,7 +176,7 @@ class FakeRows:
         return found
 
     def _write(self, m: TableMap, w: RowWrite) -> Written:
-        for value in w.key.values():
+        for value in [*w.key.values(), *w.values.values()]:  # a key, or a value written, that the app refuses
             if str(value) in self.fail:
                 raise self.fail[str(value)]
         slot, row = self._find(m, w.key)

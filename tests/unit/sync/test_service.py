@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.connectors.errors import ValidationFailed
+from shared.connectors.errors import Throttled, ValidationFailed
 from shared.events.model import ChangeEvent, Operation, Side
 from shared.maps.loader import MapSet, load_maps
 from shared.sync.service import AlertRule, ApplyService, Message, Outcome, PermanentFailure
@@ -225,6 +225,29 @@ async def test_the_echo_of_our_own_write_in_a_batch_does_not_swallow_a_change_me
     assert [r[0].outcome for r in result] == ["applied", "skipped-echo"]
     row = b.fno.rows[("CustomersV3", '{"CustomerAccount": "c9b", "dataAreaId": "usmf"}')]
     assert row.record["PrimaryContactPhone"] == "+1 555 0222"
+
+
+async def test_a_write_back_newer_than_a_notifications_image_is_never_undone_by_it() -> None:
+    """The crash test's reverted name: a Dataverse change wrote F&O's name back into Dataverse, found the row holding
+    a newer change of its own (so its version stays unsynced), and the follow-up that syncs the row as it now is
+    failed (or the host died). The newer change's notification carries an image from before the write-back: applied
+    as it is, it carried the old name into F&O. The row is re-read instead."""
+    b = Bridge()
+    await b.apply(fno_customer("C13", 10, OrganizationName="original"))  # F&O → Dataverse
+    row_id = str(account(b, "C13")["accountid"])  # type: ignore[index]
+    where = {"accountnumber": "C13", "msdyn_company": "USMF"}
+    first = b.dataverse.put(CUSTOMERS, where, {"telephone1": "+1 555 0212"}).version
+    second = b.dataverse.put(CUSTOMERS, where, {"telephone1": "+1 555 0222"}).version
+    b.fno.put(CUSTOMERS, {"dataAreaId": "usmf", "CustomerAccount": "C13"}, {"OrganizationName": "fno 2"})
+    b.fno.fail["+1 555 0222"] = Throttled("slow down", status=429, retry_after=1.0)  # the follow-up's write fails
+    older = dataverse_account(row_id, "C13", first, name="original", telephone1="+1 555 0212")
+    await b.service.apply_messages([Message(older)])
+    assert account(b, "C13")["name"] == "fno 2"  # type: ignore[index]  # written back
+    b.fno.fail.clear()
+    newer = dataverse_account(row_id, "C13", second, name="original", telephone1="+1 555 0222")
+    assert outcome(await b.apply(newer)) == "applied"
+    row = b.fno.rows[("CustomersV3", '{"CustomerAccount": "c13", "dataAreaId": "usmf"}')]
+    assert (row.record["OrganizationName"], row.record["PrimaryContactPhone"]) == ("fno 2", "+1 555 0222")
 
 
 async def test_a_failed_row_fails_alone_and_the_rest_of_its_batch_completes() -> None:
