@@ -23,9 +23,9 @@ class SideState(BaseModel):
     etag: str | None = None  # the row's ETag at that version, when known: the next write into it is conditional on it
     values: dict[str, Any] = Field(default_factory=dict)  # normalised values of this side as last synced
     last_event: str | None = None
-    # The row holds changes newer than what was synced from it, and our write-back into it is newer than their
-    # notifications' images: its next change is applied from the row as re-read, never from an image.
-    moved: bool = False
+    # The row at `version` holds changes of its own not synced to the other side yet (a write-back found it had moved
+    # on). Its older notifications are stale, so the next one, stale or not, syncs the row as it is now.
+    ahead: bool = False
 
 
 class LedgerEntry(BaseModel):

@@ -50,12 +50,18 @@ class Plan:
 
 
 def skip_reason(
-    entry: LedgerEntry | None, side: Side, event: ChangeEvent, source_version: str | None, seen: Mapping[str, Any]
+    entry: LedgerEntry | None,
+    side: Side,
+    event: ChangeEvent,
+    source_version: str | None,
+    seen: Mapping[str, Any],
+    *,
+    catch_up: bool = False,
 ) -> tuple[str, str] | None:
     """Stale (this event or a newer one was applied already) or an echo (nothing differs from what was synced)."""
     if entry is None:
         return None
-    if (stale := stale_reason(entry, side, event, source_version)) is not None:
+    if (stale := stale_reason(entry, side, event, source_version, catch_up=catch_up)) is not None:
         return stale
     state = entry.side(side)
     if not entry.deleted and all(state.values.get(n) == v for n, v in seen.items()):
@@ -64,13 +70,15 @@ def skip_reason(
 
 
 def stale_reason(
-    entry: LedgerEntry | None, side: Side, event: ChangeEvent, source_version: str | None
+    entry: LedgerEntry | None, side: Side, event: ChangeEvent, source_version: str | None, *, catch_up: bool = False
 ) -> tuple[str, str] | None:
-    """This event, or a newer version of the row, was applied already."""
+    """This event, or a newer version of the row, was applied already. A catch-up (the row as it is now, read
+    because its side is `ahead`) may be of the very version recorded: it is not stale for that."""
     if entry is None:
         return None
     state = entry.side(side)
-    if event.event_id == state.last_event or not is_newer(source_version, state.version):
+    fresh = is_newer(source_version, state.version) or (catch_up and source_version == state.version)
+    if event.event_id == state.last_event or not fresh:
         return "skipped-stale", f"version {source_version} ≤ {state.version}"
     return None
 
@@ -86,8 +94,8 @@ def known_before_reread(entry: LedgerEntry | None, m: TableMap, event: ChangeEve
     state = entry.side(Side.FNO)
     if state.last_event == event.event_id:
         return "skipped-stale", "applied already (redelivered)"
-    if entry.deleted or not state.values or state.moved:
-        return None
+    if entry.deleted or not state.values or state.ahead:
+        return None  # ahead: its notification, stale or not, is owed a catch-up (`ApplyService`)
     if event.operation is Operation.CREATE:
         return "skipped-stale", "a create of a row synced already"
     # What the event says changed, keys aside (a key is the same in every change of the row, so it tells nothing).
@@ -203,10 +211,10 @@ def settle(
             target.version = current.version
     state = entry.side(side)
     state.values = {**state.values, **fingerprint(record, m.readable(side))}
-    state.moved = False  # applied from the row as it is (a moved row's changes are re-read: `ApplyService`)
     if source_version and is_newer(source_version, state.version):
         state.version = source_version
         state.etag = source_tag or source_etag(side, source_version, state.etag)
+    state.ahead = False  # the row as of that version is synced now (a write-back may find it moved on again)
     state.last_event = event.event_id
     if event.row_id and not (side is Side.FNO and event.row_id.startswith("{")):
         state.row_id = state.row_id or event.row_id

@@ -36,15 +36,7 @@ from shared.sync.batching import row_of as _row_of
 from shared.sync.decide import fingerprint, normalize
 from shared.sync.heal import MAX_HEAL_DEPTH, References, Resolver, synthetic
 from shared.sync.outcome import AlertRule, Message, Outcome, PermanentFailure, Retry, Scheduler
-from shared.sync.plan import (
-    TAG_PREFIX,
-    can_assume,
-    known_before_reread,
-    plan_change,
-    settle,
-    skip_reason,
-    stale_reason,
-)  # fmt: skip
+from shared.sync.plan import TAG_PREFIX, can_assume, known_before_reread, plan_change, settle, skip_reason
 from shared.sync.ports import BulkReads, LedgerPort, RowsPort
 from shared.sync.rows import Current, RowWrite, Written, row_slot
 
@@ -318,9 +310,10 @@ class ApplyService:
 
     async def _apply_change(
         self, compiled: CompiledMap, side: Side, event: ChangeEvent, depth: int, read: bool, batch: _Batch | None,
-        unit: _Unit | None, *, fresh: bool = False,
+        unit: _Unit | None, *, catch_up: bool = False,
     ) -> Outcome | None:  # fmt: skip
-        """`fresh`: the event is the source row as just read (a follow-up), never an older image."""
+        """`catch_up`: the event is the source row as it is now, read because the ledger marked that side `ahead`
+        (or a write-back just found it moved on); its version may equal the one recorded."""
         m = compiled.map
         into = side.other
         early: tuple[dict[str, Any], LedgerEntry | None] | None = None
@@ -352,16 +345,16 @@ class ApplyService:
         if batch is not None and batch.holds(m.name, key):
             await self._flush(batch)  # the row's earlier write first: order per row
         entry = early[1] if early is not None and early[0] == key else await self.ledger.get(m.name, key)
-        if (
-            entry is not None and entry.side(side).moved and not fresh and not self._partial(side, event)
-            and stale_reason(entry, side, event, source_version) is None
-        ):  # fmt: skip
-            # Our write-back into this row is newer than this notification's image (a crash or failure cut the
-            # follow-up that would have synced the row as it now is): apply the row as it is, never the image.
-            reread = event.model_copy(update={"reread_required": True})
-            return await self._apply_change(compiled, side, reread, depth, read, batch, unit)
-        skip = skip_reason(entry, side, event, source_version, fingerprint(record, m.readable(side)))
+        seen = fingerprint(record, m.readable(side))
+        skip = skip_reason(entry, side, event, source_version, seen, catch_up=catch_up)
         if skip is not None:
+            assert entry is not None
+            if entry.side(side).ahead and not catch_up:
+                if skip[0] == "skipped-stale" and depth < MAX_HEAL_DEPTH:
+                    return await self._catch_up(compiled, side, event, entry, depth)
+                if skip[0] == "skipped-echo":  # nothing of its own after all: no catch-up owed
+                    entry.side(side).ahead = False
+                    await self.ledger.save(entry)
             return Outcome(m.name, *skip)
         assume = not read and can_assume(entry, into)
         current = None if assume else await self._read_target(m, into, row, entry)
@@ -379,6 +372,22 @@ class ApplyService:
         entry, writes, moved = await self._settle(change, written)
         await self.ledger.save(entry)
         return await self._done(change, writes, moved)
+
+    async def _catch_up(
+        self, compiled: CompiledMap, side: Side, event: ChangeEvent, entry: LedgerEntry, depth: int
+    ) -> Outcome | None:
+        """A stale notification of a row marked `ahead`: sync the row as it is now (the catch-up a write-back started
+        and could not finish — throttled, or the host died — is owed, and this notification may be the last one)."""
+        m = compiled.map
+        state = entry.side(side)
+        now = (
+            await self.dataverse.read(m, state.row_id or event.row_id) if side is Side.DATAVERSE
+            else await self.fno.read(m, entry.key)
+        )  # fmt: skip
+        if now is None:
+            return Outcome(m.name, "skipped-stale", "the row is gone; its delete is on its way")
+        follow = synthetic(side, m, state.row_id or event.row_id, now)
+        return await self._apply_change(compiled, side, follow, depth + 1, True, None, None, catch_up=True)
 
     async def _read_target(self, m: TableMap, into: Side, row: TargetRow, entry: LedgerEntry | None) -> Current | None:
         if into is Side.FNO:
@@ -427,7 +436,7 @@ class ApplyService:
             # The source row had moved on past this change: sync it as it is now, before its own (older-looking)
             # notifications arrive and find the ledger already past them.
             follow = synthetic(c.side, m, c.event.row_id, moved)
-            again = await self._apply_change(c.compiled, c.side, follow, c.depth + 1, True, None, None, fresh=True)
+            again = await self._apply_change(c.compiled, c.side, follow, c.depth + 1, True, None, None, catch_up=True)
             writes += again.writes if again is not None else 0
         return Outcome(m.name, "conflict" if c.plan.conflict else "applied", c.plan.detail, writes)
 
@@ -512,9 +521,13 @@ class ApplyService:
         unsynced = now is not None and any(
             state.values.get(n) != v for n, v in fingerprint(now.record, m.readable(side)).items()
         )
-        if unsynced:
+        if unsynced and now is not None:
+            # Its notifications of those changes are older than this write-back: their images hold values it
+            # replaced, so they must be stale now — the row itself is synced as it is (a catch-up), now or, if that
+            # fails, on its next notification (`ahead`).
+            state.version = now.version or written.version or state.version
             state.etag = None  # its ETag is not of a state we synced: the next write into it reads it first
-            state.moved = True  # until the follow-up syncs the row as it is now, its changes are re-read
+            state.ahead = True
             return 1, now
         state.version = written.version or state.version
         state.etag = written.etag or (now.etag if now is not None else None)
