@@ -84,11 +84,10 @@ def stale_reason(
 
 
 def known_before_reread(entry: LedgerEntry | None, m: TableMap, event: ChangeEvent) -> tuple[str, str] | None:
-    """An F&O change skipped before its re-read (no app request): redelivered; the create of a row synced already
-    (the bridge's own create seen back, or a create whose row a later change has synced since); or an update whose
-    every mapped value it carries is what was last synced (the bridge's own write seen back). F&O sends no write
-    tag, so only the values it says changed tell. A value that cannot be compared (an enum as a virtual table's
-    option-set number) never makes it an echo: that change is re-read."""
+    """An F&O change skipped before its re-read (no app request): redelivered, or the create of a row synced already
+    — the bridge's own create seen back, or a person's create whose row was read since (a create that met it, or a
+    later change's re-read). An update is always re-read: F&O sends no write tag, and its event drops fields set to
+    null, so its values cannot prove it is our own write seen back."""
     if entry is None:
         return None
     state = entry.side(Side.FNO)
@@ -98,15 +97,6 @@ def known_before_reread(entry: LedgerEntry | None, m: TableMap, event: ChangeEve
         return None  # ahead: its notification, stale or not, is owed a catch-up (`ApplyService`)
     if event.operation is Operation.CREATE:
         return "skipped-stale", "a create of a row synced already"
-    # What the event says changed, keys aside (a key is the same in every change of the row, so it tells nothing).
-    changed = (set(event.changed_fields) & m.readable(Side.FNO)) - set(m.fno.key)
-    carried = {n: event.fields[n] for n in changed if n in event.fields}
-    if len(carried) < len(changed):
-        return None  # a changed value it does not carry: only the row can tell
-    if any(isinstance(v, dict) and v.get("$type") in ("choice", "choices") for v in carried.values()):
-        return None
-    if carried and all(state.values.get(n) == normalize(v) for n, v in carried.items()):
-        return "skipped-echo", "every value it carries is what was last synced"
     return None
 
 
