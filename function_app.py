@@ -3,8 +3,7 @@
 import azure.functions as func
 
 from functions import admin, apply, console_page, notify, ops, ops_watch, sync, webhooks
-from shared.clients import close_clients
-from shared.connectors.wiring import close_connectors
+from shared.bridge import close_bridge
 from shared.ops.telemetry import configure
 
 configure()  # Application Insights through OpenTelemetry, only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
@@ -22,9 +21,8 @@ app.register_functions(sync.bp)
 
 async def shutdown() -> None:
     """Awaited by the local dev host when it stops (see local/host/__main__.py): the console's figures and waiting
-    list flushed, then the process's clients closed."""
+    list flushed first, then what the bridge opened closed."""
     from shared.ops.wiring import drain
 
     await drain()
-    await close_connectors()
-    await close_clients()
+    await close_bridge()

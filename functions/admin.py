@@ -9,9 +9,9 @@ import azure.functions as func
 
 from functions.http import json_response, problem
 from functions.operator import OPERATOR_LEVEL, signed_in
+from shared.bridge import bridge
 from shared.maps.metadata import MetadataUnavailable
 from shared.probes import bridge_health
-from shared.sync.control import MapControl
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
@@ -26,7 +26,7 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
 async def list_maps(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(who := signed_in(req), func.HttpResponse):
         return who
-    return json_response({"maps": await MapControl.default().states()})
+    return json_response({"maps": await bridge().control.states()})
 
 
 @bp.route(route="maps/check", methods=["GET"], auth_level=OPERATOR_LEVEL)
@@ -35,7 +35,7 @@ async def check_maps(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(who := signed_in(req), func.HttpResponse):
         return who
     try:
-        report = await MapControl.default().check()
+        report = await bridge().control.check()
     except MetadataUnavailable as exc:
         return problem(503, "Service Unavailable", f"the apps' metadata could not be read: {exc}")
     return json_response(report)
@@ -46,7 +46,7 @@ async def change_map_state(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(who := signed_in(req), func.HttpResponse):
         return who
     name, action = req.route_params.get("name", ""), req.route_params.get("action", "")
-    control = MapControl.default()
+    control = bridge().control
     if name not in control.maps.maps:
         return problem(404, "Not Found", f"no map named {name!r}")
     if action == "pause":

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from functions.http import json_response, problem
 from functions.operator import OPERATOR_LEVEL, signed_in
+from shared.bridge import bridge
 from shared.ops.actions import ErrorActions, InvalidAction, NotFoundError, Resolution
 from shared.ops.deadletters import DeadLetterNotFound, DeadLetters
 from shared.ops.ids import UnknownId, parse_entry_id
@@ -31,9 +32,7 @@ class BadRequest(ValueError):
 
 
 def _control() -> Any:
-    from shared.sync.control import MapControl
-
-    return MapControl.default()
+    return bridge().control
 
 
 def _time(req: func.HttpRequest, name: str) -> datetime | None:
@@ -84,11 +83,10 @@ def _body(req: func.HttpRequest) -> dict[str, Any]:
 async def get_status(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(who := signed_in(req), func.HttpResponse):
         return who
-    from shared.clients import get_clients
     from shared.initialsync.store import RunStore
 
     control = _control()
-    runs = await RunStore(get_clients().tables).runs()
+    runs = await RunStore(bridge().clients.tables).runs()
     return json_response(await status(control.maps, control.ledger, get_store(), get_waiting(), runs))
 
 
@@ -115,9 +113,7 @@ async def list_conflicts(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _errors() -> ErrorActions:
-    from shared.wiring import get_publisher
-
-    return ErrorActions(get_store(), get_publisher())
+    return ErrorActions(get_store(), bridge().publisher)
 
 
 @bp.route(route="errors/{id}/{action}", methods=["POST"], auth_level=OPERATOR_LEVEL)
@@ -157,14 +153,13 @@ async def resolve_conflict(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(who := signed_in(req), func.HttpResponse):
         return who
     from shared.connectors.errors import ConcurrencyConflict, ConnectorError
-    from shared.connectors.wiring import get_connectors
     from shared.sync.rows import DataverseRows, FnoRows
 
     try:
         partition, row = parse_entry_id(req.route_params.get("id", ""))
         resolution = Resolution.model_validate(_body(req))
         control = _control()
-        connectors = get_connectors()
+        connectors = bridge().connectors
         tables = {name: c.map for name, c in control.maps.maps.items()}
         actions = ConflictActions(get_store(), control.maps, control.ledger,
                                   DataverseRows(connectors.dataverse, tables), FnoRows(connectors.fno))  # fmt: skip
@@ -185,10 +180,7 @@ async def resolve_conflict(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _dead_letters() -> DeadLetters:
-    from shared.clients import get_clients
-    from shared.settings import get_settings
-
-    return DeadLetters(get_clients().servicebus, get_settings().changes_queue)
+    return DeadLetters(bridge().clients.servicebus, bridge().settings.changes_queue)
 
 
 @bp.route(route="deadletters", methods=["GET"], auth_level=OPERATOR_LEVEL)

@@ -14,6 +14,6 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
 @bp.timer_trigger(schedule="30 * * * * *", arg_name="timer", run_on_startup=False)
 async def watch_lag_rules(timer: func.TimerRequest) -> None:
-    from shared.wiring import get_maps
+    from shared.bridge import bridge
 
-    await watch_lag(get_observer(), get_waiting(), get_maps().order, get_ops_settings().rules_for)
+    await watch_lag(get_observer(), get_waiting(), bridge().maps.order, get_ops_settings().rules_for)

@@ -7,12 +7,11 @@ import logging
 import azure.functions as func
 
 from functions.http import json_response, problem, wants_representation
+from shared.bridge import bridge
 from shared.bus.publisher import BusUnavailable
 from shared.events.errors import ChangeTooLarge, InvalidNotification
-from shared.events.model import ChangeEvent, Ignored, Source
+from shared.events.model import ChangeEvent, Ignored, Side
 from shared.ingest.service import IngestResult
-from shared.ingest.wiring import get_ingest_service
-from shared.settings import get_settings
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 log = logging.getLogger(__name__)
@@ -21,23 +20,23 @@ RETRY_AFTER_SECONDS = "5"
 
 @bp.route(route="webhooks/dataverse", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def dataverse_webhook(req: func.HttpRequest) -> func.HttpResponse:
-    return await _receive(req, Source.DATAVERSE)
+    return await _receive(req, Side.DATAVERSE)
 
 
 @bp.route(route="webhooks/fno", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def fno_webhook(req: func.HttpRequest) -> func.HttpResponse:
-    return await _receive(req, Source.FNO)
+    return await _receive(req, Side.FNO)
 
 
-async def _receive(req: func.HttpRequest, source: Source) -> func.HttpResponse:
-    limit = get_settings().webhook_max_bytes
+async def _receive(req: func.HttpRequest, source: Side) -> func.HttpResponse:
+    limit = bridge().settings.webhook_max_bytes
     body = req.get_body()
     if len(body) > limit:
         return problem(
             413, "Payload Too Large", f"the body is {len(body)} bytes; the limit is {limit} (WEBHOOK_MAX_BYTES)"
         )
     try:
-        result = await get_ingest_service().receive(source, body, dict(req.headers))
+        result = await bridge().ingest.receive(source, body, dict(req.headers))
     except ChangeTooLarge as exc:
         return problem(413, "Payload Too Large", str(exc))
     except InvalidNotification as exc:

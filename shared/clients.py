@@ -1,36 +1,40 @@
-"""The process's shared Azure clients: created once from settings on first use, closed on shutdown.
+"""The process's Azure SDK clients (Table Storage, Service Bus): each built on first use, all closed together.
 
 The Azure SDK advises one client per service per process; async clients bind to the event loop they first run on,
-which in the Functions Python worker (and our dev host) is the one loop all async functions share.
+which in the Functions Python worker (and our dev host) is the one loop all async functions share. The composition
+root (`shared.bridge`) owns the one `Clients` and the one credential they share.
 """
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from functools import cache
 
+from azure.core.credentials_async import AsyncTokenCredential
 from azure.data.tables.aio import TableServiceClient
 from azure.servicebus.aio import ServiceBusClient
 
-from shared.settings import ConfigurationError, Settings, get_settings
+from shared.settings import ConfigurationError, Settings
 
 
 class Clients:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, credential: Callable[[], AsyncTokenCredential]) -> None:
         self._settings = settings
+        self._credential = credential
         self._tables: TableServiceClient | None = None
         self._servicebus: ServiceBusClient | None = None
 
     @property
     def tables(self) -> TableServiceClient:
         if self._tables is None:
-            self._tables = _table_service(self._settings)
+            self._tables = _table_service(self._settings, self._credential)
         return self._tables
 
     @property
     def servicebus(self) -> ServiceBusClient:
         if self._servicebus is None:
-            self._servicebus = _servicebus(self._settings)
+            self._servicebus = _servicebus(self._settings, self._credential)
         return self._servicebus
 
     async def close(self) -> None:
@@ -42,7 +46,7 @@ class Clients:
             self._servicebus = None
 
 
-def _table_service(settings: Settings) -> TableServiceClient:
+def _table_service(settings: Settings, credential: Callable[[], AsyncTokenCredential]) -> TableServiceClient:
     if settings.storage_connection_string is not None:
         return TableServiceClient.from_connection_string(settings.storage_connection_string.get_secret_value())
     endpoint = settings.table_endpoint
@@ -50,9 +54,7 @@ def _table_service(settings: Settings) -> TableServiceClient:
         raise ConfigurationError(
             "no Table Storage configured: set AzureWebJobsStorage or AzureWebJobsStorage__accountName"
         )
-    from azure.identity.aio import DefaultAzureCredential
-
-    return TableServiceClient(endpoint=endpoint, credential=DefaultAzureCredential())
+    return TableServiceClient(endpoint=endpoint, credential=credential())
 
 
 @cache
@@ -62,7 +64,7 @@ def amqp_tls() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def _servicebus(settings: Settings) -> ServiceBusClient:
+def _servicebus(settings: Settings, credential: Callable[[], AsyncTokenCredential]) -> ServiceBusClient:
     if settings.servicebus_connection_string is not None:
         return ServiceBusClient.from_connection_string(
             settings.servicebus_connection_string.get_secret_value(), ssl_context=amqp_tls()
@@ -71,23 +73,4 @@ def _servicebus(settings: Settings) -> ServiceBusClient:
         raise ConfigurationError(
             "no Service Bus configured: set ServiceBusConnection or ServiceBusConnection__fullyQualifiedNamespace"
         )
-    from azure.identity.aio import DefaultAzureCredential
-
-    return ServiceBusClient(settings.servicebus_namespace, credential=DefaultAzureCredential(), ssl_context=amqp_tls())
-
-
-_clients: Clients | None = None
-
-
-def get_clients() -> Clients:
-    global _clients
-    if _clients is None:
-        _clients = Clients(get_settings())
-    return _clients
-
-
-async def close_clients() -> None:
-    global _clients
-    if _clients is not None:
-        await _clients.close()
-        _clients = None
+    return ServiceBusClient(settings.servicebus_namespace, credential=credential(), ssl_context=amqp_tls())

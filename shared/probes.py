@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from shared.clients import Clients, get_clients
+from shared.clients import Clients
 from shared.health import HealthReport, Probe, check_health
-from shared.settings import get_settings
 
 
 def table_storage_probe(clients: Clients) -> Probe:
@@ -29,6 +28,9 @@ def service_bus_probe(clients: Clients, queue: str) -> Probe:
 
 
 async def bridge_health() -> HealthReport:
-    clients = get_clients()
-    probes = [table_storage_probe(clients), service_bus_probe(clients, get_settings().changes_queue)]
-    return await check_health(probes, limit_seconds=get_settings().health_timeout_seconds)
+    from shared.bridge import bridge
+
+    built = bridge()
+    clients, settings = built.clients, built.settings
+    probes = [table_storage_probe(clients), service_bus_probe(clients, settings.changes_queue)]
+    return await check_health(probes, limit_seconds=settings.health_timeout_seconds)

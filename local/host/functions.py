@@ -40,6 +40,7 @@ class ServiceBusTriggerSpec:
     is_sessions_enabled: bool
     auto_complete: bool | None
     wants_context: bool
+    many: bool = False  # cardinality "many": the function takes a list of messages
 
 
 @dataclass
@@ -126,6 +127,7 @@ def catalog(app: func.FunctionApp) -> FunctionCatalog:
                     is_sessions_enabled=bool(trigger.get("isSessionsEnabled")),
                     auto_complete=trigger.get("autoCompleteMessages"),
                     wants_context=wants_context,
+                    many=str(trigger.get("cardinality") or "one").lower() == "many",
                 )
             )
         elif trigger["type"] == "timerTrigger":

@@ -61,6 +61,11 @@ class ServiceBusOptions:
     max_auto_lock_renewal_duration: timedelta = timedelta(minutes=5)
     session_idle_timeout: timedelta = timedelta(seconds=5)
     prefetch_count: int = 0
+    max_message_batch_size: int = 1000  # per invocation of a cardinality-many trigger (the extension's default)
+    # A batch trigger waits for at least this many messages, but no longer than max_batch_wait_time (extension 5.x:
+    # `minMessageBatchSize`, `maxBatchWaitTime`; defaults 1 and 30 s).
+    min_message_batch_size: int = 1
+    max_batch_wait_time: timedelta = timedelta(seconds=30)
 
     @classmethod
     def from_host_json(cls, host_json: dict[str, Any]) -> ServiceBusOptions:
@@ -77,6 +82,11 @@ class ServiceBusOptions:
             else defaults.max_auto_lock_renewal_duration,
             session_idle_timeout=parse_timespan(idle) if idle else defaults.session_idle_timeout,
             prefetch_count=int(sb.get("prefetchCount", defaults.prefetch_count)),
+            max_message_batch_size=int(sb.get("maxMessageBatchSize", defaults.max_message_batch_size)),
+            min_message_batch_size=int(sb.get("minMessageBatchSize", defaults.min_message_batch_size)),
+            max_batch_wait_time=parse_timespan(sb["maxBatchWaitTime"])
+            if sb.get("maxBatchWaitTime")
+            else defaults.max_batch_wait_time,
         )
 
 
@@ -187,34 +197,53 @@ class ServiceBusTriggerRunner:
     def _auto_complete(self, spec: ServiceBusTriggerSpec) -> bool:
         return self._options.auto_complete_messages if spec.auto_complete is None else spec.auto_complete
 
-    async def _run_one(
-        self, spec: ServiceBusTriggerSpec, receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage
+    async def _run(
+        self, spec: ServiceBusTriggerSpec, receiver: ServiceBusReceiver, messages: list[ServiceBusReceivedMessage]
     ) -> None:
+        """One invocation: one message, or (cardinality many) the batch as a list. Settled together, as the
+        Functions host does: success completes every message, an exception abandons every one."""
         started = time.perf_counter()
+        argument: Any = [to_function_message(m) for m in messages] if spec.many else to_function_message(messages[0])
+        first = messages[0]
         try:
             _, invocation_id, duration = await invoke(
-                spec.handler, spec.name, spec.arg_name, to_function_message(message), spec.wants_context
+                spec.handler, spec.name, spec.arg_name, argument, spec.wants_context
             )
         except Exception:
             duration = (time.perf_counter() - started) * 1000
             log.error(
-                "invocation function=%s trigger=servicebus outcome=failed message_id=%s delivery_count=%d "
-                "duration_ms=%.1f\n%s",
-                spec.name, message.message_id, (message.delivery_count or 0) + 1, duration, traceback.format_exc(),
+                "invocation function=%s trigger=servicebus outcome=failed message_id=%s messages=%d "
+                "delivery_count=%d duration_ms=%.1f\n%s",
+                spec.name, first.message_id, len(messages), (first.delivery_count or 0) + 1, duration,
+                traceback.format_exc(),
             )  # fmt: skip
-            with contextlib.suppress(ServiceBusError):
-                await receiver.abandon_message(message)
+            for message in messages:
+                with contextlib.suppress(ServiceBusError):
+                    await receiver.abandon_message(message)
             return
         log.info(
-            "invocation function=%s trigger=servicebus outcome=succeeded message_id=%s session=%s duration_ms=%.1f "
-            "invocation_id=%s",
-            spec.name, message.message_id, message.session_id, duration, invocation_id,
+            "invocation function=%s trigger=servicebus outcome=succeeded message_id=%s messages=%d session=%s "
+            "duration_ms=%.1f invocation_id=%s",
+            spec.name, first.message_id, len(messages), first.session_id, duration, invocation_id,
         )  # fmt: skip
         if self._auto_complete(spec):
-            try:
-                await receiver.complete_message(message)
-            except ServiceBusError as exc:  # lock lost: the broker redelivers, as in Azure
-                log.warning("could not complete %s: %s", message.message_id, exc)
+            for message in messages:
+                try:
+                    await receiver.complete_message(message)
+                except ServiceBusError as exc:  # lock lost: the broker redelivers, as in Azure
+                    log.warning("could not complete %s: %s", message.message_id, exc)
+
+    async def _fill(self, receiver: ServiceBusReceiver, room: int, have: int) -> list[ServiceBusReceivedMessage]:
+        """More messages for a batch until it holds `minMessageBatchSize` or `maxBatchWaitTime` has passed."""
+        wanted = min(self._options.min_message_batch_size, have + room) - have
+        deadline = time.monotonic() + self._options.max_batch_wait_time.total_seconds()
+        more: list[ServiceBusReceivedMessage] = []
+        while len(more) < wanted and (left := deadline - time.monotonic()) > 0.01:
+            got = await receiver.receive_messages(max_message_count=room - len(more), max_wait_time=left)
+            if not got:
+                break
+            more += got
+        return more
 
     async def _queue_worker(self, spec: ServiceBusTriggerSpec, client: ServiceBusClient) -> None:
         """Up to maxConcurrentCalls messages in flight at once from one receiver."""
@@ -231,12 +260,13 @@ class ServiceBusTriggerRunner:
                         if len(in_flight) >= limit:
                             await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                             continue
-                        batch = await receiver.receive_messages(
-                            max_message_count=limit - len(in_flight), max_wait_time=1
-                        )
+                        size = self._options.max_message_batch_size if spec.many else limit - len(in_flight)
+                        batch = await receiver.receive_messages(max_message_count=size, max_wait_time=1)
                         for message in batch:
                             renewer.register(receiver, message)
-                            task = asyncio.create_task(self._run_one(spec, receiver, message))
+                        # cardinality many: the batch is one invocation; else one invocation per message
+                        for group in [batch] if spec.many and batch else [[m] for m in batch]:
+                            task = asyncio.create_task(self._run(spec, receiver, group))
                             in_flight.add(task)
                             task.add_done_callback(in_flight.discard)
             except asyncio.CancelledError:
@@ -265,10 +295,13 @@ class ServiceBusTriggerRunner:
                     async with AutoLockRenewer(max_lock_renewal_duration=renewal) as renewer:
                         renewer.register(receiver, session)
                         while not self._stopping.is_set():
-                            batch = await receiver.receive_messages(max_message_count=1, max_wait_time=idle)
+                            size = self._options.max_message_batch_size if spec.many else 1
+                            batch = await receiver.receive_messages(max_message_count=size, max_wait_time=idle)
                             if not batch:
                                 break  # idle: let another worker take this session when it has messages again
-                            await self._run_one(spec, receiver, batch[0])
+                            if spec.many:
+                                batch += await self._fill(receiver, size - len(batch), len(batch))
+                            await self._run(spec, receiver, batch)
             except asyncio.CancelledError:
                 raise
             except OperationTimeoutError:

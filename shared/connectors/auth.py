@@ -34,8 +34,9 @@ class CredentialToken:
 
     REFRESH_MARGIN_SECONDS = 300
 
-    def __init__(self, credential: AsyncTokenCredential, resource_url: str) -> None:
+    def __init__(self, credential: AsyncTokenCredential, resource_url: str, *, owned: bool = True) -> None:
         self._credential = credential
+        self._owned = owned  # a credential shared with other clients is closed by its owner, not here
         self.scope = resource_url.rstrip("/") + "/.default"
         self._token: str | None = None
         self._expires_on = 0.0
@@ -51,7 +52,8 @@ class CredentialToken:
         return self._token
 
     async def close(self) -> None:
-        await self._credential.close()
+        if self._owned:
+            await self._credential.close()
 
 
 def credential_for(tenant_id: str | None, client_id: str | None, client_secret: str | None) -> AsyncTokenCredential:

@@ -14,7 +14,7 @@ from pydantic import JsonValue
 
 from shared.events.body import decode_json
 from shared.events.errors import InvalidNotification
-from shared.events.model import ChangeEvent, Ignored, Operation, Source, event_id
+from shared.events.model import ChangeEvent, Ignored, Operation, Side, event_id
 from shared.events.values import attributes, canonical, pairs, parse_wcf_date, text_member
 
 __all__ = ["decode_json", "is_execution_context", "parse_context", "parse_dataverse", "shared_variables"]
@@ -83,7 +83,7 @@ def _version(target: dict[str, Any] | None, images: list[dict[str, Any]], fields
 def parse_context(
     context: dict[str, Any],
     headers: Mapping[str, str],
-    source: Source = Source.DATAVERSE,
+    source: Side = Side.DATAVERSE,
     operations: Mapping[str, Operation] = OPERATIONS,
 ) -> ChangeEvent | Ignored:
     """One RemoteExecutionContext → one event (or why it is ignored). `headers` keys are lower case."""

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from shared.events.body import decode_json
 from shared.events.dataverse import is_execution_context, parse_context
 from shared.events.errors import InvalidNotification
-from shared.events.model import ChangeEvent, Ignored, Operation, Source, event_id
+from shared.events.model import ChangeEvent, Ignored, Operation, Side, event_id
 from shared.events.values import decimal_value, is_wcf_date, pairs, parse_wcf_date, text_member
 
 DATA_EVENT_OPERATIONS = {
@@ -152,8 +152,8 @@ def parse_business_event(
     raw_event_id = (text_member(event, "EventId", where) or "").strip("{}").lower() or None
     user = (text_member(event, "InitiatingUserAADObjectId", where) or "").strip("{}").lower() or None
     return ChangeEvent(
-        event_id=event_id(Source.FNO, "business-event", business_event_id, raw_event_id, control, row_id),
-        source=Source.FNO,
+        event_id=event_id(Side.FNO, "business-event", business_event_id, raw_event_id, control, row_id),
+        source=Side.FNO,
         entity=binding.entity,
         operation=binding.operation,
         row_id=row_id,
@@ -170,7 +170,7 @@ def parse_business_event(
 
 def parse_data_event(context: dict[str, Any], headers: Mapping[str, str], catalog: FnoCatalog) -> ChangeEvent | Ignored:
     """An `OnExternal*` RemoteExecutionContext on a virtual table → a change of the data entity behind it."""
-    parsed = parse_context(context, headers, Source.FNO, DATA_EVENT_OPERATIONS)
+    parsed = parse_context(context, headers, Side.FNO, DATA_EVENT_OPERATIONS)
     if isinstance(parsed, Ignored):
         return parsed
     table = parsed.entity.lower()

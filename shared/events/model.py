@@ -26,13 +26,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from shared.side import Side as Side
+
 SCHEMA_VERSION: Literal[1] = 1
 _EVENT_NAMESPACE = uuid.UUID("6f1c2f0e-4b8a-4c55-9a59-1b1d7d2b6a11")
 
 
-class Source(StrEnum):
-    FNO = "fno"
-    DATAVERSE = "dataverse"
+Source = Side  # the app a change came from: the same enum maps and apply use (kept as a name for readability)
 
 
 class Operation(StrEnum):
@@ -46,7 +46,7 @@ class ChangeEvent(BaseModel):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     event_id: str = Field(description="Deterministic: the same notification delivered twice has the same id")
-    source: Source
+    source: Side
     entity: str = Field(description="Dataverse table logical name, or F&O data entity name")
     operation: Operation
     row_id: str = Field(description="Dataverse row GUID; F&O virtual-table id or natural key")

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from shared.events.model import ChangeEvent
 from shared.maps.loader import MapSet
-from shared.maps.model import Side
 
 
 def ordering_key(event: ChangeEvent, maps: MapSet) -> str | None:
     """`customers:c-1001`: the first map reading the change, and the row's own key values (the company left out: a
     Dataverse change names it by GUID, an F&O change by code). None when the change does not carry them."""
-    side = Side(str(event.source))
+    side = event.source
     values = event.keys | event.fields
     for compiled in maps.reading(side, event.entity):
         m = compiled.map

@@ -9,7 +9,7 @@ from shared.bus.publisher import ChangePublisher
 from shared.events.dataverse import parse_dataverse
 from shared.events.errors import ChangeTooLarge
 from shared.events.fno import BusinessEventBinding, FnoCatalog, parse_fno
-from shared.events.model import ChangeEvent, Ignored, Source
+from shared.events.model import ChangeEvent, Ignored, Side
 from shared.ops.telemetry import ingest_span
 
 # A Service Bus Standard message holds 256 KB, headers and properties included (Premium: 1 MB by default).
@@ -52,9 +52,9 @@ class IngestService:
         self._filter = entity_filter
         self._ordering = ordering
 
-    async def receive(self, source: Source, body: bytes, headers: Mapping[str, str]) -> IngestResult:
+    async def receive(self, source: Side, body: bytes, headers: Mapping[str, str]) -> IngestResult:
         """Raises InvalidNotification (nothing queued) or BusUnavailable (nothing acknowledged)."""
-        if source == Source.DATAVERSE:
+        if source == Side.DATAVERSE:
             parsed = parse_dataverse(body, headers)
         else:
             parsed = parse_fno(body, headers, self._bindings, self._catalog)

@@ -16,8 +16,7 @@ import asyncio
 import json
 import sys
 
-from shared.clients import close_clients
-from shared.connectors.wiring import get_connectors
+from shared.bridge import close_bridge
 from shared.initialsync.model import Mode, RunState
 from shared.initialsync.run import new_run
 from shared.initialsync.wiring import get_runner
@@ -55,8 +54,7 @@ async def _main(args: argparse.Namespace) -> int:
         print(json.dumps(run.report(), indent=2))
         return 0
     finally:
-        await get_connectors().close()
-        await close_clients()
+        await close_bridge()
 
 
 def main() -> int:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from azure.servicebus import ServiceBusMessage
 
-from shared.clients import get_clients
+from shared.bridge import bridge
 from shared.initialsync.model import Mode, RunState
 from shared.initialsync.run import SyncRunner, new_run
 from shared.initialsync.wiring import get_runner
@@ -33,7 +33,7 @@ MAX_DELIVERIES = int(os.environ.get("SYNC_STEP_MAX_DELIVERIES") or 10)
 async def _enqueue(run: RunState) -> None:
     # Message id = run id and step: a step queued twice (a retried start or hand-over) runs once.
     message = ServiceBusMessage(json.dumps({"run_id": run.run_id}), message_id=f"{run.run_id}:{run.steps}")
-    async with get_clients().servicebus.get_queue_sender(SYNC_QUEUE) as sender:
+    async with bridge().clients.servicebus.get_queue_sender(SYNC_QUEUE) as sender:
         await sender.send_messages(message)
 
 

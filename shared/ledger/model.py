@@ -20,6 +20,7 @@ def key_text(key: dict[str, Any]) -> str:
 class SideState(BaseModel):
     row_id: str | None = None  # Dataverse GUID / F&O virtual id, when known
     version: str | None = None  # the last version of this side we synced (applied from it, or wrote into it)
+    etag: str | None = None  # the row's ETag at that version, when known: the next write into it is conditional on it
     values: dict[str, Any] = Field(default_factory=dict)  # normalised values of this side as last synced
     last_event: str | None = None
     # The row at `version` holds changes of its own not synced to the other side yet (a write-back found it had moved

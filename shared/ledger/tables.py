@@ -19,6 +19,7 @@ from shared.events.model import ChangeEvent
 from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry, key_text
 from shared.maps.model import Side
 
+MAX_TRANSACTION = 100  # operations in one entity-group transaction
 TABLES = ("ledger", "conflicts", "errors", "mapstate", "held")
 HOLDING_STATES = ("paused", "invalid")  # invalid: the map failed its check against the apps' metadata
 
@@ -88,10 +89,9 @@ class Ledger:
         entry.indexed = {(side, row_id) for side in Side if (row_id := entry.side(side).row_id)}
         return entry
 
-    async def save(self, entry: LedgerEntry) -> LedgerEntry:
-        """Create (no ETag) or update (ETag must still match); `LedgerConflict` otherwise. The row ids it learned go
-        into the id index in the same transaction (one partition per map), so the index never lags the entry."""
-        await self.ensure_tables()
+    def _operations(self, entry: LedgerEntry) -> tuple[list[tuple[Any, ...]], list[tuple[Side, str]]]:
+        """The entry's write (create without an ETag, else a replace that must still match it) and the id index rows
+        it learned, which go in the same transaction (one partition per map) so the index never lags the entry."""
         entry.updated_at = datetime.now(UTC)
         entity = {"PartitionKey": entry.map, "RowKey": key_text(entry.key), "Entry": entry.model_dump_json()}
         write: tuple[Any, ...] = (
@@ -105,8 +105,14 @@ class Ledger:
             if (row_id := entry.side(side).row_id) and (side, row_id) not in entry.indexed
         ]
         index = [("upsert", index_entity(entry.map, side, row_id, entry.key)) for side, row_id in new]
+        return [write, *index], new
+
+    async def save(self, entry: LedgerEntry) -> LedgerEntry:
+        """Create (no ETag) or update (ETag must still match); `LedgerConflict` otherwise."""
+        await self.ensure_tables()
+        operations, new = self._operations(entry)
         try:
-            results = await self._table("ledger").submit_transaction([write, *index])
+            results = await self._table("ledger").submit_transaction(operations)
         except TableTransactionError as exc:
             if getattr(exc, "error_code", None) in _CONFLICT_CODES:
                 raise LedgerConflict(str(exc.message)) from None
@@ -114,6 +120,48 @@ class Ledger:
         entry.etag = results[0].get("etag")
         entry.indexed |= set(new)
         return entry
+
+    async def save_many(self, entries: Sequence[LedgerEntry]) -> list[LedgerEntry | Exception]:
+        """Several entries in entity-group transactions (one per map's partition, at most 100 operations each:
+        Microsoft Learn, "Performing entity group transactions"). A transaction is all or nothing, so when one
+        fails its entries are saved one by one: each then succeeds or answers its own `LedgerConflict`."""
+        await self.ensure_tables()
+        out: list[LedgerEntry | Exception] = list(entries)
+        groups: dict[str, list[int]] = {}
+        for i, entry in enumerate(entries):
+            groups.setdefault(entry.map, []).append(i)
+        for members in groups.values():
+            chunk: list[int] = []
+            size = 0
+            planned = {i: self._operations(entries[i]) for i in members}
+            chunks: list[list[int]] = []
+            for i in members:
+                n = len(planned[i][0])
+                if chunk and (size + n > MAX_TRANSACTION or key_text(entries[i].key) in
+                              {key_text(entries[j].key) for j in chunk}):  # fmt: skip
+                    chunks.append(chunk)
+                    chunk, size = [], 0
+                chunk.append(i)
+                size += n
+            if chunk:
+                chunks.append(chunk)
+            for part in chunks:
+                operations = [op for i in part for op in planned[i][0]]
+                try:
+                    results = await self._table("ledger").submit_transaction(operations)
+                except TableTransactionError:
+                    for i in part:
+                        try:
+                            out[i] = await self.save(entries[i])
+                        except LedgerConflict as exc:
+                            out[i] = exc
+                    continue
+                position = 0
+                for i in part:
+                    entries[i].etag = results[position].get("etag")
+                    entries[i].indexed |= set(planned[i][1])
+                    position += len(planned[i][0])
+        return out
 
     async def key_for(self, map_name: str, side: Side, row_id: str) -> dict[str, Any] | None:
         """The integration key of a row known by its Dataverse GUID or F&O virtual id."""

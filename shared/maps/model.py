@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
+from shared.side import Side as Side  # re-exported: maps name their sides with the one enum
+
 
 class Direction(StrEnum):
     BOTH = "both"
@@ -17,18 +19,9 @@ class Direction(StrEnum):
     TO_FNO = "to_fno"
 
 
-class Side(StrEnum):
-    FNO = "fno"
-    DATAVERSE = "dataverse"
-
-    @property
-    def other(self) -> Side:
-        return Side.DATAVERSE if self is Side.FNO else Side.FNO
-
-    @property
-    def direction_into(self) -> Direction:
-        """The direction of a change written *into* this side."""
-        return Direction.TO_DATAVERSE if self is Side.DATAVERSE else Direction.TO_FNO
+def direction_into(side: Side) -> Direction:
+    """The direction of a change written *into* `side`."""
+    return Direction.TO_DATAVERSE if side is Side.DATAVERSE else Direction.TO_FNO
 
 
 class Strict(BaseModel):
@@ -147,7 +140,7 @@ class TableMap(Strict):
     def flows(self, field: FieldMap, into: Side) -> bool:
         """Whether this field is written into `into` (its direction, and a source to take it from)."""
         direction = self.direction_of(field)
-        if direction not in (Direction.BOTH, into.direction_into):
+        if direction not in (Direction.BOTH, direction_into(into)):
             return False
         target = field.dataverse if into is Side.DATAVERSE else field.fno
         if not target:

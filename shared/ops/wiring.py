@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import logging
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.clients import get_clients
 from shared.events.model import ChangeEvent
 from shared.ops.alerts import Alert, message
 from shared.ops.ids import original_event_id
@@ -17,18 +16,25 @@ from shared.ops.settings import get_ops_settings
 from shared.ops.store import OpsStore
 from shared.ops.waiting import WaitingChanges
 
+if TYPE_CHECKING:
+    from shared.bridge import Bridge
+
 log = logging.getLogger("ops")
+
+
+def _bridge() -> Bridge:
+    from shared.bridge import bridge  # the composition root (imported late: it builds apply, which observes here)
+
+    return bridge()
 
 
 @cache
 def get_store() -> OpsStore:
-    return OpsStore(get_clients().tables)
+    return OpsStore(_bridge().clients.tables)
 
 
 async def _pause(map_name: str, reason: str) -> None:
-    from shared.sync.control import MapControl
-
-    await MapControl.default().pause(map_name, reason)
+    await _bridge().control.pause(map_name, reason)
 
 
 async def _notify(alert: Alert) -> None:
@@ -36,14 +42,11 @@ async def _notify(alert: Alert) -> None:
     if not settings.alert_webhook_url:
         log.warning(json.dumps({"event": "alert-not-sent", "map": alert.map, "reason": "ALERT_WEBHOOK_URL is not set"}))
         return
-    await enqueue(get_clients().servicebus, settings.notifications_queue, message(alert, settings.console_url))
+    await enqueue(_bridge().clients.servicebus, settings.notifications_queue, message(alert, settings.console_url))
 
 
 def maps_for(event: ChangeEvent) -> list[str]:
-    from shared.maps.model import Side
-    from shared.wiring import get_maps
-
-    return [c.map.name for c in get_maps().reading(Side(str(event.source)), event.entity)]
+    return [c.map.name for c in _bridge().maps.reading(event.source, event.entity)]
 
 
 @cache
@@ -53,9 +56,7 @@ def get_waiting() -> WaitingChanges:
 
 def queue_watcher() -> WaitingChanges | None:
     """What the publisher tells of the changes it queues; none without Table Storage (ingest alone, a benchmark)."""
-    from shared.settings import get_settings
-
-    settings = get_settings()
+    settings = _bridge().settings
     if settings.storage_connection_string is None and settings.table_endpoint is None:
         return None
     return get_waiting()
@@ -76,9 +77,9 @@ async def resolved_change(event: dict[str, Any]) -> bool:
 
 async def _settle_dead_letters(event_id: str) -> int:
     from shared.ops.deadletters import DeadLetters
-    from shared.settings import get_settings
 
-    return await DeadLetters(get_clients().servicebus, get_settings().changes_queue).settle_event(event_id)
+    b = _bridge()
+    return await DeadLetters(b.clients.servicebus, b.settings.changes_queue).settle_event(event_id)
 
 
 @cache

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.bus.publisher import ServiceBusChangePublisher
+from shared.connectors.wiring import Connectors
 from shared.ledger.tables import Ledger
 from shared.maps.loader import MapSet
 from shared.maps.metadata import CheckReport, MetadataUnavailable
@@ -26,13 +27,11 @@ log = logging.getLogger("sync.control")
 Checker = Callable[[], Awaitable[CheckReport]]
 
 
-async def live_check(maps: MapSet) -> CheckReport:
+async def live_check(maps: MapSet, connectors: Connectors) -> CheckReport:
     """The check against both apps, with the bridge's own connectors (settings and credentials)."""
-    from shared.connectors.wiring import get_connectors
     from shared.maps.metadata import check_live
     from shared.settings import ConfigurationError
 
-    connectors = get_connectors()
     try:
         return await check_live(maps, connectors.dataverse, connectors.fno)
     except ConfigurationError as exc:
@@ -45,14 +44,6 @@ class MapControl:
     ledger: Ledger
     publisher: ServiceBusChangePublisher
     checker: Checker | None = None
-
-    @classmethod
-    def default(cls) -> MapControl:
-        from shared.sync.wiring import get_ledger
-        from shared.wiring import get_maps, get_publisher
-
-        maps = get_maps()
-        return cls(maps, get_ledger(), get_publisher(), lambda: live_check(maps))
 
     async def states(self) -> list[dict[str, Any]]:
         out = []

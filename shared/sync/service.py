@@ -1,83 +1,60 @@
-"""Apply: one queued `ChangeEvent` → the right write on the other side, exactly once in effect.
+"""Apply: queued `ChangeEvent`s → the right writes on the other side, exactly once in effect, in batches.
 
-event → maps reading it → (held if the map is paused) → echo? → source record (re-read when the event is partial)
-→ filter → transform (lookups resolved through the ledger, missing references synced first) → ledger: stale?
-echo? → the target row now → three-way resolution (conflicts by the map's policy, recorded) → conditional write,
-tagged → the ledger records both sides. A concurrent change (a 412 from the app or the ledger) re-runs the
-decision; throttling and transient errors become a `Retry` the trigger turns into a scheduled message.
+Per change: maps reading it → (held if the map is paused or invalid) → echo? → source record (re-read when the event
+is partial) → filter → transform (lookups through the ledger, missing references healed first: `heal.References`) →
+the pure plan (`plan.plan_change`: stale? echo? what to write, under which condition) → the write → the ledger.
+
+Writes are optimistic: conditional on the ETag the ledger remembers, or a guarded create for a row never synced, so
+a change costs one app request; a 412 (the row changed meanwhile) reads the row and plans again, three-way. The
+changes of a batch (one Service Bus session lane) are planned in order and their writes go out together, one
+`$batch` per map and target, their ledger entries in entity-group transactions; a row that fails is retried or
+error-logged alone. Throttling and transient errors become a `Retry`, a scheduled message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
-from pydantic import JsonValue
-
-from shared.connectors.errors import ConcurrencyConflict, ConnectorError, NotFound, Throttled
-from shared.events.model import ChangeEvent, Operation, Source, event_id
-from shared.events.values import decimal_value
-from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry
-from shared.ledger.tables import Ledger, LedgerConflict
+from shared.connectors.errors import ConcurrencyConflict, ConnectorError, NotFound, ValidationFailed
+from shared.events.model import ChangeEvent, Operation
+from shared.ledger.model import ErrorRecord, LedgerEntry, key_text
+from shared.ledger.tables import LedgerConflict
 from shared.maps.loader import MapSet
 from shared.maps.model import Side, TableMap
 from shared.maps.transform import CompiledMap, TargetRow, passes_filter, plain, transform
 from shared.ops.observer import observe
-from shared.sync.decide import fingerprint, is_newer, normalize, resolve
-from shared.sync.rows import Current, DataverseRows, FnoRows, Written
+from shared.sync.batching import Batch as _Batch
+from shared.sync.batching import Change as _Change
+from shared.sync.batching import Unit as _Unit
+from shared.sync.batching import coalesce
+from shared.sync.batching import row_of as _row_of
+from shared.sync.decide import fingerprint, normalize
+from shared.sync.heal import MAX_HEAL_DEPTH, References, Resolver, synthetic
+from shared.sync.outcome import AlertRule, Message, Outcome, PermanentFailure, Retry, Scheduler
+from shared.sync.plan import TAG_PREFIX, can_assume, known_before_reread, plan_change, settle, skip_reason
+from shared.sync.ports import BulkReads, LedgerPort, RowsPort
+from shared.sync.rows import Current, RowWrite, Written, row_slot
 
-TAG_PREFIX = "bridge:"
+MAX_ATTEMPTS = 12  # scheduled retries of one change before it goes to the error log (about an hour of backoff)
 MAX_DECISION_ROUNDS = 4
-MAX_HEAL_DEPTH = 3
 log = logging.getLogger("sync.apply")
 
-
-class Retry(Exception):
-    """Try this change again later (re-scheduled, never slept on inside the session)."""
-
-    def __init__(self, after: float, reason: str) -> None:
-        super().__init__(reason)
-        self.after = after
-        self.reason = reason
+__all__ = [
+    "MAX_HEAL_DEPTH", "TAG_PREFIX", "AlertRule", "ApplyService", "Message", "Outcome", "PermanentFailure", "Retry",
+    "Scheduler",
+]  # fmt: skip
 
 
-class PermanentFailure(Exception):
-    """The change cannot be applied as it is; recorded in the error log, and the message is dead-lettered."""
+class _Unread:
+    """No ledger entry read ahead for this row (as opposed to one read ahead and found absent: None)."""
 
 
-@dataclass
-class Outcome:
-    map: str
-    outcome: (
-        str  # applied | skipped-stale | skipped-echo | skipped-filtered | skipped | conflict | held | deferred | error
-    )
-    detail: str = ""
-    writes: int = 0
-
-
-@dataclass
-class AlertRule:
-    errors: int = 5
-    minutes: float = 5.0
-
-
-class _Resolver:
-    """The transforms' `ReferenceResolver`, filled before the (synchronous) transform runs."""
-
-    def __init__(self) -> None:
-        self.fno_keys: dict[tuple[str, str], dict[str, JsonValue]] = {}
-        self.companies: dict[str, str] = {}
-
-    def fno_key(self, map_name: str, dataverse_id: str) -> dict[str, JsonValue] | None:
-        return self.fno_keys.get((map_name, dataverse_id.lower()))
-
-    def company_code(self, dataverse_company_id: str) -> str | None:
-        return self.companies.get(dataverse_company_id.lower())
+_UNREAD = _Unread()
 
 
 def _integration_key(m: TableMap, record: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -90,17 +67,10 @@ def _integration_key(m: TableMap, record: Mapping[str, Any]) -> dict[str, Any] |
     return key
 
 
-@dataclass
-class _Context:
-    event: ChangeEvent
-    depth: int = 0
-    outcomes: list[Outcome] = field(default_factory=list)
-
-
 class ApplyService:
     def __init__(
-        self, maps: MapSet, ledger: Ledger, dataverse: DataverseRows, fno: FnoRows, alert: AlertRule | None = None,
-        before_first: Callable[[], Awaitable[None]] | None = None,
+        self, maps: MapSet, ledger: LedgerPort, dataverse: RowsPort, fno: RowsPort, alert: AlertRule | None = None,
+        before_first: Callable[[], Awaitable[None]] | None = None, schedule: Scheduler | None = None,
     ) -> None:  # fmt: skip
         self.maps = maps
         self.ledger = ledger
@@ -108,38 +78,165 @@ class ApplyService:
         self.fno = fno
         self.alert = alert or AlertRule()
         self.before_first = before_first  # the maps' check against the apps, once per process (cached by its owner)
+        self.schedule = schedule  # puts a change back on the queue for later (a `Retry`)
+        self.references = References(maps, ledger, dataverse, fno, self._apply_nested)
 
-    @staticmethod
-    def maps_side(event: ChangeEvent) -> Side:
-        return Side(str(event.source))
+    def rows(self, side: Side) -> RowsPort:
+        return self.dataverse if side is Side.DATAVERSE else self.fno
 
-    # --- entry point ----------------------------------------------------------------------------------------------
+    # --- entry points ---------------------------------------------------------------------------------------------
+
+    async def apply_messages(self, messages: Sequence[Message]) -> list[list[Outcome]]:
+        """A batch of queued changes (one session lane, in order). A change to retry is re-scheduled with a backoff,
+        until `MAX_ATTEMPTS` (then it goes to the error log); a change that failed for good is error-logged. The
+        rest of the batch completes either way. Raises `PermanentFailure` only for a batch of one, so that its
+        message is abandoned and ends dead-lettered; in a larger batch the failed change is sent again alone."""
+        results = await self.apply_batch([(m.event, m.delivery_count) for m in messages])
+        out: list[list[Outcome]] = []
+        for message, result in zip(messages, results, strict=True):
+            if isinstance(result, list):
+                out.append(result)
+            elif isinstance(result, Retry):
+                out.append(await self._retry_later(message, result))
+            elif len(messages) == 1 or self.schedule is None:
+                raise result
+            else:
+                await self.schedule(message.event, 0.0, message.attempt + 1)  # to fail (and dead-letter) alone
+                out.append([])
+        return out
+
+    async def apply_message(self, event: ChangeEvent, delivery_count: int, attempt: int) -> list[Outcome]:
+        return (await self.apply_messages([Message(event, delivery_count, attempt)]))[0]
+
+    async def _retry_later(self, message: Message, retry: Retry) -> list[Outcome]:
+        event, attempt = message.event, message.attempt
+        if attempt >= MAX_ATTEMPTS or self.schedule is None:
+            for compiled in self.maps.reading(event.source, event.entity):
+                await self.ledger.record_error(
+                    ErrorRecord(map=compiled.map.name, event_id=event.event_id, event=event.model_dump(mode="json"),
+                                request="", message=f"gave up after {attempt} retries: {retry.reason}")
+                )  # fmt: skip
+            raise PermanentFailure(retry.reason) from None
+        await self.schedule(event, min(retry.after * (1.5**attempt), 300.0), attempt + 1)
+        return [Outcome("-", "deferred", retry.reason)]
 
     async def handle(self, event: ChangeEvent, delivery_count: int = 1) -> list[Outcome]:
+        """One change; raises `Retry` or `PermanentFailure`."""
+        result = (await self.apply_batch([(event, delivery_count)]))[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def apply_batch(
+        self, items: Sequence[tuple[ChangeEvent, int]]
+    ) -> list[list[Outcome] | Retry | PermanentFailure]:
+        """Each change's outcomes, or why it must be retried or failed for good."""
         if self.before_first is not None:
             await self.before_first()
-        side = Side(str(event.source))
-        maps = self.maps.reading(side, event.entity)
+        results: list[list[Outcome] | Retry | PermanentFailure] = [[] for _ in items]
+        units: list[tuple[_Unit, list[int]]] = []
+        batch = _Batch()
+        alone = [await self._holding(event) for event, _ in items]
+        merged = coalesce([Message(e, d) for e, d in items], alone)
+        await self._read_ahead(batch, [event for event, _, _ in merged])
+        chains: dict[str, list[_Unit]] = {}
+        for event, delivery_count, indices in merged:
+            unit = _Unit(event, delivery_count)
+            units.append((unit, indices))
+            for i in indices[:-1]:
+                superseded = items[i][0]
+                outcome = Outcome("-", "skipped-stale", f"superseded in its batch by {event.event_id}")
+                results[i] = [self._log(superseded, outcome)]
+            chains.setdefault(event.ordering_key or "|".join(_row_of(event)), []).append(unit)
+
+        async def chain(members: list[_Unit]) -> None:
+            for unit in members:  # one row's changes (its ordering key's) strictly in order
+                await self._handle(unit, batch)
+
+        # Different rows are planned side by side (their reads and ledger look-ups overlap); their writes still go
+        # out together. Two rows racing for one target row are caught by the ETags and decided again, alone.
+        await asyncio.gather(*(chain(members) for members in chains.values()))
+        await self._flush(batch)
+        for unit, indices in units:
+            failure = unit.failure
+            results[indices[-1]] = (
+                failure if isinstance(failure, Retry | PermanentFailure)
+                else PermanentFailure(str(failure)) if failure is not None else unit.outcomes
+            )  # fmt: skip
+        return results
+
+    async def _read_ahead(self, batch: _Batch, events: Sequence[ChangeEvent]) -> None:
+        """The F&O rows the batch's changes must re-read, read together (a few requests, not one per change)."""
+        if not isinstance(self.fno, BulkReads):
+            return
+        candidates: list[tuple[CompiledMap, ChangeEvent, dict[str, Any]]] = []
+        for event in events:
+            if (
+                event.source is not Side.FNO
+                or event.operation is Operation.DELETE
+                or not self._partial(event.source, event)
+            ):
+                continue
+            for compiled in self.maps.reading(event.source, event.entity):
+                if (key := _integration_key(compiled.map, event.fields | event.keys)) is not None:
+                    candidates.append((compiled, event, key))
+        # Their ledger entries first, together: a change known before its re-read (our own write seen back, a
+        # create synced already) is not read at all. The entries are kept for that check when the change applies.
+        entries = await asyncio.gather(*(self.ledger.get(c.map.name, key) for c, _, key in candidates))
+        wanted: dict[str, list[dict[str, Any]]] = {}
+        for (compiled, event, key), entry in zip(candidates, entries, strict=True):
+            batch.entries[(compiled.map.name, key_text(key))] = entry
+            if known_before_reread(entry, compiled.map, event) is None:
+                wanted.setdefault(compiled.map.name, []).append(key)
+        for name, keys in wanted.items():
+            if len(keys) > 1:
+                rows = await self.fno.read_many(self.maps.maps[name].map, keys)
+                batch.reads.update({(name, slot): current for slot, current in rows.items()})
+
+    async def _holding(self, event: ChangeEvent) -> bool:
+        """Whether a map reading the change holds its changes (cached while running: no Table read per change)."""
+        for compiled in self.maps.reading(event.source, event.entity):
+            if await self.ledger.is_paused(compiled.map.name):
+                return True
+        return False
+
+    async def _handle(self, unit: _Unit, batch: _Batch | None) -> None:
+        event = unit.event
+        maps = self.maps.reading(event.source, event.entity)
         if not maps:
-            return [self._log(event, Outcome("-", "skipped", "no enabled map reads this entity"))]
-        outcomes = []
+            unit.outcomes.append(self._log(event, Outcome("-", "skipped", "no enabled map reads this entity")))
+            return
         for compiled in maps:
             m = compiled.map
-            if delivery_count > 1 and await self.ledger.error_for(m.name, event.event_id) is not None:
-                raise PermanentFailure(f"{m.name}: already recorded in the error log")
-            try:
-                outcome = await self._apply_map(compiled, side, event, 0)
-            except (Throttled, ConnectorError) as exc:
-                if exc.retryable:
-                    after = exc.retry_after if isinstance(exc, Throttled) else 5.0
-                    self._log(event, Outcome(m.name, "deferred", str(exc)))
-                    raise Retry(after, str(exc)) from exc
-                await self._error(m, event, exc)
-                raise PermanentFailure(str(exc)) from exc
-            outcomes.append(self._log(event, outcome))
-        return outcomes
+            if unit.delivery_count > 1 and await self.ledger.error_for(m.name, event.event_id) is not None:
+                unit.failure = PermanentFailure(f"{m.name}: already recorded in the error log")
+                return
+            if not await self._guard(unit, m, self._apply_map(compiled, event.source, event, 0, batch, unit)):
+                return
+
+    async def _guard(self, unit: _Unit, m: TableMap, work: Awaitable[Outcome | None]) -> bool:
+        """Run one map's apply for `unit`, turning what goes wrong into the unit's failure; False when it failed."""
+        try:
+            outcome = await work
+        except ConnectorError as exc:
+            if exc.retryable:
+                after = float(getattr(exc, "retry_after", 5.0) or 5.0)
+                self._log(unit.event, Outcome(m.name, "deferred", str(exc)))
+                unit.failure = Retry(after, str(exc))
+            else:
+                await self._error(m, unit.event, exc)
+                unit.failure = PermanentFailure(str(exc))
+            return False
+        except Retry as retry:
+            self._log(unit.event, Outcome(m.name, "deferred", retry.reason))
+            unit.failure = retry
+            return False
+        if outcome is not None:  # None: its write waits in the batch
+            unit.outcomes.append(self._log(unit.event, outcome))
+        return True
 
     def _log(self, event: ChangeEvent, outcome: Outcome) -> Outcome:
+        """Every outcome of apply goes through here (one place: observers hook in here)."""
         latency = (datetime.now(UTC) - event.occurred_at).total_seconds() * 1000
         log.info(json.dumps({
             "event": "apply", "correlation_id": event.correlation_id or event.event_id, "event_id": event.event_id,
@@ -163,11 +260,17 @@ class ApplyService:
 
     # --- one map --------------------------------------------------------------------------------------------------
 
-    async def _apply_map(self, compiled: CompiledMap, side: Side, event: ChangeEvent, depth: int) -> Outcome:
+    async def _apply_nested(self, compiled: CompiledMap, side: Side, event: ChangeEvent, depth: int) -> Outcome | None:
+        return await self._apply_map(compiled, side, event, depth)
+
+    async def _apply_map(
+        self, compiled: CompiledMap, side: Side, event: ChangeEvent, depth: int, batch: _Batch | None = None,
+        unit: _Unit | None = None, read: bool = False,
+    ) -> Outcome | None:  # fmt: skip
         m = compiled.map
         if event.write_tag and event.write_tag.startswith(TAG_PREFIX):
             return Outcome(m.name, "skipped-echo", "our own write (tag)")  # never applied, paused or not
-        if depth == 0 and await self.ledger.is_paused(m.name):
+        if depth == 0 and not read and await self.ledger.is_paused(m.name):
             await self.ledger.hold(m.name, event)
             return Outcome(m.name, "held", "the map is paused or failed its check")
         if depth > 0 and (await self.ledger.map_state(m.name))["state"] == "invalid":  # no healing through it
@@ -176,133 +279,58 @@ class ApplyService:
             return await self._delete(m, side, event)
         for _ in range(MAX_DECISION_ROUNDS):
             try:
-                return await self._apply_change(compiled, side, event, depth)
+                return await self._apply_change(compiled, side, event, depth, read, batch, unit)
             except (ConcurrencyConflict, LedgerConflict) as exc:
-                log.info("concurrent change on %s (%s); deciding again", m.name, exc)
+                log.info("concurrent change on %s (%s); reading the row and deciding again", m.name, exc)
+                read, batch = True, None
         raise Retry(1.0, "the row kept changing while being applied")
 
-    async def _source_record(self, m: TableMap, side: Side, event: ChangeEvent) -> tuple[dict[str, Any], str | None]:
-        """The source row's values. F&O updates carry only the changed fields, and a cut Dataverse payload
-        carries none: those are re-read, so a late or re-scheduled event applies the row as it is now."""
+    @staticmethod
+    def _partial(side: Side, event: ChangeEvent) -> bool:
+        return event.reread_required or (side is Side.FNO and event.operation is Operation.UPDATE)
+
+    async def _source_record(
+        self, m: TableMap, side: Side, event: ChangeEvent, batch: _Batch | None = None
+    ) -> tuple[dict[str, Any], str | None, str | None]:
+        """The source row's values, version and ETag (when read). F&O updates carry only the changed fields, and a
+        cut Dataverse payload carries none: those are re-read, so a late or re-scheduled event applies the row as
+        it is now."""
         record: dict[str, Any] = dict(event.fields)
-        partial = event.reread_required or (side is Side.FNO and event.operation is Operation.UPDATE)
-        if not partial:
-            return record, event.source_version
+        if not self._partial(side, event):
+            return record, event.source_version, None
         if side is Side.DATAVERSE:
             current = await self.dataverse.read(m, event.row_id)
         else:
             key = _integration_key(m, record | event.keys) or await self.ledger.key_for(m.name, side, event.row_id)
-            current = await self.fno.read(m, key) if key else None
+            ahead = batch.reads.pop((m.name, row_slot(key)), None) if batch is not None and key else None
+            current = ahead or (await self.fno.read(m, key) if key else None)
         if current is None:
-            return record, event.source_version
-        return current.record, current.version or event.source_version
-
-    async def _prepare(self, compiled: CompiledMap, side: Side, record: Mapping[str, Any], depth: int) -> _Resolver:
-        """Resolve what the transform needs from I/O: company codes and the F&O keys of referenced rows, syncing a
-        referenced row first when the ledger does not know it yet (a missing reference heals, it does not block)."""
-        m = compiled.map
-        resolver = _Resolver()
-        if side is not Side.DATAVERSE:
-            return resolver
-        company = m.company_field(Side.DATAVERSE)
-        value = record.get(company) if company else None
-        if isinstance(value, dict) and value.get("id"):
-            code = await self.dataverse.company_code(str(value["id"]))
-            if code:
-                resolver.companies[str(value["id"]).lower()] = code
-        for f in m.fields:
-            if not f.lookup or not f.dataverse or not m.flows(f, Side.FNO):
-                continue
-            ref = record.get(f.dataverse)
-            if not isinstance(ref, dict) or not ref.get("id"):
-                continue
-            ref_id = str(ref["id"]).lower()
-            key = await self.ledger.key_for(f.lookup, Side.DATAVERSE, ref_id)
-            if key is None and depth < MAX_HEAL_DEPTH and f.lookup in self.maps.maps:
-                referenced = self.maps.maps[f.lookup]
-                if any(referenced.map.flows(g, Side.FNO) for g in referenced.map.fields):
-                    await self._heal_from_dataverse(referenced, ref_id, depth)
-                else:  # F&O masters the row (released products): sync F&O's row, found by the Dataverse row's key
-                    await self._heal_through_fno(
-                        referenced, ref_id, next(iter(resolver.companies.values()), None), depth
-                    )
-                key = await self.ledger.key_for(f.lookup, Side.DATAVERSE, ref_id)
-            if key is not None:
-                resolver.fno_keys[(f.lookup, ref_id)] = key
-        return resolver
-
-    async def _heal_from_dataverse(self, referenced: CompiledMap, row_id: str, depth: int) -> None:
-        current = await self.dataverse.read(referenced.map, row_id)
-        if current is None:
-            return
-        await self._apply_map(
-            referenced, Side.DATAVERSE, self._synthetic(Side.DATAVERSE, referenced.map, row_id, current), depth + 1
-        )
-
-    async def _heal_through_fno(self, referenced: CompiledMap, row_id: str, company: str | None, depth: int) -> None:
-        """A Dataverse row the bridge has not synced, of a map only F&O writes: its F&O row, by the Dataverse row's
-        integration key (and the referencing row's company), synced F&O → Dataverse first, so the ledger knows it."""
-        r = referenced.map
-        dataverse_row = await self.dataverse.read(r, row_id)
-        if dataverse_row is None:
-            return
-        key: dict[str, Any] = {}
-        for column in r.dataverse.key:
-            f = r.field_for(Side.DATAVERSE, column)
-            if f is not None and f.fno:
-                key[f.fno] = plain(dataverse_row.record.get(column))
-        if r.company is not None and r.company.dataverse is None:
-            key[r.company.fno] = (company or r.company.default or "").lower()
-        current = await self.fno.read(r, key) if all(v not in (None, "") for v in key.values()) else None
-        if current is not None:
-            event = self._synthetic(Side.FNO, r, json.dumps(key, sort_keys=True), current)
-            await self._apply_map(referenced, Side.FNO, event, depth + 1)
-
-    async def _heal_from_fno(
-        self, compiled: CompiledMap, record: Mapping[str, Any], row: TargetRow, depth: int
-    ) -> bool:
-        """F&O → Dataverse and a lookup's row is not in Dataverse: sync the referenced rows from F&O first."""
-        healed = False
-        for f in compiled.map.fields:
-            if not f.lookup or not f.fno or f.lookup not in self.maps.maps or record.get(f.fno) in (None, ""):
-                continue
-            referenced = self.maps.maps[f.lookup]
-            r = referenced.map
-            own = [k for k in r.fno.key if k != r.company_field(Side.FNO)]
-            if len(own) != 1:
-                continue
-            key: dict[str, Any] = {own[0]: plain(record[f.fno])}
-            if r.company is not None:
-                key[r.company.fno] = row.company
-            if await self.ledger.get(r.name, key) is not None:
-                continue
-            current = await self.fno.read(r, key)
-            if current is not None:
-                event = self._synthetic(Side.FNO, r, json.dumps(key, sort_keys=True), current)
-                await self._apply_map(referenced, Side.FNO, event, depth + 1)
-                healed = True
-        return healed
-
-    def _synthetic(self, side: Side, m: TableMap, row_id: str, current: Current) -> ChangeEvent:
-        entity = m.dataverse.table if side is Side.DATAVERSE else m.fno.entity
-        return ChangeEvent(
-            event_id=event_id("heal", side, m.name, row_id, current.version), source=Source(str(side)), entity=entity,
-            operation=Operation.UPDATE, row_id=row_id, source_version=current.version,
-            fields={n: decimal_value(v) if isinstance(v, Decimal) else v for n, v in current.record.items()},
-            occurred_at=datetime.now(UTC),
-        )  # fmt: skip
+            return record, event.source_version, None
+        return current.record, current.version or event.source_version, current.etag
 
     async def _apply_change(
-        self, compiled: CompiledMap, side: Side, event: ChangeEvent, depth: int, catch_up: bool = False
-    ) -> Outcome:
-        """`catch_up`: the event is the source row as it is now, read because the ledger marked that side `ahead`;
-        its version may equal the one recorded."""
+        self, compiled: CompiledMap, side: Side, event: ChangeEvent, depth: int, read: bool, batch: _Batch | None,
+        unit: _Unit | None, *, catch_up: bool = False,
+    ) -> Outcome | None:  # fmt: skip
+        """`catch_up`: the event is the source row as it is now, read because the ledger marked that side `ahead`
+        (or a write-back just found it moved on); its version may equal the one recorded."""
         m = compiled.map
         into = side.other
-        record, source_version = await self._source_record(m, side, event)
+        early: tuple[dict[str, Any], LedgerEntry | None] | None = None
+        if side is Side.FNO and self._partial(side, event):
+            # Redelivered, a create of a row synced already, or our own write seen back: known before the re-read,
+            # no app request for it. (Its version cannot be compared yet: an F&O event's number is not the row
+            # version its ETag carries.)
+            if (early_key := _integration_key(m, event.fields | event.keys)) is not None:
+                ahead = batch.entries.pop((m.name, key_text(early_key)), _UNREAD) if batch is not None else _UNREAD
+                known = ahead if not isinstance(ahead, _Unread) else await self.ledger.get(m.name, early_key)
+                early = (early_key, known)
+                if (skip := known_before_reread(known, m, event)) is not None:
+                    return Outcome(m.name, *skip)
+        record, source_version, source_tag = await self._source_record(m, side, event, batch)
         if not passes_filter(compiled, side, record):
             return Outcome(m.name, "skipped-filtered", "the row does not pass the map's filter")
-        resolver = await self._prepare(compiled, side, record, depth)
+        resolver = await self.references.prepare(compiled, side, record, depth)
         row = transform(compiled, side, record, self.maps.maps, resolver)
         if row.errors:
             raise _validation(m, "; ".join(row.errors))
@@ -314,103 +342,52 @@ class ApplyService:
             key = {k: (str(v).lower() if k == m.company_field(Side.FNO) else v) for k, v in key.items()}
         if not key:
             raise _validation(m, "the row's integration key is incomplete")
-        entry = await self.ledger.get(m.name, key)
-        source_names = m.readable(side)
-        seen = fingerprint(record, source_names)
-        if entry is not None:
-            state = entry.side(side)
-            fresh = is_newer(source_version, state.version) or (catch_up and source_version == state.version)
-            if event.event_id == state.last_event or not fresh:
-                if state.ahead and not catch_up and depth < MAX_HEAL_DEPTH:
+        if batch is not None and batch.holds(m.name, key):
+            await self._flush(batch)  # the row's earlier write first: order per row
+        entry = early[1] if early is not None and early[0] == key else await self.ledger.get(m.name, key)
+        seen = fingerprint(record, m.readable(side))
+        skip = skip_reason(entry, side, event, source_version, seen, catch_up=catch_up)
+        if skip is not None:
+            assert entry is not None
+            if entry.side(side).ahead and not catch_up:
+                if skip[0] == "skipped-stale" and depth < MAX_HEAL_DEPTH:
                     return await self._catch_up(compiled, side, event, entry, depth)
-                return Outcome(m.name, "skipped-stale", f"version {source_version} ≤ {state.version}")
-            if not entry.deleted and all(state.values.get(n) == v for n, v in seen.items()):
-                if state.ahead:  # nothing of its own after all: no catch-up owed
-                    state.ahead = False
+                if skip[0] == "skipped-echo":  # nothing of its own after all: no catch-up owed
+                    entry.side(side).ahead = False
                     await self.ledger.save(entry)
-                return Outcome(m.name, "skipped-echo", "no value differs from what was last synced")
-        # The target row as it is now, and what the source wants written there.
-        current = await self._read_target(m, into, row, entry)
-        proposed = {c: normalize(v) for c, v in row.values.items()}
-        base = entry.side(into).values if entry is not None and not entry.deleted else None
-        # The target's columns that can change on their own and flow back: those synced before, and every mapped
-        # column flowing into the source — also one never synced (empty when the row was first synced).
-        flowing_back = {
-            name for f in m.fields if m.flows(f, side) and (name := f.dataverse if into is Side.DATAVERSE else f.fno)
-        }
-        columns = ((base or {}).keys() | flowing_back) - row.key.keys()
-        now = fingerprint(current.record, proposed.keys() | columns) if current else None
-        target_time = _time(current.modified) if current else None
-        decision = resolve(m.conflict, side, proposed, now, base, columns, event.occurred_at, target_time)
-        if decision.conflicts:
-            winner = str(decision.winner) if decision.winner else "none"
-            status = "open" if decision.park else "resolved"
-            record_ = ConflictRecord(map=m.name, key=key, policy=str(m.conflict.policy), winner=winner,
-                                     fields=decision.conflicts, source=str(side), event_id=event.event_id,
-                                     status=status)  # fmt: skip
-            await self.ledger.record_conflict(record_)
-        if decision.park:
-            return Outcome(m.name, "conflict", f"parked for a person: {', '.join(sorted(decision.conflicts))}")
-        entry = entry or LedgerEntry(map=m.name, key=key)
-        writes = 0
-        # A value the target already holds is not written again (two lanes syncing one row — a line healing its order
-        # while the order's own change applies — would otherwise write the same values twice).
-        values = {
-            c: v for c, v in row.values.items() if c in decision.write and (now is None or now.get(c) != proposed[c])
-        }
-        lookups = row.lookups if (current is None or decision.write or entry.deleted) else {}
-        if current is None or values or lookups:
-            tag = f"{TAG_PREFIX}{event.event_id}"
-            written = await self._write_target(compiled, into, key, row, values, lookups, current, tag, record, depth)
-            writes += 1
-            self._record_write(entry, into, written, current, row, values)
-        elif current is not None:
-            # Found holding every value already, so not written: record it as synced at the version read, as a write
-            # would have. Without the version, an older notification of this row (a post-image from before) would not
-            # be stale and would carry its old values back to the source. Its own changes since flow back below.
-            target = entry.side(into)
-            target.values = {**target.values, **fingerprint(current.record, current.record)}
-            target.row_id = target.row_id or current.row_id  # found, not written: still indexed
-            if current.version and is_newer(current.version, target.version):
-                target.version = current.version
-        state = entry.side(side)
-        state.values = {**state.values, **seen}
-        state.version = source_version if source_version and is_newer(source_version, state.version) else state.version
-        state.ahead = False  # the row as of that version is synced now (a write-back below may find it moved on)
-        moved: Current | None = None
-        if decision.back and current is not None:
-            wrote, moved = await self._write_back(compiled, side, event, key, current, decision.back, entry)
-            writes += wrote
-        state.last_event = event.event_id
-        if event.row_id and not (side is Side.FNO and event.row_id.startswith("{")):
-            state.row_id = state.row_id or event.row_id
-        entry.deleted = False
+            return Outcome(m.name, *skip)
+        assume = not read and can_assume(entry, into)
+        current = None if assume else await self._read_target(m, into, row, entry)
+        plan = plan_change(m, side, event, row, key, entry, current, read=not assume)
+        if plan.conflict is not None:
+            await self.ledger.record_conflict(plan.conflict)
+        if plan.park:
+            return Outcome(m.name, "conflict", plan.detail)
+        change = _Change(compiled, side, event, depth, record, source_version, source_tag, row, key, entry, current,
+                         plan)  # fmt: skip
+        if plan.write is not None and batch is not None and unit is not None and depth == 0:
+            batch.add(change, unit)
+            return None
+        written = await self._write(change) if plan.write is not None else None
+        entry, writes, moved = await self._settle(change, written)
         await self.ledger.save(entry)
-        if moved is not None and depth < MAX_HEAL_DEPTH:
-            # The source row had moved on past this change: sync it as it is now, before its own (older-looking)
-            # notifications arrive and find the ledger already past them.
-            follow = self._synthetic(side, m, event.row_id, moved)
-            writes += (await self._apply_change(compiled, side, follow, depth + 1, catch_up=True)).writes
-        detail = (
-            f"conflict on {', '.join(sorted(decision.conflicts))}, {decision.winner} won" if decision.conflicts else ""
-        )
-        return Outcome(m.name, "conflict" if decision.conflicts else "applied", detail, writes)
+        return await self._done(change, writes, moved)
 
     async def _catch_up(
         self, compiled: CompiledMap, side: Side, event: ChangeEvent, entry: LedgerEntry, depth: int
-    ) -> Outcome:
+    ) -> Outcome | None:
         """A stale notification of a row marked `ahead`: sync the row as it is now (the catch-up a write-back started
         and could not finish — throttled, or the host died — is owed, and this notification may be the last one)."""
         m = compiled.map
         state = entry.side(side)
-        if side is Side.DATAVERSE:
-            now = await self.dataverse.read(m, state.row_id or event.row_id)
-        else:
-            now = await self.fno.read(m, entry.key)
+        now = (
+            await self.dataverse.read(m, state.row_id or event.row_id) if side is Side.DATAVERSE
+            else await self.fno.read(m, entry.key)
+        )  # fmt: skip
         if now is None:
             return Outcome(m.name, "skipped-stale", "the row is gone; its delete is on its way")
-        follow = self._synthetic(side, m, state.row_id or event.row_id, now)
-        return await self._apply_change(compiled, side, follow, depth + 1, catch_up=True)
+        follow = synthetic(side, m, state.row_id or event.row_id, now)
+        return await self._apply_change(compiled, side, follow, depth + 1, True, None, None, catch_up=True)
 
     async def _read_target(self, m: TableMap, into: Side, row: TargetRow, entry: LedgerEntry | None) -> Current | None:
         if into is Side.FNO:
@@ -418,39 +395,96 @@ class ApplyService:
         known = entry.dataverse.row_id if entry is not None else None
         return await self.dataverse.read(m, known or row.key)
 
-    async def _write_target(
-        self, compiled: CompiledMap, into: Side, key: dict[str, Any], row: TargetRow, values: dict[str, Any],
-        lookups: Mapping[str, Any], current: Current | None, tag: str, record: Mapping[str, Any], depth: int,
-    ) -> Written:  # fmt: skip
-        m = compiled.map
-        if_match = current.etag if current is not None else None
-        if into is Side.FNO:
-            return await self.fno.write(m, row.key, values, if_match=if_match, create=current is None)
-        try:
-            return await self.dataverse.write(
-                m, row.key, values, lookups, if_match=if_match, create=current is None, tag=tag
-            )
-        except NotFound as exc:
-            if not lookups or depth >= MAX_HEAL_DEPTH or not await self._heal_from_fno(compiled, record, row, depth):
-                raise Retry(30.0, f"a referenced row does not exist in Dataverse: {exc.message}") from exc
-            return await self.dataverse.write(
-                m, row.key, values, lookups, if_match=if_match, create=current is None, tag=tag
-            )
+    def _row_write(self, change: _Change) -> RowWrite:
+        w = change.plan.write
+        assert w is not None
+        return RowWrite(change.row.key, w.values, w.lookups, w.if_match, w.create, w.tag)
 
-    def _record_write(
-        self, entry: LedgerEntry, into: Side, written: Written, current: Current | None, row: TargetRow,
-        values: Mapping[str, Any],
+    async def _write(self, change: _Change) -> Written:
+        """The change's write alone; a Dataverse lookup to a row that is not there heals it from F&O first."""
+        w = self._row_write(change)
+        rows = self.rows(change.side.other)
+        m = change.compiled.map
+        try:
+            return await rows.write(m, w.key, w.values, w.lookups, if_match=w.if_match, create=w.create, tag=w.tag)
+        except NotFound as exc:
+            if (
+                change.side.other is not Side.DATAVERSE
+                or not w.lookups
+                or not await self.references.from_fno(change.compiled, change.record, change.row, change.depth)
+            ):
+                raise Retry(30.0, f"a referenced row does not exist in Dataverse: {exc.message}") from exc
+            return await rows.write(m, w.key, w.values, w.lookups, if_match=w.if_match, create=w.create, tag=w.tag)
+
+    async def _settle(self, change: _Change, written: Written | None) -> tuple[LedgerEntry, int, Current | None]:
+        """The ledger entry once the write is done, with the write-back into the source when the plan has one."""
+        c = change
+        m = c.compiled.map
+        entry = settle(c.plan, m, c.side, c.event, c.record, c.source_version, c.row, c.key, c.entry, c.current,
+                       written, c.source_tag)  # fmt: skip
+        writes = 1 if written is not None else 0
+        moved: Current | None = None
+        if c.plan.back and c.current is not None:
+            wrote, moved = await self._write_back(c.compiled, c.side, c.event, c.key, c.current, c.plan.back, entry)
+            writes += wrote
+        return entry, writes, moved
+
+    async def _done(self, change: _Change, writes: int, moved: Current | None) -> Outcome:
+        c = change
+        m = c.compiled.map
+        if moved is not None and c.depth < MAX_HEAL_DEPTH:
+            # The source row had moved on past this change: sync it as it is now, before its own (older-looking)
+            # notifications arrive and find the ledger already past them.
+            follow = synthetic(c.side, m, c.event.row_id, moved)
+            again = await self._apply_change(c.compiled, c.side, follow, c.depth + 1, True, None, None, catch_up=True)
+            writes += again.writes if again is not None else 0
+        return Outcome(m.name, "conflict" if c.plan.conflict else "applied", c.plan.detail, writes)
+
+    # --- a batch's writes -----------------------------------------------------------------------------------------
+
+    async def _flush(self, batch: _Batch) -> None:
+        """The waiting writes, one `$batch` per map and target; then their ledger entries, together. A row whose
+        write or ledger entry met a concurrent change is read and decided again, alone."""
+        pending, batch.pending, batch.keys = batch.pending, [], set()
+        groups: dict[tuple[Side, str], list[tuple[_Change, _Unit]]] = {}
+        for change, unit in pending:
+            groups.setdefault((change.side.other, change.compiled.map.name), []).append((change, unit))
+        settled: list[tuple[_Change, _Unit, LedgerEntry, int, Current | None]] = []
+        again: list[tuple[_Change, _Unit]] = []
+        for (into, _), members in groups.items():
+            m = members[0][0].compiled.map
+            try:
+                answers = await self.rows(into).write_many(m, [self._row_write(c) for c, _ in members])
+            except ConnectorError as exc:  # the whole request failed (throttled, unreachable): each row alike
+                answers = [exc] * len(members)
+            for (change, unit), answer in zip(members, answers, strict=True):
+                if isinstance(answer, Written):
+                    await self._guard(unit, m, self._settled(change, unit, answer, settled))
+                elif isinstance(answer, ConcurrencyConflict):
+                    again.append((change, unit))
+                elif isinstance(answer, NotFound) and change.plan.write and change.plan.write.lookups:
+                    again.append((change, unit))  # alone, so its missing reference can heal
+                else:
+                    await self._guard(unit, m, _raise(answer))
+        if settled:
+            saved = await self.ledger.save_many([entry for _, _, entry, _, _ in settled])
+            for (change, unit, _, writes, moved), result in zip(settled, saved, strict=True):
+                if isinstance(result, LedgerConflict):
+                    again.append((change, unit))
+                elif isinstance(result, Exception):
+                    raise result
+                else:
+                    await self._guard(unit, change.compiled.map, self._done(change, writes, moved))
+        for change, unit in again:
+            c = change
+            await self._guard(unit, c.compiled.map, self._apply_map(c.compiled, c.side, c.event, c.depth, read=True))
+
+    async def _settled(
+        self, change: _Change, unit: _Unit, written: Written,
+        into: list[tuple[_Change, _Unit, LedgerEntry, int, Current | None]],
     ) -> None:  # fmt: skip
-        target = entry.side(into)
-        stored = written.record
-        if stored is not None:
-            target.values = {**target.values, **fingerprint(stored, stored)}
-        else:
-            before = fingerprint(current.record, current.record) if current else {}
-            target.values = {**target.values, **before, **{c: normalize(v) for c, v in values.items()},
-                             **{c: normalize(v) for c, v in row.key.items()}}  # fmt: skip
-        target.version = written.version or target.version
-        target.row_id = written.row_id or target.row_id
+        entry, writes, moved = await self._settle(change, written)
+        into.append((change, unit, entry, writes, moved))
 
     async def _write_back(
         self, compiled: CompiledMap, side: Side, event: ChangeEvent, key: dict[str, Any], current: Current,
@@ -461,7 +495,7 @@ class ApplyService:
         holds changes not synced yet."""
         m = compiled.map
         into = side.other
-        back = transform(compiled, into, current.record, self.maps.maps, _Resolver())
+        back = transform(compiled, into, current.record, self.maps.maps, Resolver())
         names = {}
         for column in columns:
             f = m.field_for(into, column)
@@ -471,10 +505,8 @@ class ApplyService:
         if not names:
             return 0, None
         tag = f"{TAG_PREFIX}{event.event_id}:back"
-        if side is Side.FNO:
-            written = await self.fno.write(m, key, names, if_match="*", create=False)
-        else:
-            written = await self.dataverse.write(m, back.key, names, {}, if_match="*", create=False, tag=tag)
+        write_key = key if side is Side.FNO else back.key
+        written = await self.rows(side).write(m, write_key, names, {}, if_match="*", create=False, tag=tag)
         state = entry.side(side)
         state.values = {**state.values, **{n: normalize(v) for n, v in names.items()}}
         entry.side(into).values = {**entry.side(into).values, **fingerprint(current.record, current.record)}
@@ -494,9 +526,11 @@ class ApplyService:
             # replaced, so they must be stale now — the row itself is synced as it is (a catch-up), now or, if that
             # fails, on its next notification (`ahead`).
             state.version = now.version or written.version or state.version
+            state.etag = None  # its ETag is not of a state we synced: the next write into it reads it first
             state.ahead = True
             return 1, now
         state.version = written.version or state.version
+        state.etag = written.etag or (now.etag if now is not None else None)
         return 1, None
 
     # --- deletes --------------------------------------------------------------------------------------------------
@@ -512,44 +546,36 @@ class ApplyService:
         writes = 0
         if m.delete == "ignore":
             return Outcome(m.name, "skipped", "the map ignores deletes")
+        tag = f"{TAG_PREFIX}{event.event_id}"
         if into is Side.FNO:
             if m.delete == "delete":  # F&O has no deactivation: `deactivate` leaves the row
                 try:
-                    await self.fno.delete(m, key)
+                    await self.fno.delete(m, key, tag)
                     writes = 1
                 except NotFound:
                     pass
         else:
-            dataverse_key: Any = entry.dataverse.row_id or {}
-            if not dataverse_key:
+            row_id = entry.dataverse.row_id
+            if not row_id:
                 raise _validation(m, "the Dataverse row id is unknown")
-            tag = f"{TAG_PREFIX}{event.event_id}"
             try:
                 if m.delete == "delete":
-                    await self.dataverse.client.delete(m.dataverse.entity_set, dataverse_key, tag=tag)
+                    await self.dataverse.delete(m, row_id, tag)
                 else:
-                    await self.dataverse.client.write(
-                        m.dataverse.entity_set, dataverse_key, {"statecode": 1, "statuscode": 2}, if_match="*", tag=tag
-                    )
+                    await self.dataverse.deactivate(m, row_id, tag)
                 writes = 1
             except NotFound:
                 pass
         entry.deleted = True
+        entry.side(into).etag = None
         entry.side(side).last_event = event.event_id
         await self.ledger.save(entry)
         return Outcome(m.name, "applied", f"{m.delete} on {into}", writes)
 
 
+async def _raise(exc: Exception) -> None:
+    raise exc
+
+
 def _validation(m: TableMap, message: str) -> ConnectorError:
-    from shared.connectors.errors import ValidationFailed
-
     return ValidationFailed(message, request=f"map {m.name}")
-
-
-def _time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None

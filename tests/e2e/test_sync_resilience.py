@@ -99,6 +99,17 @@ async def finished(s: SyncStack, run_id: str, seconds: float = 90) -> dict[str, 
     return result
 
 
+async def quiet(s: SyncStack, seconds: float = 3.0) -> None:
+    """Until neither app has answered a request for `seconds`: live apply has worked off its backlog (on a loaded
+    machine it lags the webhooks by several seconds; a fixed wait let it converge rows after the test looked)."""
+    counts, since = None, asyncio.get_running_loop().time()
+    while asyncio.get_running_loop().time() - since < seconds:
+        now = [(await s.stats(app))["requests"] for app in ("fno", "dataverse")]
+        if now != counts:
+            counts, since = now, asyncio.get_running_loop().time()
+        await asyncio.sleep(0.25)
+
+
 async def both_names(s: SyncStack) -> tuple[dict[str, str], dict[str, str]]:
     """(F&O's names, Dataverse's names) of the RS customers, by account number."""
     async with httpx.AsyncClient(timeout=30) as http:
@@ -171,6 +182,7 @@ async def test_one_reconciliation_repairs_what_lost_notifications_left_apart(liv
         await s.delivery(app)
     dropped = {app: (await s.stats(app))["webhooks"]["dropped"] - before[app] for app in ("fno", "dataverse")}
     assert dropped["fno"] > 0 and dropped["dataverse"] > 0
+    await quiet(s)
     fno_names, dataverse_names = await both_names(s)
     apart = {n: ("dataverse" if fno_names[n].startswith("Drifted F&O") else "fno")
              for n in fno_names if fno_names[n] != dataverse_names.get(n)}  # fmt: skip

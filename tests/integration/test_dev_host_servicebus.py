@@ -28,6 +28,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
                     "Queues": [
                         {"Name": "work", "Properties": {"MaxDeliveryCount": 3, "LockDuration": "PT10S"}},
                         {"Name": "ordered", "Properties": {"RequiresSession": True, "LockDuration": "PT10S"}},
+                        {"Name": "batched", "Properties": {"RequiresSession": True, "LockDuration": "PT10S"}},
                     ],
                 }
             ]
@@ -112,3 +113,27 @@ def test_sessions_in_order_one_at_a_time_and_different_sessions_in_parallel(runn
     a, b = by_session["row-a"], by_session["row-b"]
     overlapping = any(x["start"] < y["end"] and y["start"] < x["end"] for x in a for y in b)
     assert overlapping, "different sessions were not handled in parallel"
+
+
+def test_a_batch_trigger_gets_a_session_s_messages_together_in_order_and_settles_them_as_one(
+    running: tuple[str, Path],
+) -> None:
+    """cardinality many: up to maxMessageBatchSize messages of one session per call, waiting up to maxBatchWaitTime
+    for minMessageBatchSize (host.json); an exception abandons the whole batch, which comes back whole."""
+    connection, record = running
+    with ServiceBusClient.from_connection_string(connection) as client, client.get_queue_sender("batched") as sender:
+        sender.send_messages([ServiceBusMessage(f"m{i}", session_id="lane-1") for i in range(6)])
+        calls = _records(record, "batched", 1)
+        while sum(len(c["bodies"]) for c in calls) < 6:
+            calls = _records(record, "batched", len(calls) + 1)
+        assert [b for c in calls for b in c["bodies"]] == [f"m{i}" for i in range(6)]
+        assert len(calls) < 6 and max(len(c["bodies"]) for c in calls) > 1  # together, not one by one
+        before = len(calls)
+        sender.send_messages([ServiceBusMessage(b, session_id="lane-2") for b in ("x0", "fail x1", "x2")])
+        calls = _records(record, "batched", before + 1)[before:]
+        while sum(len(c["bodies"]) for c in calls) < 6:
+            calls = _records(record, "batched", before + len(calls) + 1)[before:]
+        first, again = calls[0], calls[1:]
+        assert first["bodies"] == ["x0", "fail x1", "x2"] and first["delivery_counts"] == [1, 1, 1]
+        assert sorted(b for c in again for b in c["bodies"]) == ["fail x1", "x0", "x2"]  # every one came back
+        assert all(n == 2 for c in again for n in c["delivery_counts"])
