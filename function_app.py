@@ -24,5 +24,7 @@ async def shutdown() -> None:
     list flushed first, then what the bridge opened closed."""
     from shared.ops.wiring import drain
 
-    await drain()
-    await close_bridge()
+    try:
+        await drain()
+    finally:
+        await close_bridge()

@@ -30,6 +30,7 @@ TABLE = "opswaiting"
 TRANSACTION_SIZE = 100  # Table Storage's limit per entity-group transaction
 MAX_PRUNED = 20  # rows of errored changes taken off per look, at most
 QUEUED_FLUSH_SECONDS = 0.5  # well under the observer's FLUSH_SECONDS: a row is written before apply's "done" is
+FINISHED_KEPT = 10_000  # outcomes remembered against a row written late (a few seconds' worth at any rate)
 MapsFor = Callable[[ChangeEvent], list[str]]
 Key = tuple[str, str]  # (map, RowKey)
 
@@ -62,6 +63,9 @@ class WaitingChanges:
         self._flush_seconds = flush_seconds
         self._pending: dict[Key, dict[str, Any]] = {}
         self._flusher: asyncio.Task[None] | None = None
+        # Changes whose outcome came before their row was written (apply faster than the half-second flush, or during
+        # the flush's own write): never written, or deleted right after — else the row would wait for ever.
+        self._finished: dict[Key, None] = {}
 
     def _table(self) -> Any:
         return self._store.table(TABLE)
@@ -75,6 +79,7 @@ class WaitingChanges:
                 for name in self._maps_for(event):
                     key = waiting_key(name, event)
                     self._pending[key] = _entity(key)
+                    self._finished.pop(key, None)  # queued again (a send retried): waiting again
             if self._pending and (self._flusher is None or self._flusher.done()):
                 self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
         except Exception:
@@ -87,6 +92,7 @@ class WaitingChanges:
     async def flush(self) -> None:
         """Write the rows recorded since the last flush (per map, in transactions of up to 100)."""
         pending, self._pending = self._pending, {}
+        pending = {k: v for k, v in pending.items() if k not in self._finished}
         if not pending:
             return
         try:
@@ -99,6 +105,9 @@ class WaitingChanges:
                     await table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in chunk])
         except Exception:
             log.warning("could not record %d queued change(s) for the console's lag", len(pending), exc_info=True)
+        finished_meanwhile = [k for k in pending if k in self._finished]
+        if finished_meanwhile:
+            await self._delete(finished_meanwhile)
 
     async def unqueued(self, events: Sequence[ChangeEvent]) -> None:
         """The send failed: nothing of it is waiting (the sender retries, and it is recorded again)."""
@@ -108,7 +117,16 @@ class WaitingChanges:
 
     async def done(self, keys: Iterable[Key]) -> None:
         """Deleted per map in transactions; one already gone (a duplicate delivery) fails its transaction, whose
-        rows are then deleted one by one."""
+        rows are then deleted one by one. One not written yet never will be."""
+        keys = set(keys)
+        for key in keys:
+            self._pending.pop(key, None)
+            self._finished[key] = None
+        while len(self._finished) > FINISHED_KEPT:
+            del self._finished[next(iter(self._finished))]
+        await self._delete(keys)
+
+    async def _delete(self, keys: Iterable[Key]) -> None:
         table = self._table()
         try:
             await self._store.ensure()

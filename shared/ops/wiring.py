@@ -91,6 +91,6 @@ async def drain() -> None:
     """At shutdown: the observer's figures and deletions, and the rows of changes queued, written now."""
     from shared.ops.observer import get_observer
 
-    await get_observer().drain()
-    if get_waiting.cache_info().currsize:
+    if get_waiting.cache_info().currsize:  # rows first: the observer's deletions must find them
         await get_waiting().flush()
+    await get_observer().drain()
