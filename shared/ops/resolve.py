@@ -11,6 +11,7 @@ maps, types and text rules apply as in sync).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from shared.sync.rows import Current, DataverseRows, FnoRows, Written, dataverse
 
 RESOLVE_TAG = "bridge:resolve:"
 MAX_LEDGER_ROUNDS = 5
+log = logging.getLogger("ops.resolve")
 
 
 class _References:
@@ -137,8 +139,17 @@ class ConflictActions:
         }
         await self._record(m.name, record.key, expected, {})
         tag = f"{RESOLVE_TAG}{record.event_id}"
-        into_written = await self._write(m, into, record.key, entry, into_values, lookups, into_row, tag)
-        source_written = await self._write(m, source, record.key, entry, source_values, {}, source_row, tag)
+        written_sides: list[Side] = []
+        try:
+            into_written = await self._write(m, into, record.key, entry, into_values, lookups, into_row, tag)
+            written_sides.append(into)
+            source_written = await self._write(m, source, record.key, entry, source_values, {}, source_row, tag)
+        except Exception:
+            # A side not written must not stay recorded as holding the choice: its next change would be compared
+            # against values it never had. A side written keeps it (its change flows on as any other).
+            unwritten = {side: expected[side] for side in (into, source) if side not in written_sides}
+            await self._restore(m.name, record.key, unwritten, entry)
+            raise
         # Then both sides as they now are (versions, row ids, whatever the apps stored).
         now_rows: dict[Side, tuple[Current, Written]] = {}
         for side, written, before in ((into, into_written, into_row), (source, source_written, source_row)):
@@ -176,6 +187,28 @@ class ConflictActions:
             except LedgerConflict:
                 continue
         raise InvalidAction("the row kept changing in the ledger; try again")
+
+    async def _restore(
+        self, map_name: str, key: dict[str, Any], columns: dict[Side, dict[str, Any]], before: LedgerEntry
+    ) -> None:
+        """Put back, on each side, the values `columns` names as `before` held them (absent stays absent)."""
+        for _ in range(MAX_LEDGER_ROUNDS):
+            entry = await self.ledger.get(map_name, key) or LedgerEntry(map=map_name, key=key)
+            for side, names in columns.items():
+                old = before.side(side).values
+                values = dict(entry.side(side).values)
+                for name in names:
+                    if name in old:
+                        values[name] = old[name]
+                    else:
+                        values.pop(name, None)
+                entry.side(side).values = values
+            try:
+                await self.ledger.save(entry)
+                return
+            except LedgerConflict:
+                continue
+        log.warning("conflict resolution on %s %s: the ledger could not be put back", map_name, key)
 
     async def _read(self, m: TableMap, side: Side, key: dict[str, Any], entry: LedgerEntry) -> Current | None:
         if side is Side.FNO:

@@ -213,9 +213,18 @@ async def test_resolving_a_parked_conflict_applies_the_whole_change_to_both_apps
     assert resolved["resolution"]["written"]["dataverse"] == {"name": "F&O name", "telephone1": "+1 555 0101"}
     mirrored = await dataverse_account(bridge, "USMF", number)
     assert mirrored is not None and (mirrored["name"], mirrored["telephone1"]) == ("F&O name", "+1 555 0101")
-    # Dataverse's change: the operator types the value.
+    # Dataverse's change: the operator types the value — first one F&O refuses (its name holds 100 characters):
+    # nothing is written, and the ledger must not keep the refused value as synced on either side.
     from_dataverse = next(c for c in parked if c["source"] == "dataverse")
     (column,) = from_dataverse["fields"]
+    refused = await api(bridge, "POST", f"conflicts/{from_dataverse['id']}/resolve",
+                        {"fields": {column: {"take": "value", "value": "N" * 150}}}, headers=ADA)  # fmt: skip
+    assert refused.status_code == 502 and "refused" in refused.json()["detail"], refused.text
+    async with TableServiceClient.from_connection_string(storage) as service:
+        key = {"CustomerAccount": number, "dataAreaId": "usmf"}
+        entity = await service.get_table_client("ledger").get_entity("customers", key_text(key))
+        kept = LedgerEntry.model_validate_json(entity["Entry"])
+    assert kept.fno.values.get("OrganizationName") != "N" * 150 and kept.dataverse.values.get("name") != "N" * 150
     answer = await api(bridge, "POST", f"conflicts/{from_dataverse['id']}/resolve",
                        {"fields": {column: {"take": "value", "value": "F&O name"}}}, headers=ADA)  # fmt: skip
     assert answer.status_code == 200, answer.text
