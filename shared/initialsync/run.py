@@ -196,7 +196,15 @@ class SyncRunner:
             jobs = [self._save(run, state, upcoming)] if upcoming is not None else []
             if pending is not None:
                 jobs.append(self._write(run, state, pending, entries, writer))
-            await asyncio.gather(*jobs)
+            # Both jobs are waited for, whatever happens: a save left running would land after the step failed.
+            results = await asyncio.gather(*jobs, return_exceptions=True)
+            failure = next((r for r in results if isinstance(r, BaseException)), None)
+            if failure is not None:
+                # The chunk saved but never written, and the chunk whose write raised (some of its batches may
+                # never have gone out): their entries go back to what they were, or the redelivered step would
+                # read "the target changed, the source not" and copy the target's stale value into the source.
+                await self._unsave([*(upcoming or []), *(pending or [])], entries)
+                raise failure
             if pending is not None:
                 state.processed += len(pending)
                 state.cursor = max((d.key_text for d in pending if d.keyed), default=state.cursor)
@@ -233,6 +241,23 @@ class SyncRunner:
         for d in chunk:
             if d.key_text in refused:  # changed by live sync since the run read it: live sync has it
                 d.kind, d.writes, d.conflict, d.detail = Kind.SKIPPED, [], None, "changed by live sync meanwhile"
+
+    async def _unsave(self, chunk: list[Decision], before: dict[str, LedgerEntry]) -> None:
+        """Undo the ledger entries saved for `chunk` (a save changed an entry's Table ETag; a refused one kept it):
+        an entry new to the run is deleted, one that replaced an older is put back, ETag-conditionally (an entry
+        live sync changed since is its own). The ledger never records as synced a value the app did not get."""
+        saved = [
+            (d.key_text, d.entry)
+            for d in chunk
+            if d.entry is not None and d.entry.etag != (old.etag if (old := before.get(d.key_text)) else None)
+        ]
+        try:
+            await delete_many(self.ledger, [e for k, e in saved if k not in before])
+            restored = [before[k].model_copy(update={"etag": e.etag, "indexed": e.indexed}) for k, e in saved
+                        if k in before]  # fmt: skip
+            await save_many(self.ledger, restored)
+        except Exception:  # the step fails (and is redelivered) anyway: log it, raise the cause
+            log.exception("%d ledger entries of a failed chunk could not be restored", len(saved))
 
     async def _write(
         self, run: RunState, state: MapProgress, chunk: list[Decision], before: dict[str, LedgerEntry],
