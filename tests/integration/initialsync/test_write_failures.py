@@ -19,7 +19,7 @@ from shared.connectors.errors import ConnectorError
 from shared.connectors.fno import FnoClient
 from shared.connectors.http import NO_RETRY, ODataTransport
 from shared.initialsync import io
-from shared.initialsync.model import Mode
+from shared.initialsync.model import Mode, RunState
 from shared.initialsync.plan import Decision
 from shared.initialsync.run import SyncRunner, new_run
 from shared.initialsync.store import RunStore
@@ -48,16 +48,9 @@ async def _accounts(dv: Sim) -> set[str]:
     return {str(r["accountnumber"]) for r in (await dv.http.get("accounts")).json()["value"]}
 
 
-async def test_a_write_that_raises_leaves_no_ledger_entry_for_what_it_did_not_write(
-    runner: SyncRunner, dv: Sim, fo: Sim, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("shared.initialsync.run.CHUNK", 5)
-    for n in range(CUSTOMERS):
-        r = await fo.http.post("CustomersV3", params={"cross-company": "true"},
-                               json={"dataAreaId": "usmf", "CustomerAccount": f"WF{n:03d}", "CustomerGroupId": "10",
-                                     "OrganizationName": f"Customer {n}", "PartyType": "Organization"})  # fmt: skip
-        assert r.status_code == 201, r.text
-
+def _fail_second_chunk(dv: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the second chunk of customers written on, Dataverse refuses every request (503): the write raises
+    while the next chunk's ledger entries are being saved."""
     real_write = io.Writer.write
     calls = 0
 
@@ -65,31 +58,67 @@ async def test_a_write_that_raises_leaves_no_ledger_entry_for_what_it_did_not_wr
         nonlocal calls
         if m.name == "customers":
             calls += 1
-            if calls == 2:  # the second chunk's write: Dataverse now refuses every request (503)
-                (
-                    await dv.admin.post("/_admin/faults", json={"error_share": 1.0, "error_status": 503})
-                ).raise_for_status()
+            if calls == 2:
+                faults = {"error_share": 1.0, "error_status": 503}
+                (await dv.admin.post("/_admin/faults", json=faults)).raise_for_status()
         return await real_write(self, m, decisions)
 
     monkeypatch.setattr(io.Writer, "write", write)
-    run = new_run(Mode.SYNC, runner.maps, ["customers"])
-    with pytest.raises(ConnectorError):
-        await runner.run(run)
-    await asyncio.sleep(0.5)  # anything the failed step left running lands
+
+
+async def _step_fails(runner: SyncRunner, run: RunState, dv: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shared.initialsync.run.CHUNK", 5)
+    with monkeypatch.context() as patched:
+        _fail_second_chunk(dv, patched)
+        with pytest.raises(ConnectorError):
+            await runner.run(run)
+        await asyncio.sleep(0.5)  # anything the failed step left running lands
     (await dv.admin.delete("/_admin/faults")).raise_for_status()
 
+
+async def _add_customers(fo: Sim) -> None:
+    for n in range(CUSTOMERS):
+        r = await fo.http.post("CustomersV3", params={"cross-company": "true"},
+                               json={"dataAreaId": "usmf", "CustomerAccount": f"WF{n:03d}", "CustomerGroupId": "10",
+                                     "OrganizationName": f"Customer {n}", "PartyType": "Organization"})  # fmt: skip
+        assert r.status_code == 201, r.text
+
+
+async def test_a_write_that_raises_leaves_no_ledger_entry_for_what_it_did_not_write(
+    runner: SyncRunner, dv: Sim, fo: Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _add_customers(fo)
+    run = new_run(Mode.SYNC, runner.maps, ["customers"])
+    await _step_fails(runner, run, dv, monkeypatch)
+
     entries, _ = await load_map(runner.ledger, "customers")
-    recorded = {
-        str(e.key["CustomerAccount"])
-        for e in entries.values()
-        if str(e.key.get("CustomerAccount", "")).startswith("WF")
-    }
+    recorded = {str(k) for e in entries.values() if str(k := e.key.get("CustomerAccount", "")).startswith("WF")}
     written = {a for a in await _accounts(dv) if a.startswith("WF")}
     assert 0 < len(written) < CUSTOMERS  # the first chunk went out, the rest did not
     assert recorded <= written, f"ledger claims rows Dataverse never got: {sorted(recorded - written)}"
 
-    # The redelivered step (faults gone) brings over the rest from its checkpoint.
-    monkeypatch.setattr(io.Writer, "write", real_write)
-    again = await runner.run(run)
+    again = await runner.run(run)  # the redelivered step (faults gone) brings over the rest from its checkpoint
     assert again.state == "done", again.report()
     assert {a for a in await _accounts(dv) if a.startswith("WF")} == {f"WF{n:03d}" for n in range(CUSTOMERS)}
+
+
+async def test_a_redelivered_step_does_not_copy_a_stale_target_back_into_the_source(
+    runner: SyncRunner, dv: Sim, fo: Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _add_customers(fo)
+    assert (await runner.run(new_run(Mode.SYNC, runner.maps, ["customers"]))).state == "done"
+    for n in range(CUSTOMERS):  # renamed in F&O, nobody told (no webhooks here): the next run updates Dataverse
+        customer = f"CustomersV3(dataAreaId='usmf',CustomerAccount='WF{n:03d}')"
+        r = await fo.http.patch(customer, params={"cross-company": "true"}, json={"OrganizationName": f"Renamed {n}"})
+        assert r.is_success, r.text
+    run = new_run(Mode.SYNC, runner.maps, ["customers"])
+    await _step_fails(runner, run, dv, monkeypatch)
+    again = await runner.run(run)  # redelivered
+    assert again.state == "done", again.report()
+
+    fno = (await fo.http.get("CustomersV3", params={"cross-company": "true"})).json()["value"]
+    renamed = {c["CustomerAccount"]: c["OrganizationName"] for c in fno if c["CustomerAccount"].startswith("WF")}
+    assert renamed == {f"WF{n:03d}": f"Renamed {n}" for n in range(CUSTOMERS)}  # the source kept its new names
+    accounts = (await dv.http.get("accounts")).json()["value"]
+    names = {a["accountnumber"]: a["name"] for a in accounts if str(a["accountnumber"]).startswith("WF")}
+    assert names == renamed  # and the target got them
