@@ -38,12 +38,23 @@ from shared.sync.decide import normalize
 
 CHUNK = int(os.environ.get("SYNC_CHUNK_ROWS") or 2_000)  # decisions written (and checkpointed) together
 SAMPLES = 5
+# A step never writes past this many seconds from its start (plus the chunk in flight): the Service Bus trigger
+# renews the step's message lock for 5 minutes at most (host.json `maxAutoLockRenewalDuration`), after which the
+# broker redelivers the step while it still runs — two copies of one step at once.
+STEP_LIMIT = float(os.environ.get("SYNC_STEP_LIMIT_SECONDS") or 270)
 log = logging.getLogger("sync.initial")
 
 
 def error_id(map_name: str, key: dict[str, Any]) -> str:
     """The error log's id of a row a run could not write: one per row, so a rerun replaces it."""
     return f"sync:{map_name}:{key_text(key)}"
+
+
+def write_deadline(started: float, now: float, budget: float, limit: float = STEP_LIMIT) -> float:
+    """When a step, having read and planned a map by `now`, starts no further chunk: at its budget, or half a budget
+    from now when reading and planning spent most of it (else a large map would advance one chunk per step) — but
+    never later than `limit` from the step's start. (A step still writes at least one chunk, whatever the time.)"""
+    return min(max(started + budget, now + budget / 2), started + limit)
 
 
 def new_run(mode: Mode, maps: MapSet, names: Sequence[str] | None = None, only_failed: bool = False) -> RunState:
@@ -88,12 +99,12 @@ class SyncRunner:
         the run `running` (the caller queues the next step): no step holds a function for long."""
         run.state = "running"
         await self.runs.save(run)
-        deadline = time.monotonic() + budget_seconds if budget_seconds is not None else None
+        started = time.monotonic()
         try:
             for name in run.maps:
                 if run.progress[name].state == "done":
                     continue  # done by an earlier step
-                if not await self._map(run, name, progress, deadline, budget_seconds):
+                if not await self._map(run, name, progress, started, budget_seconds):
                     return run  # out of time: the next step continues from the cursor
         except ConnectorError as exc:
             # Throttled, timed out, unreachable: the step is retried (its message redelivered) from the checkpoint.
@@ -115,7 +126,7 @@ class SyncRunner:
         run: RunState,
         name: str,
         progress: Callable[[RunState], None] | None,
-        deadline: float | None,
+        started: float,
         budget: float | None = None,
     ) -> bool:
         """One map from its cursor; False when the deadline came first."""
@@ -171,15 +182,13 @@ class SyncRunner:
         writer = io.Writer(self.dataverse, self.fno, self.maps.maps, f"{io.TAG_PREFIX}sync:{run.run_id}")
         chunks = [decisions[start : start + CHUNK] for start in range(0, len(decisions), CHUNK)]
         plan_only = run.mode is Mode.PLAN
-        if deadline is not None and budget is not None:
-            deadline = max(deadline, time.monotonic() + budget / 2)
+        deadline = write_deadline(started, time.monotonic(), budget) if budget is not None else None
         # Pipelined: a chunk's ledger entries are saved while the chunk before it is written into the apps, so the
         # table service and the apps work at once. A chunk is written only after its own entries are saved (so
         # its echoes are recognised), and the cursor moves only past chunks written.
         done, pending = 0, None
         while True:
-            # A plan writes nothing (its chunks only count); a run whose reading and planning spent the step's
-            # budget still writes for half a budget more, or a large map would advance one chunk per step.
+            # A plan writes nothing (its chunks only count); see `write_deadline` for when a step stops writing.
             out_of_time = deadline is not None and time.monotonic() > deadline and done > 0 and not plan_only
             upcoming = chunks[done] if done < len(chunks) and not out_of_time else None
             if upcoming is None and pending is None:
@@ -187,7 +196,15 @@ class SyncRunner:
             jobs = [self._save(run, state, upcoming)] if upcoming is not None else []
             if pending is not None:
                 jobs.append(self._write(run, state, pending, entries, writer))
-            await asyncio.gather(*jobs)
+            # Both jobs are waited for, whatever happens: a save left running would land after the step failed.
+            results = await asyncio.gather(*jobs, return_exceptions=True)
+            failure = next((r for r in results if isinstance(r, BaseException)), None)
+            if failure is not None:
+                # The chunk saved but never written, and the chunk whose write raised (some of its batches may
+                # never have gone out): their entries go back to what they were, or the redelivered step would
+                # read "the target changed, the source not" and copy the target's stale value into the source.
+                await self._unsave([*(upcoming or []), *(pending or [])], entries)
+                raise failure
             if pending is not None:
                 state.processed += len(pending)
                 state.cursor = max((d.key_text for d in pending if d.keyed), default=state.cursor)
@@ -224,6 +241,23 @@ class SyncRunner:
         for d in chunk:
             if d.key_text in refused:  # changed by live sync since the run read it: live sync has it
                 d.kind, d.writes, d.conflict, d.detail = Kind.SKIPPED, [], None, "changed by live sync meanwhile"
+
+    async def _unsave(self, chunk: list[Decision], before: dict[str, LedgerEntry]) -> None:
+        """Undo the ledger entries saved for `chunk` (a save changed an entry's Table ETag; a refused one kept it):
+        an entry new to the run is deleted, one that replaced an older is put back, ETag-conditionally (an entry
+        live sync changed since is its own). The ledger never records as synced a value the app did not get."""
+        saved = [
+            (d.key_text, d.entry)
+            for d in chunk
+            if d.entry is not None and d.entry.etag != (old.etag if (old := before.get(d.key_text)) else None)
+        ]
+        try:
+            await delete_many(self.ledger, [e for k, e in saved if k not in before])
+            restored = [before[k].model_copy(update={"etag": e.etag, "indexed": e.indexed}) for k, e in saved
+                        if k in before]  # fmt: skip
+            await save_many(self.ledger, restored)
+        except Exception:  # the step fails (and is redelivered) anyway: log it, raise the cause
+            log.exception("%d ledger entries of a failed chunk could not be restored", len(saved))
 
     async def _write(
         self, run: RunState, state: MapProgress, chunk: list[Decision], before: dict[str, LedgerEntry],
