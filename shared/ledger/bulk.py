@@ -159,7 +159,14 @@ async def save_many(ledger: Ledger, entries: Sequence[LedgerEntry], in_flight: i
             transactions.append(([], []))
         transactions[-1][0].append((entry, len(ops)))  # (entry, how many operations it takes)
         transactions[-1][1].extend(ops)
-    await asyncio.gather(*(submit(chunk, operations) for chunk, operations in transactions if chunk))
+    # Every transaction settles before one's failure is raised: a caller putting entries back after a failure must
+    # not race a transaction still landing.
+    answers = await asyncio.gather(
+        *(submit(chunk, operations) for chunk, operations in transactions if chunk), return_exceptions=True
+    )
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            raise answer
     return result
 
 
