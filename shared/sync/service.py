@@ -435,8 +435,25 @@ class ApplyService:
         if moved is not None and c.depth < MAX_HEAL_DEPTH:
             # The source row had moved on past this change: sync it as it is now, before its own (older-looking)
             # notifications arrive and find the ledger already past them.
-            follow = synthetic(c.side, m, c.event.row_id, moved)
-            again = await self._apply_change(c.compiled, c.side, follow, c.depth + 1, True, None, None, catch_up=True)
+            # Like `_apply_map`: a concurrent change (a 412, or the ledger entry moved) reads the source row again
+            # and decides again; it never error-logs the change nor escapes the batch.
+            follow: ChangeEvent | None = synthetic(c.side, m, c.event.row_id, moved)
+            for _ in range(MAX_DECISION_ROUNDS):
+                try:
+                    if follow is not None:
+                        again = await self._apply_change(
+                            c.compiled, c.side, follow, c.depth + 1, True, None, None, catch_up=True
+                        )
+                    elif (entry := await self.ledger.get(m.name, c.key)) is not None:
+                        again = await self._catch_up(c.compiled, c.side, c.event, entry, c.depth)
+                    else:
+                        again = None
+                    break
+                except (ConcurrencyConflict, LedgerConflict) as exc:
+                    log.info("concurrent change on %s (%s); reading the source row and deciding again", m.name, exc)
+                    follow = None
+            else:
+                raise Retry(1.0, "the row kept changing while its catch-up was applied")
             writes += again.writes if again is not None else 0
         return Outcome(m.name, "conflict" if c.plan.conflict else "applied", c.plan.detail, writes)
 

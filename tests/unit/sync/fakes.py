@@ -28,6 +28,7 @@ class FakeLedger:
         self.states: dict[str, dict[str, Any]] = {}
         self.held_events: list[tuple[str, ChangeEvent]] = []
         self.transactions = 0
+        self.save_conflicts = 0  # the next this many `save` calls answer LedgerConflict (a concurrent writer)
         self._etag = 0
 
     async def get(self, map_name: str, key: dict[str, Any]) -> LedgerEntry | None:
@@ -40,6 +41,9 @@ class FakeLedger:
 
     async def save(self, entry: LedgerEntry) -> LedgerEntry:
         self.transactions += 1
+        if self.save_conflicts:
+            self.save_conflicts -= 1
+            raise LedgerConflict("the entry changed since it was read")
         return self._save(entry)
 
     def _save(self, entry: LedgerEntry) -> LedgerEntry:
@@ -117,6 +121,7 @@ class FakeRows:
     requests: int = 0
     batches: list[int] = field(default_factory=list)  # the size of each `$batch`
     fail: dict[str, ConnectorError] = field(default_factory=dict)  # a key or value → the error writing it answers
+    fail_once: dict[str, ConnectorError] = field(default_factory=dict)  # as `fail`, for the first such write only
     _version: int = 1000
 
     def _table(self, m: TableMap) -> str:
@@ -179,6 +184,8 @@ class FakeRows:
         for value in [*w.key.values(), *w.values.values()]:  # a key, or a value written, that the app refuses
             if str(value) in self.fail:
                 raise self.fail[str(value)]
+            if str(value) in self.fail_once:
+                raise self.fail_once.pop(str(value))
         slot, row = self._find(m, w.key)
         if w.create and row is not None:
             raise ConcurrencyConflict("already exists", status=412)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.connectors.errors import Throttled, ValidationFailed
+from shared.connectors.errors import ConcurrencyConflict, Throttled, ValidationFailed
 from shared.events.model import ChangeEvent, Operation, Side
 from shared.maps.loader import MapSet, load_maps
 from shared.sync.service import AlertRule, ApplyService, Message, Outcome, PermanentFailure
@@ -296,3 +296,43 @@ async def test_a_batch_of_fno_updates_is_reread_in_one_request_and_written_in_on
     assert [r[0].outcome for r in result] == ["applied"] * 3
     assert b.requests - before == 2  # one read of the three rows, one $batch of three writes
     assert all(account(b, n)["name"] == f"new {n}" for n in numbers)  # type: ignore[index]
+
+
+def _moved_source_row(b: Bridge, number: str) -> tuple[str, ChangeEvent]:
+    """A Dataverse change whose write-back into Dataverse finds the row moved on (a newer phone not synced yet): the
+    follow-up after the batch's flush syncs the row as it now is (into F&O, with the newer phone)."""
+    row_id = str(account(b, number)["accountid"])  # type: ignore[index]
+    where = {"accountnumber": number, "msdyn_company": "USMF"}
+    first = b.dataverse.put(CUSTOMERS, where, {"telephone1": "+1 555 0212"}).version
+    b.dataverse.put(CUSTOMERS, where, {"telephone1": "+1 555 0222"})
+    b.fno.put(CUSTOMERS, {"dataAreaId": "usmf", "CustomerAccount": number}, {"OrganizationName": "fno 2"})
+    return row_id, dataverse_account(row_id, number, first, name="original", telephone1="+1 555 0212")
+
+
+async def test_a_412_in_the_follow_up_after_a_flush_decides_again_and_is_not_error_logged() -> None:
+    """The follow-up `_done` runs after a flush was outside `_apply_map`'s loop: its 412 error-logged the change
+    (dead-lettered) though the row had only changed meanwhile."""
+    b = Bridge()
+    await b.apply(fno_customer("C14", 10, OrganizationName="original"))
+    _, older = _moved_source_row(b, "C14")
+    b.fno.fail_once["+1 555 0222"] = ConcurrencyConflict("the ETag does not match", status=412)
+    result = await b.service.apply_messages([Message(older)])
+    assert outcome(result) == "applied" and not b.ledger.error_log and not b.scheduled
+    row = b.fno.rows[("CustomersV3", '{"CustomerAccount": "c14", "dataAreaId": "usmf"}')]
+    assert (row.record["OrganizationName"], row.record["PrimaryContactPhone"]) == ("fno 2", "+1 555 0222")
+
+
+async def test_a_ledger_conflict_in_the_follow_up_after_a_flush_decides_again_and_does_not_fail_the_batch() -> None:
+    """A `LedgerConflict` there escaped `apply_batch`: the whole invocation failed and every message of the batch
+    was redelivered."""
+    b = Bridge()
+    await b.apply(fno_customer("C15", 10, OrganizationName="original"))
+    _, older = _moved_source_row(b, "C15")
+    other = fno_customer("C16", 10, OrganizationName="other")
+    b.fno.put(CUSTOMERS, dict(other.keys), dict(other.fields))
+    b.ledger.save_conflicts = 1  # the follow-up's own ledger save (the batch's entries go by save_many)
+    result = await b.service.apply_messages([Message(older), Message(other)])
+    assert [outcome(result, 0), outcome(result, 1)] == ["applied", "applied"]
+    assert not b.ledger.error_log and not b.scheduled
+    row = b.fno.rows[("CustomersV3", '{"CustomerAccount": "c15", "dataAreaId": "usmf"}')]
+    assert row.record["PrimaryContactPhone"] == "+1 555 0222"
