@@ -489,7 +489,10 @@ class ApplyService:
                 if isinstance(result, LedgerConflict):
                     again.append((change, unit))
                 elif isinstance(result, Exception):
-                    raise result
+                    # Its app write went out, its ledger entry did not: this change alone is tried again later (it
+                    # then reads the target and decides again), never the whole batch.
+                    reason = f"its ledger entry was not saved: {result}"
+                    await self._guard(unit, change.compiled.map, _raise(Retry(5.0, reason)))
                 else:
                     await self._guard(unit, change.compiled.map, self._done(change, writes, moved))
         for change, unit in again:

@@ -29,6 +29,7 @@ class FakeLedger:
         self.held_events: list[tuple[str, ChangeEvent]] = []
         self.transactions = 0
         self.save_conflicts = 0  # the next this many `save` calls answer LedgerConflict (a concurrent writer)
+        self.save_fail: dict[str, Exception] = {}  # a key value → the error saving its entry answers (too large, a 5xx)
         self._etag = 0
 
     async def get(self, map_name: str, key: dict[str, Any]) -> LedgerEntry | None:
@@ -47,6 +48,9 @@ class FakeLedger:
         return self._save(entry)
 
     def _save(self, entry: LedgerEntry) -> LedgerEntry:
+        for value in entry.key.values():
+            if str(value) in self.save_fail:
+                raise self.save_fail[str(value)]
         slot = (entry.map, key_text(entry.key))
         stored = self.entries.get(slot)
         if (stored is None) != (entry.etag is None) or (stored is not None and stored[1] != entry.etag):
@@ -65,7 +69,7 @@ class FakeLedger:
         for entry in entries:
             try:
                 out.append(self._save(entry))
-            except LedgerConflict as exc:
+            except Exception as exc:  # as the Table ledger: each entry answers its own failure
                 out.append(exc)
         return out
 

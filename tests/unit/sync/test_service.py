@@ -336,3 +336,17 @@ async def test_a_ledger_conflict_in_the_follow_up_after_a_flush_decides_again_an
     assert not b.ledger.error_log and not b.scheduled
     row = b.fno.rows[("CustomersV3", '{"CustomerAccount": "c15", "dataAreaId": "usmf"}')]
     assert row.record["PrimaryContactPhone"] == "+1 555 0222"
+
+
+async def test_a_ledger_entry_that_cannot_be_saved_retries_its_change_alone_and_the_batch_completes() -> None:
+    """A non-conflict failure saving one entry of the batch (too large, a 5xx) raised out of the flush after the app
+    writes went out: every invocation of the session lane failed until it dead-lettered."""
+    b = Bridge()
+    b.ledger.save_fail["L2"] = RuntimeError("EntityTooLarge")
+    events = [fno_customer(n, 10, OrganizationName=n) for n in ("L1", "L2", "L3")]
+    result = await b.apply(*events)
+    assert [r[0].outcome for r in result] == ["applied", "deferred", "applied"]
+    assert [s[0] for s in b.scheduled] == [events[1].event_id] and not b.ledger.error_log
+    b.ledger.save_fail.clear()
+    assert outcome(await b.service.apply_messages([Message(events[1])])) == "applied"  # its retry: read, decided
+    assert account(b, "L2")["name"] == "L2"  # type: ignore[index]
