@@ -359,9 +359,9 @@ class ApplyService:
         assume = not read and can_assume(entry, into)
         current = None if assume else await self._read_target(m, into, row, entry)
         plan = plan_change(m, side, event, row, key, entry, current, read=not assume)
-        if plan.conflict is not None:
-            await self.ledger.record_conflict(plan.conflict)
-        if plan.park:
+        if plan.park:  # nothing is written: the conflict waits for a person
+            if plan.conflict is not None:
+                await self.ledger.record_conflict(plan.conflict)
             return Outcome(m.name, "conflict", plan.detail)
         change = _Change(compiled, side, event, depth, record, source_version, source_tag, row, key, entry, current,
                          plan)  # fmt: skip
@@ -432,6 +432,10 @@ class ApplyService:
     async def _done(self, change: _Change, writes: int, moved: Current | None) -> Outcome:
         c = change
         m = c.compiled.map
+        if c.plan.conflict is not None:
+            # Recorded once its write (and ledger entry) went through: a plan whose write met a 412 is decided
+            # again, and its record would claim a winner for a write that never happened.
+            await self.ledger.record_conflict(c.plan.conflict)
         if moved is not None and c.depth < MAX_HEAL_DEPTH:
             # The source row had moved on past this change: sync it as it is now, before its own (older-looking)
             # notifications arrive and find the ledger already past them.

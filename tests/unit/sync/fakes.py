@@ -125,7 +125,7 @@ class FakeRows:
     requests: int = 0
     batches: list[int] = field(default_factory=list)  # the size of each `$batch`
     fail: dict[str, ConnectorError] = field(default_factory=dict)  # a key or value → the error writing it answers
-    fail_once: dict[str, ConnectorError] = field(default_factory=dict)  # as `fail`, for the first such write only
+    fail_next: dict[str, list[ConnectorError]] = field(default_factory=dict)  # as `fail`, once per error listed
     _version: int = 1000
 
     def _table(self, m: TableMap) -> str:
@@ -188,8 +188,8 @@ class FakeRows:
         for value in [*w.key.values(), *w.values.values()]:  # a key, or a value written, that the app refuses
             if str(value) in self.fail:
                 raise self.fail[str(value)]
-            if str(value) in self.fail_once:
-                raise self.fail_once.pop(str(value))
+            if self.fail_next.get(str(value)):
+                raise self.fail_next[str(value)].pop(0)
         slot, row = self._find(m, w.key)
         if w.create and row is not None:
             raise ConcurrencyConflict("already exists", status=412)

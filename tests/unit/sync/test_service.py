@@ -315,7 +315,7 @@ async def test_a_412_in_the_follow_up_after_a_flush_decides_again_and_is_not_err
     b = Bridge()
     await b.apply(fno_customer("C14", 10, OrganizationName="original"))
     _, older = _moved_source_row(b, "C14")
-    b.fno.fail_once["+1 555 0222"] = ConcurrencyConflict("the ETag does not match", status=412)
+    b.fno.fail_next["+1 555 0222"] = [ConcurrencyConflict("the ETag does not match", status=412)]
     result = await b.service.apply_messages([Message(older)])
     assert outcome(result) == "applied" and not b.ledger.error_log and not b.scheduled
     row = b.fno.rows[("CustomersV3", '{"CustomerAccount": "c14", "dataAreaId": "usmf"}')]
@@ -350,3 +350,16 @@ async def test_a_ledger_entry_that_cannot_be_saved_retries_its_change_alone_and_
     b.ledger.save_fail.clear()
     assert outcome(await b.service.apply_messages([Message(events[1])])) == "applied"  # its retry: read, decided
     assert account(b, "L2")["name"] == "L2"  # type: ignore[index]
+
+
+async def test_a_conflict_whose_write_met_a_412_is_recorded_once_for_the_write_that_happened() -> None:
+    """The conflict was recorded before its write: a 412 decided the change again and a second record was written,
+    the first claiming a winner for a write that never happened."""
+    b = Bridge()
+    await b.apply(fno_customer("C17", 10, OrganizationName="A"))
+    b.dataverse.put(CUSTOMERS, {"accountnumber": "C17", "msdyn_company": "USMF"}, {"name": "Dataverse's"})
+    precondition = ConcurrencyConflict("the ETag does not match", status=412)
+    b.dataverse.fail_next["F&O's"] = [precondition, precondition]  # the first write, then the conflict's own
+    result = await b.apply(fno_customer("C17", 11, OrganizationName="F&O's"))
+    assert outcome(result) == "conflict" and account(b, "C17")["name"] == "F&O's"  # type: ignore[index]
+    assert [c.winner for c in b.ledger.conflict_log] == ["fno"]  # one record, of the write that went through
