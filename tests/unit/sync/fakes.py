@@ -4,7 +4,7 @@ conditional writes (412), guarded creates and a request counter. Fast: no proces
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +126,7 @@ class FakeRows:
     batches: list[int] = field(default_factory=list)  # the size of each `$batch`
     fail: dict[str, ConnectorError] = field(default_factory=dict)  # a key or value → the error writing it answers
     fail_next: dict[str, list[ConnectorError]] = field(default_factory=dict)  # as `fail`, once per error listed
+    before_next_write: Callable[[], object] | None = None  # a person's change landing just before our next write
     _version: int = 1000
 
     def _table(self, m: TableMap) -> str:
@@ -213,6 +214,9 @@ class FakeRows:
         lookups: Mapping[str, LookupRef | None], *, if_match: str | None, create: bool, tag: str,
     ) -> Written:  # fmt: skip
         self.requests += 1
+        if (before := self.before_next_write) is not None:
+            self.before_next_write = None
+            before()
         return self._write(m, RowWrite(key, values, lookups, if_match, create, tag))
 
     async def write_many(self, m: TableMap, writes: Sequence[RowWrite]) -> list[Written | ConnectorError]:

@@ -231,12 +231,15 @@ async def test_a_write_back_newer_than_a_notifications_image_is_never_undone_by_
     b.fno.fail["+1 555 0222"] = Throttled("slow down", status=429, retry_after=1.0)  # the follow-up's write fails
     older = dataverse_account(row_id, "C13", first, name="original", telephone1="+1 555 0212")
     await b.service.apply_messages([Message(older)])
-    assert account(b, "C13")["name"] == "fno 2"  # type: ignore[index]  # written back
+    # The write-back is conditional on the version the change was made from: the row moved on, so it met a 412 and
+    # waits for the catch-up (whose write was throttled).
+    assert account(b, "C13")["name"] == "original"  # type: ignore[index]
     b.fno.fail.clear()
     newer = dataverse_account(row_id, "C13", second, name="original", telephone1="+1 555 0222")
     assert outcome(await b.apply(newer)) == "applied"
     row = b.fno.rows[("CustomersV3", '{"CustomerAccount": "c13", "dataAreaId": "usmf"}')]
     assert (row.record["OrganizationName"], row.record["PrimaryContactPhone"]) == ("fno 2", "+1 555 0222")
+    assert account(b, "C13")["name"] == "fno 2"  # type: ignore[index]  # written back by then
 
 
 async def test_a_failed_row_fails_alone_and_the_rest_of_its_batch_completes() -> None:
@@ -363,3 +366,22 @@ async def test_a_conflict_whose_write_met_a_412_is_recorded_once_for_the_write_t
     result = await b.apply(fno_customer("C17", 11, OrganizationName="F&O's"))
     assert outcome(result) == "conflict" and account(b, "C17")["name"] == "F&O's"  # type: ignore[index]
     assert [c.winner for c in b.ledger.conflict_log] == ["fno"]  # one record, of the write that went through
+
+
+async def test_a_write_back_never_replaces_a_change_made_in_the_source_meanwhile() -> None:
+    """The write-back into the source went with If-Match: *: a person's change to the same column, made in the
+    source after the plan read it, was replaced (and no conflict recorded). It is now conditional on the source's
+    ETag; on a 412 the source is read again and decided again, three-way."""
+    b = Bridge()
+    await b.apply(fno_customer("C18", 10, OrganizationName="A", SalesMemo="memo"))
+    b.dataverse.put(CUSTOMERS, {"accountnumber": "C18", "msdyn_company": "USMF"}, {"description": "their memo"})
+    where = {"dataAreaId": "usmf", "CustomerAccount": "C18"}
+    b.fno.put(CUSTOMERS, where, {"OrganizationName": "B"})
+    b.fno.before_next_write = lambda: b.fno.put(CUSTOMERS, where, {"SalesMemo": "person's memo"})
+    result = await b.apply(fno_customer("C18", 11, Operation.UPDATE))  # re-read: the plan knows F&O's ETag
+    assert not b.ledger.error_log and not b.scheduled and outcome(result) in ("applied", "conflict")
+    row = b.fno.rows[("CustomersV3", '{"CustomerAccount": "c18", "dataAreaId": "usmf"}')]
+    assert row.record["SalesMemo"] == "person's memo"  # not replaced by the write-back
+    assert b.ledger.conflict_log and b.ledger.conflict_log[-1].winner == "fno"  # merge, master fno: decided again
+    assert account(b, "C18")["description"] == "person's memo"  # type: ignore[index]
+    assert account(b, "C18")["name"] == "B"  # type: ignore[index]
