@@ -124,7 +124,8 @@ class Ledger:
     async def save_many(self, entries: Sequence[LedgerEntry]) -> list[LedgerEntry | Exception]:
         """Several entries in entity-group transactions (one per map's partition, at most 100 operations each:
         Microsoft Learn, "Performing entity group transactions"). A transaction is all or nothing, so when one
-        fails its entries are saved one by one: each then succeeds or answers its own `LedgerConflict`."""
+        fails its entries are saved one by one: each then succeeds or answers its own `LedgerConflict` or other error
+        (too large, a 5xx), so one entry's failure never sinks the others."""
         await self.ensure_tables()
         out: list[LedgerEntry | Exception] = list(entries)
         groups: dict[str, list[int]] = {}
@@ -153,7 +154,7 @@ class Ledger:
                     for i in part:
                         try:
                             out[i] = await self.save(entries[i])
-                        except LedgerConflict as exc:
+                        except Exception as exc:  # its own failure, not its neighbours'
                             out[i] = exc
                     continue
                 position = 0

@@ -36,7 +36,7 @@ from shared.sync.batching import row_of as _row_of
 from shared.sync.decide import fingerprint, normalize
 from shared.sync.heal import MAX_HEAL_DEPTH, References, Resolver, synthetic
 from shared.sync.outcome import AlertRule, Message, Outcome, PermanentFailure, Retry, Scheduler
-from shared.sync.plan import TAG_PREFIX, can_assume, known_before_reread, plan_change, settle, skip_reason
+from shared.sync.plan import TAG_PREFIX, can_assume, known_before_reread, plan_change, settle, skip_reason, source_etag
 from shared.sync.ports import BulkReads, LedgerPort, RowsPort
 from shared.sync.rows import Current, RowWrite, Written, row_slot
 
@@ -359,9 +359,9 @@ class ApplyService:
         assume = not read and can_assume(entry, into)
         current = None if assume else await self._read_target(m, into, row, entry)
         plan = plan_change(m, side, event, row, key, entry, current, read=not assume)
-        if plan.conflict is not None:
-            await self.ledger.record_conflict(plan.conflict)
-        if plan.park:
+        if plan.park:  # nothing is written: the conflict waits for a person
+            if plan.conflict is not None:
+                await self.ledger.record_conflict(plan.conflict)
             return Outcome(m.name, "conflict", plan.detail)
         change = _Change(compiled, side, event, depth, record, source_version, source_tag, row, key, entry, current,
                          plan)  # fmt: skip
@@ -420,23 +420,50 @@ class ApplyService:
         """The ledger entry once the write is done, with the write-back into the source when the plan has one."""
         c = change
         m = c.compiled.map
+        base = dict(c.entry.side(c.side.other).values) if c.entry is not None else {}  # `settle` updates it in place
         entry = settle(c.plan, m, c.side, c.event, c.record, c.source_version, c.row, c.key, c.entry, c.current,
                        written, c.source_tag)  # fmt: skip
         writes = 1 if written is not None else 0
         moved: Current | None = None
         if c.plan.back and c.current is not None:
-            wrote, moved = await self._write_back(c.compiled, c.side, c.event, c.key, c.current, c.plan.back, entry)
+            # Conditional on the source row as the plan read it (its ETag, where known): a person's change made in
+            # the source meanwhile is never replaced blindly.
+            if_match = c.source_tag or (source_etag(c.side, c.source_version, None) if c.source_version else None)
+            wrote, moved = await self._write_back(
+                c.compiled, c.side, c.event, c.key, c.current, c.plan.back, entry, if_match or "*", base
+            )
             writes += wrote
         return entry, writes, moved
 
     async def _done(self, change: _Change, writes: int, moved: Current | None) -> Outcome:
         c = change
         m = c.compiled.map
+        if c.plan.conflict is not None:
+            # Recorded once its write (and ledger entry) went through: a plan whose write met a 412 is decided
+            # again, and its record would claim a winner for a write that never happened.
+            await self.ledger.record_conflict(c.plan.conflict)
         if moved is not None and c.depth < MAX_HEAL_DEPTH:
             # The source row had moved on past this change: sync it as it is now, before its own (older-looking)
             # notifications arrive and find the ledger already past them.
-            follow = synthetic(c.side, m, c.event.row_id, moved)
-            again = await self._apply_change(c.compiled, c.side, follow, c.depth + 1, True, None, None, catch_up=True)
+            # Like `_apply_map`: a concurrent change (a 412, or the ledger entry moved) reads the source row again
+            # and decides again; it never error-logs the change nor escapes the batch.
+            follow: ChangeEvent | None = synthetic(c.side, m, c.event.row_id, moved)
+            for _ in range(MAX_DECISION_ROUNDS):
+                try:
+                    if follow is not None:
+                        again = await self._apply_change(
+                            c.compiled, c.side, follow, c.depth + 1, True, None, None, catch_up=True
+                        )
+                    elif (entry := await self.ledger.get(m.name, c.key)) is not None:
+                        again = await self._catch_up(c.compiled, c.side, c.event, entry, c.depth)
+                    else:
+                        again = None
+                    break
+                except (ConcurrencyConflict, LedgerConflict) as exc:
+                    log.info("concurrent change on %s (%s); reading the source row and deciding again", m.name, exc)
+                    follow = None
+            else:
+                raise Retry(1.0, "the row kept changing while its catch-up was applied")
             writes += again.writes if again is not None else 0
         return Outcome(m.name, "conflict" if c.plan.conflict else "applied", c.plan.detail, writes)
 
@@ -472,7 +499,10 @@ class ApplyService:
                 if isinstance(result, LedgerConflict):
                     again.append((change, unit))
                 elif isinstance(result, Exception):
-                    raise result
+                    # Its app write went out, its ledger entry did not: this change alone is tried again later (it
+                    # then reads the target and decides again), never the whole batch.
+                    reason = f"its ledger entry was not saved: {result}"
+                    await self._guard(unit, change.compiled.map, _raise(Retry(5.0, reason)))
                 else:
                     await self._guard(unit, change.compiled.map, self._done(change, writes, moved))
         for change, unit in again:
@@ -488,7 +518,7 @@ class ApplyService:
 
     async def _write_back(
         self, compiled: CompiledMap, side: Side, event: ChangeEvent, key: dict[str, Any], current: Current,
-        columns: set[str], entry: LedgerEntry,
+        columns: set[str], entry: LedgerEntry, if_match: str = "*", base: Mapping[str, Any] | None = None,
     ) -> tuple[int, Current | None]:  # fmt: skip
         """Copy the target's own changes (and the columns it won) back into the source, so both converge even
         though the target's own, older notification will now be skipped as stale. Returns the source row when it
@@ -506,13 +536,37 @@ class ApplyService:
             return 0, None
         tag = f"{TAG_PREFIX}{event.event_id}:back"
         write_key = key if side is Side.FNO else back.key
-        written = await self.rows(side).write(m, write_key, names, {}, if_match="*", create=False, tag=tag)
         state = entry.side(side)
+        try:
+            written = await self.rows(side).write(m, write_key, names, {}, if_match=if_match, create=False, tag=tag)
+        except ConcurrencyConflict:
+            # The source row changed since the plan read it: nothing written back. It is synced as it now is, three-
+            # way against the target (a catch-up), now or, if that fails, on its next notification (`ahead`).
+            moved = (
+                await self.fno.read(m, key) if side is Side.FNO
+                else await self.dataverse.read(m, state.row_id or event.row_id)
+            )  # fmt: skip
+            # The target's own changes in those columns are not synced either: their base stays as it was, so the
+            # catch-up sees them as the target's changes (else it would write the source's older values over them).
+            # Nor is the target known synced: the next write into it reads it first, and its own notification
+            # (older than our write) catches it up rather than being skipped.
+            target = entry.side(into)
+            for column in columns:
+                if base is not None and column in base:
+                    target.values[column] = base[column]
+                else:
+                    target.values.pop(column, None)
+            target.etag = None
+            target.ahead = True
+            state.etag = None
+            state.ahead = True
+            return 0, moved
         state.values = {**state.values, **{n: normalize(v) for n, v in names.items()}}
         entry.side(into).values = {**entry.side(into).values, **fingerprint(current.record, current.record)}
-        # The write-back does not check the source's version (If-Match: *): the row may hold newer changes than the
-        # one being applied (shuffled delivery). Its new version is ours only if it holds nothing we have not synced;
-        # else the notifications of those changes would be skipped as stale and the two apps would stay apart.
+        # Where the source's ETag was unknown the write-back did not check its version (If-Match: *): the row may
+        # hold newer changes than the one being applied (shuffled delivery). Its new version is ours only if it
+        # holds nothing we have not synced; else the notifications of those changes would be skipped as stale and
+        # the two apps would stay apart.
         now: Current | None = (
             Current(written.record, written.etag, written.row_id) if written.record is not None
             else await self.fno.read(m, key) if side is Side.FNO

@@ -4,7 +4,7 @@ conditional writes (412), guarded creates and a request counter. Fast: no proces
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,8 @@ class FakeLedger:
         self.states: dict[str, dict[str, Any]] = {}
         self.held_events: list[tuple[str, ChangeEvent]] = []
         self.transactions = 0
+        self.save_conflicts = 0  # the next this many `save` calls answer LedgerConflict (a concurrent writer)
+        self.save_fail: dict[str, Exception] = {}  # a key value → the error saving its entry answers (too large, a 5xx)
         self._etag = 0
 
     async def get(self, map_name: str, key: dict[str, Any]) -> LedgerEntry | None:
@@ -40,9 +42,15 @@ class FakeLedger:
 
     async def save(self, entry: LedgerEntry) -> LedgerEntry:
         self.transactions += 1
+        if self.save_conflicts:
+            self.save_conflicts -= 1
+            raise LedgerConflict("the entry changed since it was read")
         return self._save(entry)
 
     def _save(self, entry: LedgerEntry) -> LedgerEntry:
+        for value in entry.key.values():
+            if str(value) in self.save_fail:
+                raise self.save_fail[str(value)]
         slot = (entry.map, key_text(entry.key))
         stored = self.entries.get(slot)
         if (stored is None) != (entry.etag is None) or (stored is not None and stored[1] != entry.etag):
@@ -61,7 +69,7 @@ class FakeLedger:
         for entry in entries:
             try:
                 out.append(self._save(entry))
-            except LedgerConflict as exc:
+            except Exception as exc:  # as the Table ledger: each entry answers its own failure
                 out.append(exc)
         return out
 
@@ -117,6 +125,8 @@ class FakeRows:
     requests: int = 0
     batches: list[int] = field(default_factory=list)  # the size of each `$batch`
     fail: dict[str, ConnectorError] = field(default_factory=dict)  # a key or value → the error writing it answers
+    fail_next: dict[str, list[ConnectorError]] = field(default_factory=dict)  # as `fail`, once per error listed
+    before_next_write: Callable[[], object] | None = None  # a person's change landing just before our next write
     _version: int = 1000
 
     def _table(self, m: TableMap) -> str:
@@ -179,6 +189,8 @@ class FakeRows:
         for value in [*w.key.values(), *w.values.values()]:  # a key, or a value written, that the app refuses
             if str(value) in self.fail:
                 raise self.fail[str(value)]
+            if self.fail_next.get(str(value)):
+                raise self.fail_next[str(value)].pop(0)
         slot, row = self._find(m, w.key)
         if w.create and row is not None:
             raise ConcurrencyConflict("already exists", status=412)
@@ -202,6 +214,9 @@ class FakeRows:
         lookups: Mapping[str, LookupRef | None], *, if_match: str | None, create: bool, tag: str,
     ) -> Written:  # fmt: skip
         self.requests += 1
+        if (before := self.before_next_write) is not None:
+            self.before_next_write = None
+            before()
         return self._write(m, RowWrite(key, values, lookups, if_match, create, tag))
 
     async def write_many(self, m: TableMap, writes: Sequence[RowWrite]) -> list[Written | ConnectorError]:

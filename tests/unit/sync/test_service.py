@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.connectors.errors import Throttled, ValidationFailed
+from shared.connectors.errors import ConcurrencyConflict, Throttled, ValidationFailed
 from shared.events.model import ChangeEvent, Operation, Side
 from shared.maps.loader import MapSet, load_maps
 from shared.sync.service import AlertRule, ApplyService, Message, Outcome, PermanentFailure
@@ -231,12 +231,15 @@ async def test_a_write_back_newer_than_a_notifications_image_is_never_undone_by_
     b.fno.fail["+1 555 0222"] = Throttled("slow down", status=429, retry_after=1.0)  # the follow-up's write fails
     older = dataverse_account(row_id, "C13", first, name="original", telephone1="+1 555 0212")
     await b.service.apply_messages([Message(older)])
-    assert account(b, "C13")["name"] == "fno 2"  # type: ignore[index]  # written back
+    # The write-back is conditional on the version the change was made from: the row moved on, so it met a 412 and
+    # waits for the catch-up (whose write was throttled).
+    assert account(b, "C13")["name"] == "original"  # type: ignore[index]
     b.fno.fail.clear()
     newer = dataverse_account(row_id, "C13", second, name="original", telephone1="+1 555 0222")
     assert outcome(await b.apply(newer)) == "applied"
     row = b.fno.rows[("CustomersV3", '{"CustomerAccount": "c13", "dataAreaId": "usmf"}')]
     assert (row.record["OrganizationName"], row.record["PrimaryContactPhone"]) == ("fno 2", "+1 555 0222")
+    assert account(b, "C13")["name"] == "fno 2"  # type: ignore[index]  # written back by then
 
 
 async def test_a_failed_row_fails_alone_and_the_rest_of_its_batch_completes() -> None:
@@ -296,3 +299,89 @@ async def test_a_batch_of_fno_updates_is_reread_in_one_request_and_written_in_on
     assert [r[0].outcome for r in result] == ["applied"] * 3
     assert b.requests - before == 2  # one read of the three rows, one $batch of three writes
     assert all(account(b, n)["name"] == f"new {n}" for n in numbers)  # type: ignore[index]
+
+
+def _moved_source_row(b: Bridge, number: str) -> tuple[str, ChangeEvent]:
+    """A Dataverse change whose write-back into Dataverse finds the row moved on (a newer phone not synced yet): the
+    follow-up after the batch's flush syncs the row as it now is (into F&O, with the newer phone)."""
+    row_id = str(account(b, number)["accountid"])  # type: ignore[index]
+    where = {"accountnumber": number, "msdyn_company": "USMF"}
+    first = b.dataverse.put(CUSTOMERS, where, {"telephone1": "+1 555 0212"}).version
+    b.dataverse.put(CUSTOMERS, where, {"telephone1": "+1 555 0222"})
+    b.fno.put(CUSTOMERS, {"dataAreaId": "usmf", "CustomerAccount": number}, {"OrganizationName": "fno 2"})
+    return row_id, dataverse_account(row_id, number, first, name="original", telephone1="+1 555 0212")
+
+
+async def test_a_412_in_the_follow_up_after_a_flush_decides_again_and_is_not_error_logged() -> None:
+    """The follow-up `_done` runs after a flush was outside `_apply_map`'s loop: its 412 error-logged the change
+    (dead-lettered) though the row had only changed meanwhile."""
+    b = Bridge()
+    await b.apply(fno_customer("C14", 10, OrganizationName="original"))
+    _, older = _moved_source_row(b, "C14")
+    b.fno.fail_next["+1 555 0222"] = [ConcurrencyConflict("the ETag does not match", status=412)]
+    result = await b.service.apply_messages([Message(older)])
+    assert outcome(result) == "applied" and not b.ledger.error_log and not b.scheduled
+    row = b.fno.rows[("CustomersV3", '{"CustomerAccount": "c14", "dataAreaId": "usmf"}')]
+    assert (row.record["OrganizationName"], row.record["PrimaryContactPhone"]) == ("fno 2", "+1 555 0222")
+
+
+async def test_a_ledger_conflict_in_the_follow_up_after_a_flush_decides_again_and_does_not_fail_the_batch() -> None:
+    """A `LedgerConflict` there escaped `apply_batch`: the whole invocation failed and every message of the batch
+    was redelivered."""
+    b = Bridge()
+    await b.apply(fno_customer("C15", 10, OrganizationName="original"))
+    _, older = _moved_source_row(b, "C15")
+    other = fno_customer("C16", 10, OrganizationName="other")
+    b.fno.put(CUSTOMERS, dict(other.keys), dict(other.fields))
+    b.ledger.save_conflicts = 1  # the follow-up's own ledger save (the batch's entries go by save_many)
+    result = await b.service.apply_messages([Message(older), Message(other)])
+    assert [outcome(result, 0), outcome(result, 1)] == ["applied", "applied"]
+    assert not b.ledger.error_log and not b.scheduled
+    row = b.fno.rows[("CustomersV3", '{"CustomerAccount": "c15", "dataAreaId": "usmf"}')]
+    assert row.record["PrimaryContactPhone"] == "+1 555 0222"
+
+
+async def test_a_ledger_entry_that_cannot_be_saved_retries_its_change_alone_and_the_batch_completes() -> None:
+    """A non-conflict failure saving one entry of the batch (too large, a 5xx) raised out of the flush after the app
+    writes went out: every invocation of the session lane failed until it dead-lettered."""
+    b = Bridge()
+    b.ledger.save_fail["L2"] = RuntimeError("EntityTooLarge")
+    events = [fno_customer(n, 10, OrganizationName=n) for n in ("L1", "L2", "L3")]
+    result = await b.apply(*events)
+    assert [r[0].outcome for r in result] == ["applied", "deferred", "applied"]
+    assert [s[0] for s in b.scheduled] == [events[1].event_id] and not b.ledger.error_log
+    b.ledger.save_fail.clear()
+    assert outcome(await b.service.apply_messages([Message(events[1])])) == "applied"  # its retry: read, decided
+    assert account(b, "L2")["name"] == "L2"  # type: ignore[index]
+
+
+async def test_a_conflict_whose_write_met_a_412_is_recorded_once_for_the_write_that_happened() -> None:
+    """The conflict was recorded before its write: a 412 decided the change again and a second record was written,
+    the first claiming a winner for a write that never happened."""
+    b = Bridge()
+    await b.apply(fno_customer("C17", 10, OrganizationName="A"))
+    b.dataverse.put(CUSTOMERS, {"accountnumber": "C17", "msdyn_company": "USMF"}, {"name": "Dataverse's"})
+    precondition = ConcurrencyConflict("the ETag does not match", status=412)
+    b.dataverse.fail_next["F&O's"] = [precondition, precondition]  # the first write, then the conflict's own
+    result = await b.apply(fno_customer("C17", 11, OrganizationName="F&O's"))
+    assert outcome(result) == "conflict" and account(b, "C17")["name"] == "F&O's"  # type: ignore[index]
+    assert [c.winner for c in b.ledger.conflict_log] == ["fno"]  # one record, of the write that went through
+
+
+async def test_a_write_back_never_replaces_a_change_made_in_the_source_meanwhile() -> None:
+    """The write-back into the source went with If-Match: *: a person's change to the same column, made in the
+    source after the plan read it, was replaced (and no conflict recorded). It is now conditional on the source's
+    ETag; on a 412 the source is read again and decided again, three-way."""
+    b = Bridge()
+    await b.apply(fno_customer("C18", 10, OrganizationName="A", SalesMemo="memo"))
+    b.dataverse.put(CUSTOMERS, {"accountnumber": "C18", "msdyn_company": "USMF"}, {"description": "their memo"})
+    where = {"dataAreaId": "usmf", "CustomerAccount": "C18"}
+    b.fno.put(CUSTOMERS, where, {"OrganizationName": "B"})
+    b.fno.before_next_write = lambda: b.fno.put(CUSTOMERS, where, {"SalesMemo": "person's memo"})
+    result = await b.apply(fno_customer("C18", 11, Operation.UPDATE))  # re-read: the plan knows F&O's ETag
+    assert not b.ledger.error_log and not b.scheduled and outcome(result) in ("applied", "conflict")
+    row = b.fno.rows[("CustomersV3", '{"CustomerAccount": "c18", "dataAreaId": "usmf"}')]
+    assert row.record["SalesMemo"] == "person's memo"  # not replaced by the write-back
+    assert b.ledger.conflict_log and b.ledger.conflict_log[-1].winner == "fno"  # merge, master fno: decided again
+    assert account(b, "C18")["description"] == "person's memo"  # type: ignore[index]
+    assert account(b, "C18")["name"] == "B"  # type: ignore[index]
