@@ -162,7 +162,8 @@ async def resolve_conflict(req: func.HttpRequest) -> func.HttpResponse:
         connectors = bridge().connectors
         tables = {name: c.map for name, c in control.maps.maps.items()}
         actions = ConflictActions(get_store(), control.maps, control.ledger,
-                                  DataverseRows(connectors.dataverse, tables), FnoRows(connectors.fno))  # fmt: skip
+                                  DataverseRows(connectors.dataverse, tables), FnoRows(connectors.fno),
+                                  bridge().apply.references)  # fmt: skip
         return json_response(await actions.resolve(partition, row, resolution, who.name))
     except (UnknownId, NotFoundError) as exc:
         return problem(404, "Not Found", str(exc))

@@ -16,8 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import JsonValue
-
 from shared.connectors.dataverse import WriteMode
 from shared.ledger.model import ConflictRecord, LedgerEntry
 from shared.ledger.tables import Ledger, LedgerConflict
@@ -27,26 +25,12 @@ from shared.maps.transform import LookupRef, transform
 from shared.ops.actions import FieldChoice, InvalidAction, NotFoundError, Resolution
 from shared.ops.store import OpsStore, conflict_json, now
 from shared.sync.decide import changes_since, fingerprint, normalize
+from shared.sync.heal import References
 from shared.sync.rows import Current, DataverseRows, FnoRows, Written, dataverse_record
 
 RESOLVE_TAG = "bridge:resolve:"
 MAX_LEDGER_ROUNDS = 5
 log = logging.getLogger("ops.resolve")
-
-
-class _References:
-    """The transform's `ReferenceResolver` for one row: company codes and referenced rows' F&O keys, looked up
-    before (the transform is synchronous)."""
-
-    def __init__(self) -> None:
-        self.codes: dict[str, str] = {}
-        self.keys: dict[tuple[str, str], dict[str, JsonValue]] = {}
-
-    def fno_key(self, map_name: str, dataverse_id: str) -> dict[str, JsonValue] | None:
-        return self.keys.get((map_name, dataverse_id.lower()))
-
-    def company_code(self, dataverse_company_id: str) -> str | None:
-        return self.codes.get(dataverse_company_id.lower())
 
 
 def plan(
@@ -83,6 +67,7 @@ class ConflictActions:
     ledger: Ledger
     dataverse: DataverseRows
     fno: FnoRows
+    references: References  # apply's: lookups through the ledger, a referenced row not synced yet healed first
 
     async def resolve(self, partition: str, row: str, resolution: Resolution, operator: str) -> dict[str, Any]:
         """Apply the parked change, each conflicting column as the operator chose, to both apps and the ledger.
@@ -119,14 +104,16 @@ class ConflictActions:
             raise InvalidAction(f"the row no longer exists in {into if into_row is None else source}")
         # The parked change as apply would write it: the source row now, through the map.
         forward = transform(compiled, source, source_row.record, self.maps.maps,
-                            await self._references(m, source, source_row.record))  # fmt: skip
+                            await self.references.prepare(compiled, source, source_row.record, 0))  # fmt: skip
         base = entry.side(into).values if entry.etag is not None and not entry.deleted else None
         write, back = plan(m, source, forward.values, into_row.record, base, chosen, set(forward.key))
         into_values = {**{c: forward.values[c] for c in write}, **chosen}
         lookups = forward.lookups if into is Side.DATAVERSE and not forward.missing else {}
         # The chosen values and the target's own changes, in the source's names, through the map's transform.
         after = {**into_row.record, **into_values}
-        backward = transform(compiled, into, after, self.maps.maps, await self._references(m, into, after))
+        backward = transform(
+            compiled, into, after, self.maps.maps, await self.references.prepare(compiled, into, after, 0)
+        )
         source_values: dict[str, Any] = {}
         for col in set(chosen) | back:
             name = _source_name(m, into, col) if col not in chosen else _any_source_name(m, into, col)
@@ -233,26 +220,6 @@ class ConflictActions:
             return_row=True,
         )  # fmt: skip
         return Written(result.etag, row_id, dataverse_record(result.row) if result.row else None)
-
-    async def _references(self, m: TableMap, side: Side, record: Mapping[str, Any]) -> _References:
-        """What the transform of a Dataverse row needs: its company's code, and the F&O keys the ledger knows for
-        the rows its lookups point at."""
-        refs = _References()
-        if side is not Side.DATAVERSE:
-            return refs
-        company = m.company_field(Side.DATAVERSE)
-        value = record.get(company) if company else None
-        if isinstance(value, dict) and value.get("id"):
-            code = await self.dataverse.company_code(str(value["id"]))
-            if code:
-                refs.codes[str(value["id"]).lower()] = code
-        for f in m.fields:
-            ref = record.get(f.dataverse) if f.lookup and f.dataverse else None
-            if f.lookup and isinstance(ref, dict) and ref.get("id"):
-                key = await self.ledger.key_for(f.lookup, Side.DATAVERSE, str(ref["id"]).lower())
-                if key is not None:
-                    refs.keys[(f.lookup, str(ref["id"]).lower())] = key
-        return refs
 
 
 def _any_source_name(m: TableMap, into: Side, column: str) -> str | None:
