@@ -62,14 +62,20 @@ class IngestService:
         else:
             parsed = await self._parse_fno(body, headers)
         result = IngestResult()
+        refused: list[tuple[str, ChangeTooLarge]] = []
         with ingest_span(headers) as trace:  # one operation id from here to the target write
-            for item in parsed:
+            for index, item in enumerate(parsed):
                 if isinstance(item, Ignored) or self._filter(item) is not None:
                     result.ignored.append(item)
-                else:
-                    update = {"ordering_key": self._ordering(item), "traceparent": item.traceparent or trace}
+                    continue
+                update = {"ordering_key": self._ordering(item), "traceparent": item.traceparent or trace}
+                try:
                     result.accepted.append(fitting(item.model_copy(update=update)))
+                except ChangeTooLarge as exc:
+                    refused.append((f"body[{index}]" if len(parsed) > 1 else "body", exc))
             await self._publisher.publish(result.accepted)
+        if refused:
+            raise _refusal(refused, result.accepted)
         return result
 
     async def _parse_fno(self, body: bytes, headers: Mapping[str, str]) -> list[ChangeEvent | Ignored]:
@@ -81,6 +87,18 @@ class IngestService:
         if symbols.missed and await self._enums.refresh(symbols.missed, symbols.generation):
             parsed = parse_fno(body, headers, self._bindings, self._catalog, self._enums.snapshot())
         return parsed
+
+
+def _refusal(refused: list[tuple[str, ChangeTooLarge]], queued: list[ChangeEvent]) -> ChangeTooLarge:
+    """The changes that cannot be queued, named, once the others are. The answer stays an error (413): F&O then
+    retries the whole POST — the others again, with the same event ids, dropped by the queue's duplicate detection
+    and by apply's — and finally records the refused change as failed, where a person sees it, instead of it being
+    acknowledged and lost."""
+    where = [w for w, _ in refused]
+    detail = "; ".join(f"{w}: {e}" if w != "body" else str(e) for w, e in refused)
+    if queued:
+        detail += f" — the other {len(queued)} change(s) of the notification were queued"
+    return ChangeTooLarge(detail, tuple(where), tuple(e.event_id for e in queued))
 
 
 def fitting(event: ChangeEvent, limit: int = MAX_CHANGE_BYTES) -> ChangeEvent:
