@@ -80,6 +80,10 @@ class WaitingChanges:
     def _table(self) -> Any:
         return self._store.table(TABLE)
 
+    def keys_for(self, event: ChangeEvent) -> list[Key]:
+        """The rows a change waits under: one per map reading it."""
+        return [waiting_key(name, event) for name in self._maps_for(event)]
+
     async def queued(self, events: Sequence[ChangeEvent]) -> None:
         """A row per change and map reading it, written in the background within `flush_seconds`, many changes to
         a transaction: the send never waits for it. Apply's "done" comes seconds later still (the observer takes

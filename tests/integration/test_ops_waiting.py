@@ -243,3 +243,16 @@ async def test_a_tombstone_not_claimed_yet_outlives_a_console_read(parts: Parts)
     assert await p.waiting.oldest("customers") is None  # the console looks
     await publisher_side.flush()  # the late write
     assert await p.waiting.oldest("customers") is None
+
+
+async def test_a_change_merged_into_a_later_one_of_its_row_is_not_left_waiting(parts: Parts) -> None:
+    """Apply merges a row's changes within one batch and logs the earlier one under no map ("-", superseded): its
+    rows — one per map reading it — are taken off all the same."""
+    p = parts
+    earlier = change(2)
+    await p.waiting.queued([earlier])
+    await p.waiting.flush()
+    assert (await p.waiting.oldest("customers") or {}).get("event_id") == earlier.event_id
+    p.observer.observe(earlier, "-", "skipped-superseded", "merged into a later change of its row", 0.0)
+    await p.observer.flush()
+    assert await p.waiting.oldest("customers") is None
