@@ -39,7 +39,7 @@ from shared.connectors.http import ODataTransport
 
 TOKEN = "bench-token"
 KEYS = {"master": "m", "default": "d"}
-LOG = Path("/tmp/bench-apply-devhost.log")
+LOG = Path(f"/tmp/bench-apply-devhost-{os.getpid()}.log")  # per run: other runs may share the machine
 
 
 def applied(after: float) -> list[float]:

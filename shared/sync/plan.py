@@ -20,7 +20,7 @@ from typing import Any
 from shared.events.model import ChangeEvent, Operation
 from shared.ledger.model import ConflictRecord, LedgerEntry
 from shared.maps.model import Side, TableMap
-from shared.maps.transform import LookupRef, TargetRow
+from shared.maps.transform import LookupRef, TargetRow, plain
 from shared.sync.decide import fingerprint, is_newer, normalize, resolve
 from shared.sync.rows import Current, Written
 
@@ -98,6 +98,17 @@ def known_before_reread(entry: LedgerEntry | None, m: TableMap, event: ChangeEve
     if event.operation is Operation.CREATE:
         return "skipped-stale", "a create of a row synced already"
     return None
+
+
+def integration_key(m: TableMap, record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The row's key in F&O's terms (the company lower-cased, as F&O compares it), or None when a part is missing."""
+    key: dict[str, Any] = {}
+    for name in m.fno.key:
+        value = plain(record.get(name))
+        if value in (None, ""):
+            return None
+        key[name] = str(value).lower() if name == m.company_field(Side.FNO) else value
+    return key
 
 
 def can_assume(entry: LedgerEntry | None, into: Side) -> bool:
