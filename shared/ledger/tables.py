@@ -12,11 +12,12 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableErrorCode, TableTransactionError, UpdateMode
+from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
 from shared.events.model import ChangeEvent
 from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry, key_text
+from shared.ledger.transact import TransactionFailed, transact
 from shared.maps.model import Side
 
 MAX_TRANSACTION = 100  # operations in one entity-group transaction
@@ -42,7 +43,6 @@ def index_entity(map_name: str, side: Side, row_id: str, key: dict[str, Any]) ->
 
 
 IfNotModified = MatchConditions.IfNotModified
-_CONFLICT_CODES = {TableErrorCode.ENTITY_ALREADY_EXISTS, TableErrorCode.UPDATE_CONDITION_NOT_SATISFIED}
 
 
 class Ledger:
@@ -112,10 +112,10 @@ class Ledger:
         await self.ensure_tables()
         operations, new = self._operations(entry)
         try:
-            results = await self._table("ledger").submit_transaction(operations)
-        except TableTransactionError as exc:
-            if getattr(exc, "error_code", None) in _CONFLICT_CODES:
-                raise LedgerConflict(str(exc.message)) from None
+            results = await transact(self._table("ledger"), operations)
+        except TransactionFailed as exc:
+            if exc.conflict:
+                raise LedgerConflict(str(exc)) from None
             raise
         entry.etag = results[0].get("etag")
         entry.indexed |= set(new)
@@ -149,8 +149,8 @@ class Ledger:
             for part in chunks:
                 operations = [op for i in part for op in planned[i][0]]
                 try:
-                    results = await self._table("ledger").submit_transaction(operations)
-                except TableTransactionError:
+                    results = await transact(self._table("ledger"), operations)
+                except TransactionFailed:
                     for i in part:
                         try:
                             out[i] = await self.save(entries[i])

@@ -19,10 +19,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables import UpdateMode
 
 from shared.events.model import ChangeEvent
 from shared.ledger.tables import safe_row_key
+from shared.ledger.transact import TransactionFailed, transact
 from shared.ops.store import OpsStore
 
 log = logging.getLogger("ops.waiting")
@@ -102,7 +103,7 @@ class WaitingChanges:
                 entities = [pending[(partition, r)] for r in rows]
                 for start in range(0, len(entities), TRANSACTION_SIZE):
                     chunk = entities[start : start + TRANSACTION_SIZE]
-                    await table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in chunk])
+                    await transact(table, [("upsert", e) for e in chunk])  # replace: keys only
         except Exception:
             log.warning("could not record %d queued change(s) for the console's lag", len(pending), exc_info=True)
         finished_meanwhile = [k for k in pending if k in self._finished]
@@ -134,10 +135,8 @@ class WaitingChanges:
                 for start in range(0, len(rows), TRANSACTION_SIZE):
                     chunk = rows[start : start + TRANSACTION_SIZE]
                     try:
-                        await table.submit_transaction(
-                            [("delete", {"PartitionKey": partition, "RowKey": r}) for r in chunk]
-                        )
-                    except TableTransactionError:
+                        await transact(table, [("delete", {"PartitionKey": partition, "RowKey": r}) for r in chunk])
+                    except TransactionFailed:
                         await asyncio.gather(*(self._delete_one(table, partition, r) for r in chunk))
         except Exception:
             log.warning("could not clear applied changes from the console's waiting list", exc_info=True)
