@@ -17,7 +17,7 @@ from azure.data.tables.aio import TableServiceClient
 
 from shared.events.model import ChangeEvent
 from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry, key_text
-from shared.ledger.transact import TransactionFailed, transact
+from shared.ledger.wire import TableRequestFailed, read_entity, transact
 from shared.maps.model import Side
 
 MAX_TRANSACTION = 100  # operations in one entity-group transaction
@@ -80,12 +80,11 @@ class Ledger:
 
     async def get(self, map_name: str, key: dict[str, Any]) -> LedgerEntry | None:
         await self.ensure_tables()
-        try:
-            entity = await self._table("ledger").get_entity(map_name, key_text(key))
-        except ResourceNotFoundError:
+        entity = await read_entity(self._table("ledger"), map_name, key_text(key))
+        if entity is None:
             return None
         entry = LedgerEntry.model_validate_json(entity["Entry"])
-        entry.etag = entity.metadata["etag"]
+        entry.etag = entity["etag"]
         entry.indexed = {(side, row_id) for side in Side if (row_id := entry.side(side).row_id)}
         return entry
 
@@ -113,7 +112,7 @@ class Ledger:
         operations, new = self._operations(entry)
         try:
             results = await transact(self._table("ledger"), operations)
-        except TransactionFailed as exc:
+        except TableRequestFailed as exc:
             if exc.conflict:
                 raise LedgerConflict(str(exc)) from None
             raise
@@ -150,7 +149,7 @@ class Ledger:
                 operations = [op for i in part for op in planned[i][0]]
                 try:
                     results = await transact(self._table("ledger"), operations)
-                except TransactionFailed:
+                except TableRequestFailed:
                     for i in part:
                         try:
                             out[i] = await self.save(entries[i])
@@ -167,9 +166,8 @@ class Ledger:
     async def key_for(self, map_name: str, side: Side, row_id: str) -> dict[str, Any] | None:
         """The integration key of a row known by its Dataverse GUID or F&O virtual id."""
         await self.ensure_tables()
-        try:
-            entity = await self._table("ledger").get_entity(map_name, index_row_key(side, row_id))
-        except ResourceNotFoundError:
+        entity = await read_entity(self._table("ledger"), map_name, index_row_key(side, row_id))
+        if entity is None:
             return None
         key: dict[str, Any] = json.loads(entity["Key"])
         return key

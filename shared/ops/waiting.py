@@ -23,7 +23,7 @@ from azure.data.tables import UpdateMode
 
 from shared.events.model import ChangeEvent
 from shared.ledger.tables import safe_row_key
-from shared.ledger.transact import TransactionFailed, transact
+from shared.ledger.wire import TableRequestFailed, transact
 from shared.ops.store import OpsStore
 
 log = logging.getLogger("ops.waiting")
@@ -136,7 +136,7 @@ class WaitingChanges:
                     chunk = rows[start : start + TRANSACTION_SIZE]
                     try:
                         await transact(table, [("delete", {"PartitionKey": partition, "RowKey": r}) for r in chunk])
-                    except TransactionFailed:
+                    except TableRequestFailed:
                         await asyncio.gather(*(self._delete_one(table, partition, r) for r in chunk))
         except Exception:
             log.warning("could not clear applied changes from the console's waiting list", exc_info=True)
