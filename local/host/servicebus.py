@@ -155,6 +155,16 @@ def to_function_message(message: ServiceBusReceivedMessage) -> func.ServiceBusMe
     )
 
 
+def _queued_ms(messages: list[ServiceBusReceivedMessage], started: float) -> float:
+    """How long the batch's oldest message waited on the queue before its invocation started (where a change
+    waits: on the queue, or before it, in ingest)."""
+    enqueued = [m.enqueued_time_utc for m in messages if m.enqueued_time_utc is not None]
+    if not enqueued:
+        return 0.0
+    started_at = time.time() - (time.perf_counter() - started)
+    return max(0.0, (started_at - min(enqueued).timestamp()) * 1000)
+
+
 class ServiceBusTriggerRunner:
     """All Service Bus triggers of an app: one async client per connection setting, receivers per trigger."""
 
@@ -223,8 +233,9 @@ class ServiceBusTriggerRunner:
             return
         log.info(
             "invocation function=%s trigger=servicebus outcome=succeeded message_id=%s messages=%d session=%s "
-            "duration_ms=%.1f invocation_id=%s",
-            spec.name, first.message_id, len(messages), first.session_id, duration, invocation_id,
+            "duration_ms=%.1f queued_ms=%.0f invocation_id=%s",
+            spec.name, first.message_id, len(messages), first.session_id, duration, _queued_ms(messages, started),
+            invocation_id,
         )  # fmt: skip
         if self._auto_complete(spec):
             for message in messages:
