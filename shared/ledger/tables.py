@@ -176,10 +176,13 @@ class Ledger:
 
     async def record_conflict(self, record: ConflictRecord) -> None:
         await self.ensure_tables()
-        await self._table("conflicts").create_entity(
-            {"PartitionKey": record.map, "RowKey": f"{time.time_ns():020d}-{record.event_id}",
-             "Status": record.status, "Record": record.model_dump_json()}
-        )  # fmt: skip
+        try:
+            await self._table("conflicts").create_entity(
+                {"PartitionKey": record.map, "RowKey": record.row_key(), "Status": record.status,
+                 "Record": record.model_dump_json()}
+            )  # fmt: skip
+        except ResourceExistsError:
+            pass  # recorded already (a redelivered change): the first record stands, and a person's resolution of it
 
     async def conflicts(self, map_name: str | None = None) -> list[ConflictRecord]:
         await self.ensure_tables()

@@ -18,7 +18,15 @@ from shared.sync.deletes import apply_delete
 from shared.sync.flush import MAX_DECISION_ROUNDS, Flushing, log
 from shared.sync.heal import MAX_HEAL_DEPTH, synthetic
 from shared.sync.outcome import Outcome, Retry, invalid
-from shared.sync.plan import TAG_PREFIX, can_assume, integration_key, known_before_reread, plan_change, skip_reason
+from shared.sync.plan import (
+    TAG_PREFIX,
+    can_assume,
+    integration_key,
+    known_before_reread,
+    owed_conflict,
+    plan_change,
+    skip_reason,
+)  # fmt: skip
 from shared.sync.rows import row_slot
 
 
@@ -98,6 +106,8 @@ class Changes(Flushing):
                 known = ahead if not isinstance(ahead, _Unread) else await self.ledger.get(m.name, early_key)
                 early = (early_key, known)
                 if (skip := known_before_reread(known, m, event)) is not None:
+                    if (owed := owed_conflict(known, event)) is not None:
+                        await self.ledger.record_conflict(owed)
                     return Outcome(m.name, *skip)
         record, source_version, source_tag = await self._source_record(m, side, event, batch)
         if not passes_filter(compiled, side, record):
@@ -121,6 +131,8 @@ class Changes(Flushing):
         skip = skip_reason(entry, side, event, source_version, seen, catch_up=catch_up)
         if skip is not None:
             assert entry is not None
+            if (owed := owed_conflict(entry, event)) is not None:
+                await self.ledger.record_conflict(owed)  # redelivered: its record may have failed after the save
             if entry.side(side).ahead and not catch_up:
                 if skip[0] == "skipped-stale" and depth < MAX_HEAL_DEPTH:
                     return await self._catch_up(compiled, side, event, entry, depth)
@@ -133,7 +145,10 @@ class Changes(Flushing):
         plan = plan_change(m, side, event, row, key, entry, current, read=not assume)
         if plan.park:  # nothing is written: the conflict waits for a person
             if plan.conflict is not None:
-                await self.ledger.record_conflict(plan.conflict)
+                try:
+                    await self.ledger.record_conflict(plan.conflict)
+                except Exception as exc:  # tried again alone; recording it again is a no-op
+                    raise Retry(5.0, f"its conflict record was not saved: {exc}") from exc
             return Outcome(m.name, "conflict", plan.detail)
         change = Change(compiled, side, event, depth, record, source_version, source_tag, row, key, entry, current,
                          plan)  # fmt: skip

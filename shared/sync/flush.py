@@ -88,7 +88,11 @@ class Flushing(Writes):
         if c.plan.conflict is not None:
             # Recorded once its write (and ledger entry) went through: a plan whose write met a 412 is decided
             # again, and its record would claim a winner for a write that never happened.
-            await self.ledger.record_conflict(c.plan.conflict)
+            try:
+                await self.ledger.record_conflict(c.plan.conflict)
+            except Exception as exc:
+                # The ledger entry holds the conflict: the change, tried again, is stale and records it then.
+                raise Retry(5.0, f"its conflict record was not saved: {exc}") from exc
         if moved is not None and c.depth < MAX_HEAL_DEPTH:
             # The source row had moved on past this change: sync it as it is now, before its own (older-looking)
             # notifications arrive and find the ledger already past them.

@@ -152,6 +152,7 @@ def plan_change(
         plan.conflict = ConflictRecord(
             map=m.name, key=key, policy=str(m.conflict.policy), winner=winner, fields=decision.conflicts,
             source=str(side), event_id=event.event_id, status="open" if decision.park else "resolved",
+            changed_at=event.occurred_at,
         )  # fmt: skip
         plan.detail = f"conflict on {', '.join(sorted(decision.conflicts))}, {decision.winner} won"
     if decision.park:
@@ -220,7 +221,15 @@ def settle(
     if event.row_id and not (side is Side.FNO and event.row_id.startswith("{")):
         state.row_id = state.row_id or event.row_id
     entry.deleted = False
+    entry.conflict = plan.conflict  # recorded once this entry is saved; a redelivery completes it (`owed_conflict`)
     return entry
+
+
+def owed_conflict(entry: LedgerEntry | None, event: ChangeEvent) -> ConflictRecord | None:
+    """The conflict `event` met, when the ledger entry holds it: the change was applied, and its conflict record may
+    not have been written (recording it again is a no-op)."""
+    owed = entry.conflict if entry is not None else None
+    return owed if owed is not None and owed.event_id == event.event_id else None
 
 
 def source_etag(side: Side, version: str, known: str | None) -> str | None:
