@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from azure.core.credentials_async import AsyncTokenCredential
 
 from shared.bus.publisher import ServiceBusChangePublisher
 from shared.clients import Clients
 from shared.connectors.wiring import Connectors
+from shared.ingest.enums import VirtualTableEnums
 from shared.ingest.service import IngestService
 from shared.ingest.wiring import build_ingest_service
 from shared.initialsync.run import SyncRunner
@@ -25,6 +27,9 @@ from shared.settings import Settings, get_settings
 from shared.sync.control import MapControl, MapGate, live_check
 from shared.sync.rows import DataverseRows, FnoRows
 from shared.sync.service import ApplyService
+
+if TYPE_CHECKING:
+    from shared.ops.wiring import OpsParts
 
 
 class Bridge:
@@ -63,7 +68,7 @@ class Bridge:
         s = self.settings
         return ServiceBusChangePublisher(
             self.clients.servicebus, s.changes_queue, s.enqueue_timeout_seconds, s.session_lanes,
-            watcher=queue_watcher(),
+            watcher=queue_watcher(self),
         )  # fmt: skip
 
     @cached_property
@@ -73,7 +78,10 @@ class Bridge:
 
     @cached_property
     def ingest(self) -> IngestService:
-        return build_ingest_service(self.settings, self.maps, self.publisher)
+        # F&O data events' enums are decoded with the virtual tables' options, read through the Dataverse client
+        # when first needed (without DATAVERSE_URL the read fails, and the changes are re-read by apply as before).
+        enums = VirtualTableEnums(lambda table: self.connectors.dataverse.picklist_definitions(table))
+        return build_ingest_service(self.settings, self.maps, self.publisher, enums)
 
     @cached_property
     def apply(self) -> ApplyService:
@@ -89,6 +97,13 @@ class Bridge:
         """Initial sync and reconciliation runs (`shared.initialsync`), over the same ledger and app clients."""
         tables = self.clients.tables
         return SyncRunner(self.maps, self.ledger, RunStore(tables), self.connectors.dataverse, self.connectors.fno)
+
+    @cached_property
+    def ops(self) -> OpsParts:
+        """The console's parts: its store, the waiting list, the observer of apply's outcomes."""
+        from shared.ops.wiring import OpsParts
+
+        return OpsParts(self)
 
     async def close(self) -> None:
         """Close what was opened: the apps' clients, the Azure clients, then the credential they shared."""
@@ -109,6 +124,11 @@ def bridge() -> Bridge:
     global _bridge
     if _bridge is None:
         _bridge = Bridge(get_settings())
+    return _bridge
+
+
+def current_bridge() -> Bridge | None:
+    """The process's bridge if one was built (shutdown must not build one just to close it)."""
     return _bridge
 
 
