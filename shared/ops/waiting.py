@@ -25,10 +25,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables import UpdateMode
 
 from shared.events.model import ChangeEvent
 from shared.ledger.tables import safe_row_key
+from shared.ledger.wire import TableRequestFailed, transact
 from shared.ops.store import OpsStore
 
 log = logging.getLogger("ops.waiting")
@@ -123,8 +124,8 @@ class WaitingChanges:
                 for start in range(0, len(entities), TRANSACTION_SIZE):
                     chunk = entities[start : start + TRANSACTION_SIZE]
                     try:
-                        await table.submit_transaction([("create", e) for e in chunk])
-                    except TableTransactionError:
+                        await transact(table, [("create", e) for e in chunk])
+                    except TableRequestFailed:
                         await asyncio.gather(*(self._create_one(table, e) for e in chunk))
         except Exception:
             log.warning("could not record %d queued change(s) for the console's lag", len(pending), exc_info=True)
@@ -170,10 +171,8 @@ class WaitingChanges:
                 for start in range(0, len(rows), TRANSACTION_SIZE):
                     chunk = rows[start : start + TRANSACTION_SIZE]
                     try:
-                        await table.submit_transaction(
-                            [("delete", {"PartitionKey": partition, "RowKey": r}) for r in chunk]
-                        )
-                    except TableTransactionError:
+                        await transact(table, [("delete", {"PartitionKey": partition, "RowKey": r}) for r in chunk])
+                    except TableRequestFailed:
                         await asyncio.gather(*(self._delete_one(table, partition, r, tombstone) for r in chunk))
         except Exception:
             log.warning("could not clear applied changes from the console's waiting list", exc_info=True)

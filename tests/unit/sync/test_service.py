@@ -4,14 +4,16 @@ creates, healing, deletes, batching of repeated rows, one failed row in a batch,
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shared.connectors.errors import ConcurrencyConflict, Throttled, ValidationFailed
 from shared.events.model import ChangeEvent, Operation, Side
-from shared.maps.loader import MapSet, load_maps
+from shared.maps.loader import MAPS_DIR, MapSet, load_maps
 from shared.sync.service import AlertRule, ApplyService, Message, Outcome, PermanentFailure
 from tests.unit.sync.fakes import COMPANY_ID, FakeLedger, FakeRows
 
@@ -385,3 +387,43 @@ async def test_a_write_back_never_replaces_a_change_made_in_the_source_meanwhile
     assert b.ledger.conflict_log and b.ledger.conflict_log[-1].winner == "fno"  # merge, master fno: decided again
     assert account(b, "C18")["description"] == "person's memo"  # type: ignore[index]
     assert account(b, "C18")["name"] == "B"  # type: ignore[index]
+
+
+async def test_a_conflict_whose_record_failed_after_its_ledger_entry_was_saved_is_recorded_on_redelivery() -> None:
+    """The write and the ledger entry went through, the conflict record did not: the change, tried again, finds the
+    row applied (stale) — and records the conflict its ledger entry holds, once."""
+    b = Bridge()
+    await b.apply(fno_customer("C19", 10, OrganizationName="A"))
+    b.dataverse.put(CUSTOMERS, {"accountnumber": "C19", "msdyn_company": "USMF"}, {"name": "Dataverse's"})
+    b.ledger.conflict_fails = 1
+    change = fno_customer("C19", 11, OrganizationName="F&O's")
+    result = await b.apply(change)
+    assert outcome(result) == "deferred" and [s[0] for s in b.scheduled] == [change.event_id]  # tried again
+    assert account(b, "C19")["name"] == "F&O's" and not b.ledger.conflict_log  # type: ignore[index]
+    again = await b.service.apply_messages([Message(change, 1, 1)])  # the re-scheduled message
+    assert outcome(again) == "skipped-stale"
+    assert [(c.event_id, c.winner) for c in b.ledger.conflict_log] == [(change.event_id, "fno")]
+    await b.service.apply_messages([Message(change, 2, 1)])  # delivered once more: still one record
+    assert len(b.ledger.conflict_log) == 1
+
+
+def manual_maps(tmp_path: Path) -> MapSet:
+    """The maps, the customers map's conflicts parked for a person (policy manual)."""
+    for source in MAPS_DIR.glob("*.yaml"):
+        text = source.read_text()
+        if source.name == "customers.yaml":
+            text, count = re.subn(r"(?m)^conflict: .*$", "conflict: {policy: manual, master: fno}", text)
+            assert count == 1
+        (tmp_path / source.name).write_text(text)
+    return load_maps(sorted(tmp_path.glob("*.yaml")))
+
+
+async def test_a_parked_conflict_delivered_twice_is_recorded_once(tmp_path: Path) -> None:
+    b = Bridge(manual_maps(tmp_path))
+    await b.apply(fno_customer("C20", 10, OrganizationName="A"))
+    b.dataverse.put(CUSTOMERS, {"accountnumber": "C20", "msdyn_company": "USMF"}, {"name": "Dataverse's"})
+    change = fno_customer("C20", 11, OrganizationName="F&O's")
+    assert outcome(await b.apply(change)) == "conflict"
+    assert outcome(await b.service.apply_messages([Message(change, 2)])) == "conflict"  # redelivered: parked again
+    assert [(c.status, c.winner) for c in b.ledger.conflict_log] == [("open", "none")]  # one record waits
+    assert account(b, "C20")["name"] == "Dataverse's"  # type: ignore[index]  # nothing written
