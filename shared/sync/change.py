@@ -77,7 +77,10 @@ class Changes(Flushing):
         it is now."""
         record: dict[str, Any] = dict(event.fields)
         if not self._partial(side, event):
-            return record, event.source_version, None
+            # An F&O event's own number (a data event's RowVersion — absent, or not of the ETag's sequence — or a
+            # business event's ControlNumber) is never taken for the row's version: the ledger's F&O versions come
+            # from ETags only, else a later update's re-read could be judged stale against it.
+            return record, event.source_version if side is Side.DATAVERSE else None, None
         if side is Side.DATAVERSE:
             current = await self.dataverse.read(m, event.row_id)
         else:
@@ -97,10 +100,11 @@ class Changes(Flushing):
         m = compiled.map
         into = side.other
         early: tuple[dict[str, Any], LedgerEntry | None] | None = None
-        if side is Side.FNO and self._partial(side, event):
-            # Redelivered, a create of a row synced already, or our own write seen back: known before the re-read,
-            # no app request for it. (Its version cannot be compared yet: an F&O event's number is not the row
-            # version its ETag carries.)
+        if side is Side.FNO and (self._partial(side, event) or event.operation is Operation.CREATE):
+            # Redelivered, a create of a row synced already, or our own write seen back: known before any re-read,
+            # no app request for it. (Its version cannot be compared: an F&O event's number is not the row
+            # version its ETag carries.) A create whose values came whole (its enums decoded at ingest) too: a late
+            # one must not carry its older values over a newer change already applied.
             if (early_key := integration_key(m, event.fields | event.keys)) is not None:
                 ahead = batch.entries.pop((m.name, key_text(early_key)), _UNREAD) if batch is not None else _UNREAD
                 known = ahead if not isinstance(ahead, _Unread) else await self.ledger.get(m.name, early_key)
