@@ -7,6 +7,7 @@ root (`shared.bridge`) owns the one `Clients` and the one credential they share.
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Callable
 from functools import cache
@@ -46,15 +47,24 @@ class Clients:
             self._servicebus = None
 
 
+def _proxy_configured() -> bool:
+    return any(os.environ.get(n) for v in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY") for n in (v, v.lower()))
+
+
 def _table_service(settings: Settings, credential: Callable[[], AsyncTokenCredential]) -> TableServiceClient:
+    # With `use_env_settings` (the SDK's default) aiohttp looks the proxy up in the environment for every request,
+    # in a thread (`asyncio.to_thread`): a thread hop per ledger read or write. Only asked for when a proxy is set.
+    proxy = _proxy_configured()
     if settings.storage_connection_string is not None:
-        return TableServiceClient.from_connection_string(settings.storage_connection_string.get_secret_value())
+        return TableServiceClient.from_connection_string(
+            settings.storage_connection_string.get_secret_value(), use_env_settings=proxy
+        )
     endpoint = settings.table_endpoint
     if endpoint is None:
         raise ConfigurationError(
             "no Table Storage configured: set AzureWebJobsStorage or AzureWebJobsStorage__accountName"
         )
-    return TableServiceClient(endpoint=endpoint, credential=credential())
+    return TableServiceClient(endpoint=endpoint, credential=credential(), use_env_settings=proxy)
 
 
 @cache

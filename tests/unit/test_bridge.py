@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from shared import bridge as root
 from shared.bridge import Bridge
 from shared.settings import Settings
@@ -59,3 +61,19 @@ def test_the_console_parts_of_a_bridge_act_through_that_bridge() -> None:
     assert "customers" in b.ops.waiting._maps_for(event)
     assert b.ops.effects.pause.__self__ is b.ops  # type: ignore[attr-defined]
     assert root.current_bridge() is None
+
+
+def test_table_requests_look_for_a_proxy_only_when_one_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiohttp with `trust_env` looks the proxy up in a thread on every request: off unless a proxy is configured."""
+    from shared.clients import _table_service
+
+    def trusts_env() -> bool:
+        tables = _table_service(Settings(storage_connection_string=AZURITE), lambda: None)  # type: ignore[arg-type,return-value]
+        transport = tables._client._client._pipeline._transport  # the SDK's AioHttpTransport
+        return bool(transport._use_env_settings)
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert not trusts_env()
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.contoso.com:8080")
+    assert trusts_env()
