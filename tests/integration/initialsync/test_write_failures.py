@@ -53,15 +53,23 @@ def _fail_second_chunk(dv: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
     while the next chunk's ledger entries are being saved."""
     real_write = io.Writer.write
     calls = 0
+    first_written = asyncio.Event()  # chunks are pipelined: the second may start before the first is written
 
     async def write(self: io.Writer, m: TableMap, decisions: Sequence[Decision]) -> Any:
         nonlocal calls
-        if m.name == "customers":
-            calls += 1
-            if calls == 2:
-                faults = {"error_share": 1.0, "error_status": 503}
-                (await dv.admin.post("/_admin/faults", json=faults)).raise_for_status()
-        return await real_write(self, m, decisions)
+        if m.name != "customers":
+            return await real_write(self, m, decisions)
+        calls += 1
+        mine = calls
+        if mine == 2:
+            await first_written.wait()
+            faults = {"error_share": 1.0, "error_status": 503}
+            (await dv.admin.post("/_admin/faults", json=faults)).raise_for_status()
+        try:
+            return await real_write(self, m, decisions)
+        finally:
+            if mine == 1:
+                first_written.set()
 
     monkeypatch.setattr(io.Writer, "write", write)
 
