@@ -16,7 +16,6 @@ change of each process (the Functions host's target in the burst: ≤ 5 ms).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
@@ -29,16 +28,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from local.connect import connect_apps
-from local.processes import AzuritePorts, Service, emulator_connection, free_port, python_module, start, start_azurite
-from local.servicebus.config import DEFAULT_CONFIG
+from bench.stack import TOKEN, Stack, app_requests, cpu_report, cpu_seconds, start_stack
 from shared.connectors.auth import StaticToken
 from shared.connectors.dataverse import DataverseClient
 from shared.connectors.fno import FnoClient
 from shared.connectors.http import ODataTransport
 
-TOKEN = "bench-token"
-KEYS = {"master": "m", "default": "d"}
 LOG = Path("/tmp/bench-apply-devhost.log")
 
 
@@ -50,41 +45,6 @@ def applied(after: float) -> list[float]:
             if match:
                 latencies.append(float(match.group(1)))
     return latencies[int(after) :]
-
-
-def cpu_seconds(services: list[Service]) -> dict[str, float]:
-    """CPU time (user + system) of each service's process group, and of this benchmark's own process."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    used = dict.fromkeys([s.name for s in services], 0.0)
-    groups = {s.pid: s.name for s in services}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) in groups:  # fields: state, ppid, pgrp, …, utime (11), stime (12)
-            used[groups[int(fields[2])]] += (int(fields[11]) + int(fields[12])) / ticks
-    own = os.times()
-    return used | {"benchmark": own.user + own.system}
-
-
-def cpu_report(before: dict[str, float], after: dict[str, float], changes: int) -> str:
-    spent = {name: after[name] - before.get(name, 0.0) for name in after}
-    parts = ", ".join(
-        f"{name} {1000 * cpu / changes:.1f}" for name, cpu in sorted(spent.items(), key=lambda kv: -kv[1])
-    )
-    return f"CPU ms per change: {1000 * sum(spent.values()) / changes:.1f} in all ({parts})"
-
-
-async def app_requests(urls: dict[str, str]) -> int:
-    """Requests both simulators have answered so far (the bridge's and the benchmark's own)."""
-    import httpx
-
-    async with httpx.AsyncClient() as http:
-        total = 0
-        for url in urls.values():
-            total += int((await http.get(f"{url}/_admin/stats")).json()["requests"])
-        return total
 
 
 async def quiet(urls: dict[str, str], seconds: float = 2.0) -> int:
@@ -132,48 +92,10 @@ class People:
 
 
 async def main() -> None:
-    services = []
+    stack = Stack()
     try:
-        ports = AzuritePorts.free()
-        services.append(start_azurite(ports))
-        broker_port, host_port = free_port(), free_port()
-        broker = start(
-            "servicebus",
-            python_module("local.servicebus", "--config", str(DEFAULT_CONFIG), "--port", str(broker_port)),
-            (broker_port,),
-        )
-        services.append(broker)
-        urls = {}
-        for kind in ("dataverse", "fno"):
-            port = free_port()
-            sim = start(
-                kind,
-                python_module(f"local.sims.{kind}", "--port", str(port), "--seed"),
-                (port,),
-                env={"LOCAL_BEARER_TOKEN": TOKEN},
-            )
-            services.append(sim)
-            sim.wait_ready()
-            urls[kind] = f"http://127.0.0.1:{port}"
-        broker.wait_ready()
-        env = {
-            "AzureWebJobsStorage": ports.connection_string(),
-            "ServiceBusConnection": emulator_connection(broker_port),
-            "DATAVERSE_URL": urls["dataverse"],
-            "FNO_URL": urls["fno"],
-            "LOCAL_BEARER_TOKEN": TOKEN,
-            "FUNCTION_KEYS": json.dumps(KEYS),
-        }
-        host = start(
-            "dev host",
-            python_module("local.host", "--port", str(host_port)),
-            (host_port,),
-            env=env,
-            output=LOG.open("wb"),  # noqa: ASYNC230
-        )
-        services.append(host)
-        host.wait_ready()
-        await connect_apps(f"http://127.0.0.1:{host_port}", urls["dataverse"], urls["fno"], TOKEN, KEYS)
+        await start_stack(stack, LOG)
+        services, urls = stack.services, stack.urls
         dataverse = DataverseClient(ODataTransport(f"{urls['dataverse']}/api/data/v9.2/", StaticToken(TOKEN)))
         usmf = await dataverse.get("cdm_companies", {"cdm_companycode": "USMF"})
         people = People(
@@ -244,8 +166,7 @@ async def main() -> None:
         print(cpu_report(cpu_before, cpu_seconds(services), max(done, 1)))
         await people.close()
     finally:
-        for service in reversed(services):
-            service.stop()
+        stack.stop()
 
 
 if __name__ == "__main__":

@@ -27,23 +27,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from apply import cpu_report, cpu_seconds  # bench/apply.py: CPU per process group
-
-from local.connect import connect_apps
-from local.processes import AzuritePorts, Service, emulator_connection, free_port, python_module, start, start_azurite
-from local.servicebus.config import DEFAULT_CONFIG
+from bench.stack import KEYS, TOKEN, Stack, app_requests, cpu_report, cpu_seconds, start_stack
 from shared.connectors.auth import StaticToken
 from shared.connectors.dataverse import DataverseClient, WriteMode
 from shared.connectors.http import ODataTransport
 
-TOKEN = "bench-token"
-KEYS = {"master": "m", "default": "d"}
 LOG = Path("/tmp/bench-initial-sync-devhost.log")
-
-
-async def requests(urls: dict[str, str]) -> int:
-    async with httpx.AsyncClient() as http:
-        return sum([int((await http.get(f"{u}/_admin/stats")).json()["requests"]) for u in urls.values()])
 
 
 async def sync(host: str, mode: str) -> tuple[float, dict[str, Any]]:
@@ -86,43 +75,16 @@ async def dataverse_ceiling(url: str, rows: int = 10_000, in_flight: int = 2) ->
 
 
 async def one(count: int) -> dict[str, float]:
-    services: list[Service] = []
+    stack = Stack()
     try:
-        ports = AzuritePorts.free()
-        services.append(start_azurite(ports))
-        broker_port, host_port = free_port(), free_port()
-        broker = start("servicebus", python_module("local.servicebus", "--config", str(DEFAULT_CONFIG), "--port",
-                                                   str(broker_port)), (broker_port,))  # fmt: skip
-        services.append(broker)
-        urls = {}
-        for kind, extra in (("dataverse", []), ("fno", ["--generate", f"customers={count}"])):
-            port = free_port()
-            sim = start(kind, python_module(f"local.sims.{kind}", "--port", str(port), "--seed", *extra), (port,),
-                        env={"LOCAL_BEARER_TOKEN": TOKEN})  # fmt: skip
-            services.append(sim)
-            sim.wait_ready(120)
-            urls[kind] = f"http://127.0.0.1:{port}"
-        broker.wait_ready()
-        env = {
-            "AzureWebJobsStorage": ports.connection_string(),
-            "ServiceBusConnection": emulator_connection(broker_port),
-            "DATAVERSE_URL": urls["dataverse"],
-            "FNO_URL": urls["fno"],
-            "LOCAL_BEARER_TOKEN": TOKEN,
-            "FUNCTION_KEYS": json.dumps(KEYS),
-        }
-        host = start("dev host", python_module("local.host", "--port", str(host_port)), (host_port,), env=env,
-                     output=LOG.open("wb"))  # fmt: skip  # noqa: ASYNC230
-        services.append(host)
-        host.wait_ready()
-        base = f"http://127.0.0.1:{host_port}"
-        if "--no-webhooks" not in sys.argv:
-            await connect_apps(base, urls["dataverse"], urls["fno"], TOKEN, KEYS)
-        before = await requests(urls)
+        generate = ("--generate", f"customers={count}")
+        await start_stack(stack, LOG, fno_args=generate, connect="--no-webhooks" not in sys.argv)
+        services, urls, base = stack.services, stack.urls, stack.host
+        before = await app_requests(urls)
         cpu_before = cpu_seconds(services)
         seconds, report = await sync(base, "sync")
-        cpu = cpu_report(cpu_before, cpu_seconds(services), count).replace("per change", "per row")
-        used = await requests(urls) - before
+        cpu = cpu_report(cpu_before, cpu_seconds(services), count, unit="row")
+        used = await app_requests(urls) - before
         progress = report["progress"]["customers"]
         created = progress["dataverse"]["created"]
         assert report["state"] == "done" and created >= count, json.dumps(report)[:2000]
@@ -144,8 +106,7 @@ async def one(count: int) -> dict[str, float]:
         print(cpu, flush=True)
         return figures
     finally:
-        for service in reversed(services):
-            service.stop()
+        stack.stop()
 
 
 async def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from azure.core.credentials_async import AsyncTokenCredential
 
@@ -25,6 +26,9 @@ from shared.settings import Settings, get_settings
 from shared.sync.control import MapControl, MapGate, live_check
 from shared.sync.rows import DataverseRows, FnoRows
 from shared.sync.service import ApplyService
+
+if TYPE_CHECKING:
+    from shared.ops.wiring import OpsParts
 
 
 class Bridge:
@@ -63,7 +67,7 @@ class Bridge:
         s = self.settings
         return ServiceBusChangePublisher(
             self.clients.servicebus, s.changes_queue, s.enqueue_timeout_seconds, s.session_lanes,
-            watcher=queue_watcher(),
+            watcher=queue_watcher(self),
         )  # fmt: skip
 
     @cached_property
@@ -90,6 +94,13 @@ class Bridge:
         tables = self.clients.tables
         return SyncRunner(self.maps, self.ledger, RunStore(tables), self.connectors.dataverse, self.connectors.fno)
 
+    @cached_property
+    def ops(self) -> OpsParts:
+        """The console's parts: its store, the waiting list, the observer of apply's outcomes."""
+        from shared.ops.wiring import OpsParts
+
+        return OpsParts(self)
+
     async def close(self) -> None:
         """Close what was opened: the apps' clients, the Azure clients, then the credential they shared."""
         if "connectors" in self.__dict__:
@@ -109,6 +120,11 @@ def bridge() -> Bridge:
     global _bridge
     if _bridge is None:
         _bridge = Bridge(get_settings())
+    return _bridge
+
+
+def current_bridge() -> Bridge | None:
+    """The process's bridge if one was built (shutdown must not build one just to close it)."""
     return _bridge
 
 

@@ -74,7 +74,7 @@ class Counts:
 
 @dataclass
 class Effects:
-    """What the observer acts through (the process's own clients, built lazily by `shared.ops.wiring`)."""
+    """What the observer acts through (the bridge's own clients, built lazily by `shared.ops.wiring.OpsParts`)."""
 
     store: OpsStore
     rules: Callable[[str], list[AlertRule]]
@@ -230,16 +230,11 @@ class Observer:
                 await effects.notify(alert)
 
 
-_observer: Observer | None = None
-
-
 def get_observer() -> Observer:
-    global _observer
-    if _observer is None:
-        from shared.ops.wiring import effects
+    """The process's observer: the composition root's (`Bridge.ops`), so it goes with the bridge it acts through."""
+    from shared.bridge import bridge  # imported late: the bridge builds apply, which observes here
 
-        _observer = Observer(effects)
-    return _observer
+    return bridge().ops.observer
 
 
 def observe(event: ChangeEvent, map_name: str, outcome: str, detail: str, latency_ms: float) -> None:

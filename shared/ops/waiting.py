@@ -5,8 +5,12 @@ Table `opswaiting`, one partition per map, one row per waiting change: RowKey = 
 partition's first row is its oldest) and its event id. The publisher tells of every change it queues — ingest,
 replay, resume — and the rows are written in the background every half second, up to 100 to an entity-group
 transaction; the apply observer deletes them once an outcome is final (applied, skipped, conflict, error, held),
-batched in its two-second flush (so a row is written before its deletion comes). No app request and no Table round
-trip on the path of a webhook or of apply.
+batched in its two-second flush (so a row is usually written before its deletion comes). No app request and no Table
+round trip on the path of a webhook or of apply.
+
+The publisher and apply may be different instances, so a deletion can come before its row is written: the deletion
+then leaves a tombstone (`Done`), the writer creates rows (never replaces one) and, finding a tombstone, removes it
+instead of waiting for ever; `oldest` takes off tombstones nobody claimed (a duplicate delivery's second outcome).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
 from shared.events.model import ChangeEvent
@@ -29,6 +33,7 @@ log = logging.getLogger("ops.waiting")
 TABLE = "opswaiting"
 TRANSACTION_SIZE = 100  # Table Storage's limit per entity-group transaction
 MAX_PRUNED = 20  # rows of errored changes taken off per look, at most
+MAX_TOMBSTONES = 200  # tombstones taken off per look, at most
 QUEUED_FLUSH_SECONDS = 0.5  # well under the observer's FLUSH_SECONDS: a row is written before apply's "done" is
 FINISHED_KEPT = 10_000  # outcomes remembered against a row written late (a few seconds' worth at any rate)
 MapsFor = Callable[[ChangeEvent], list[str]]
@@ -90,7 +95,9 @@ class WaitingChanges:
         await self.flush()
 
     async def flush(self) -> None:
-        """Write the rows recorded since the last flush (per map, in transactions of up to 100)."""
+        """Write the rows recorded since the last flush (per map, in transactions of up to 100). Rows are created,
+        never replaced: a row there already is a change queued again (fine) or a tombstone left by an apply in
+        another instance that finished the change first (taken off: the change is not waiting)."""
         pending, self._pending = self._pending, {}
         pending = {k: v for k, v in pending.items() if k not in self._finished}
         if not pending:
@@ -102,12 +109,27 @@ class WaitingChanges:
                 entities = [pending[(partition, r)] for r in rows]
                 for start in range(0, len(entities), TRANSACTION_SIZE):
                     chunk = entities[start : start + TRANSACTION_SIZE]
-                    await table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in chunk])
+                    try:
+                        await table.submit_transaction([("create", e) for e in chunk])
+                    except TableTransactionError:
+                        await asyncio.gather(*(self._create_one(table, e) for e in chunk))
         except Exception:
             log.warning("could not record %d queued change(s) for the console's lag", len(pending), exc_info=True)
         finished_meanwhile = [k for k in pending if k in self._finished]
         if finished_meanwhile:
-            await self._delete(finished_meanwhile)
+            await self._delete(finished_meanwhile, tombstone=False)  # written by us just now, or never
+
+    @staticmethod
+    async def _create_one(table: Any, entity: dict[str, Any]) -> None:
+        try:
+            await table.create_entity(entity)
+        except ResourceExistsError:
+            try:
+                there = await table.get_entity(entity["PartitionKey"], entity["RowKey"])
+            except ResourceNotFoundError:  # taken off meanwhile (its outcome came): nothing waits
+                return
+            if there.get("Done"):
+                await WaitingChanges._delete_one(table, entity["PartitionKey"], entity["RowKey"])
 
     async def unqueued(self, events: Sequence[ChangeEvent]) -> None:
         """The send failed: nothing of it is waiting (the sender retries, and it is recorded again)."""
@@ -116,17 +138,22 @@ class WaitingChanges:
         await self.done(written)
 
     async def done(self, keys: Iterable[Key]) -> None:
-        """Deleted per map in transactions; one already gone (a duplicate delivery) fails its transaction, whose
-        rows are then deleted one by one. One not written yet never will be."""
-        keys = set(keys)
-        for key in keys:
-            self._pending.pop(key, None)
+        """Deleted per map in transactions. One not found that was not waiting to be written here (its row not
+        written yet by the instance that queued it, or a duplicate delivery's) leaves a tombstone."""
+        ours: set[Key] = set()  # still to be written here: never will be (deleted all the same, in case another
+        # instance queued the same change — a webhook retried elsewhere — and wrote it)
+        others: set[Key] = set()
+        for key in set(keys):
+            (ours if self._pending.pop(key, None) is not None else others).add(key)
             self._finished[key] = None
         while len(self._finished) > FINISHED_KEPT:
             del self._finished[next(iter(self._finished))]
-        await self._delete(keys)
+        if ours:
+            await self._delete(ours, tombstone=False)
+        if others:
+            await self._delete(others, tombstone=True)
 
-    async def _delete(self, keys: Iterable[Key]) -> None:
+    async def _delete(self, keys: Iterable[Key], *, tombstone: bool) -> None:
         table = self._table()
         try:
             await self._store.ensure()
@@ -138,16 +165,21 @@ class WaitingChanges:
                             [("delete", {"PartitionKey": partition, "RowKey": r}) for r in chunk]
                         )
                     except TableTransactionError:
-                        await asyncio.gather(*(self._delete_one(table, partition, r) for r in chunk))
+                        await asyncio.gather(*(self._delete_one(table, partition, r, tombstone) for r in chunk))
         except Exception:
             log.warning("could not clear applied changes from the console's waiting list", exc_info=True)
 
     @staticmethod
-    async def _delete_one(table: Any, partition: str, row: str) -> None:
-        try:
-            await table.delete_entity(partition, row)
-        except ResourceNotFoundError:
-            pass
+    async def _delete_one(table: Any, partition: str, row: str, tombstone: bool = False) -> None:
+        """`delete_entity` says nothing when the row is not there (the SDK swallows the 404), so a tombstone is
+        created first: it lands only where no row is; where one is, the row is deleted."""
+        if tombstone:
+            try:
+                await table.create_entity({"PartitionKey": partition, "RowKey": row, "Done": True})
+                return
+            except ResourceExistsError:
+                pass
+        await table.delete_entity(partition, row)
 
     async def deferred(self, items: Iterable[tuple[Key, ChangeEvent]]) -> None:
         """Re-scheduled: still waiting, marked so. Only a row still there is marked: the retry may already have been
@@ -164,18 +196,22 @@ class WaitingChanges:
             log.warning("could not mark deferred changes for the console's lag", exc_info=True)
 
     async def oldest(self, map_name: str) -> dict[str, Any] | None:
-        """The map's oldest waiting change: its time and whether it was deferred. A row whose change is in the
-        error log already (it gave up after its retries: an outcome the observer never saw) is taken off on the way."""
+        """The map's oldest waiting change: its time and whether it was deferred. Taken off on the way: a row whose
+        change is in the error log already (it gave up after its retries: an outcome the observer never saw), and
+        tombstones no writer claimed."""
         await self._store.ensure()
-        pruned = 0
-        while True:
-            query = self._table().query_entities("PartitionKey eq @m", parameters={"m": map_name}, results_per_page=1)
-            entity = await anext(aiter(query), None)
-            if entity is None:
-                return None
+        pruned = tombstones = 0
+        query = self._table().query_entities("PartitionKey eq @m", parameters={"m": map_name}, results_per_page=100)
+        async for entity in query:
+            if entity.get("Done"):
+                if tombstones < MAX_TOMBSTONES:
+                    await self._delete_one(self._table(), map_name, entity["RowKey"])
+                    tombstones += 1
+                continue
             occurred_at, event_id = _parse(entity["RowKey"])
             if pruned < MAX_PRUNED and event_id and await self._store.error_by_event(map_name, event_id) is not None:
                 await self._delete_one(self._table(), map_name, entity["RowKey"])
                 pruned += 1
                 continue
             return {"occurred_at": occurred_at, "deferred": bool(entity.get("Deferred")), "event_id": event_id}
+        return None

@@ -1,17 +1,18 @@
-"""The console's parts in one process, built on first use from the process's shared clients."""
+"""The console's parts in one process: built on first use by the composition root (`Bridge.ops`), from the
+process's shared clients, and dropped with it — a bridge closed and built again gets parts over its new clients."""
 
 from __future__ import annotations
 
 import json
 import logging
-from functools import cache
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from shared.events.model import ChangeEvent
 from shared.ops.alerts import Alert, message
 from shared.ops.ids import original_event_id
 from shared.ops.notify import enqueue
-from shared.ops.observer import Effects
+from shared.ops.observer import Effects, Observer
 from shared.ops.settings import get_ops_settings
 from shared.ops.store import OpsStore
 from shared.ops.waiting import WaitingChanges
@@ -28,9 +29,8 @@ def _bridge() -> Bridge:
     return bridge()
 
 
-@cache
 def get_store() -> OpsStore:
-    return OpsStore(_bridge().clients.tables)
+    return _bridge().ops.store
 
 
 async def _pause(map_name: str, reason: str) -> None:
@@ -49,17 +49,16 @@ def maps_for(event: ChangeEvent) -> list[str]:
     return [c.map.name for c in _bridge().maps.reading(event.source, event.entity)]
 
 
-@cache
 def get_waiting() -> WaitingChanges:
-    return WaitingChanges(get_store(), maps_for)
+    return _bridge().ops.waiting
 
 
-def queue_watcher() -> WaitingChanges | None:
+def queue_watcher(bridge: Bridge) -> WaitingChanges | None:
     """What the publisher tells of the changes it queues; none without Table Storage (ingest alone, a benchmark)."""
-    settings = _bridge().settings
+    settings = bridge.settings
     if settings.storage_connection_string is None and settings.table_endpoint is None:
         return None
-    return get_waiting()
+    return bridge.ops.waiting
 
 
 async def resolved_change(event: dict[str, Any]) -> bool:
@@ -82,15 +81,42 @@ async def _settle_dead_letters(event_id: str) -> int:
     return await DeadLetters(b.clients.servicebus, b.settings.changes_queue).settle_event(event_id)
 
 
-@cache
 def effects() -> Effects:
-    return Effects(get_store(), get_ops_settings().rules_for, _pause, _notify, get_waiting(), _settle_dead_letters)
+    return _bridge().ops.effects
+
+
+class OpsParts:
+    """The console's store, its waiting list and the observer acting through them, for one bridge; each built on
+    first use (the observer counts in memory from the start, and reaches Table Storage only when it flushes)."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self._bridge = bridge
+        self.observer = Observer(lambda: self.effects)
+
+    @cached_property
+    def store(self) -> OpsStore:
+        return OpsStore(self._bridge.clients.tables)
+
+    @cached_property
+    def waiting(self) -> WaitingChanges:
+        return WaitingChanges(self.store, maps_for)
+
+    @cached_property
+    def effects(self) -> Effects:
+        return Effects(self.store, get_ops_settings().rules_for, _pause, _notify, self.waiting, _settle_dead_letters)
+
+    async def drain(self) -> None:
+        """The rows of changes queued first (the observer's deletions must find them), then the figures."""
+        if "waiting" in self.__dict__:
+            await self.waiting.flush()
+        await self.observer.drain()
 
 
 async def drain() -> None:
-    """At shutdown: the observer's figures and deletions, and the rows of changes queued, written now."""
-    from shared.ops.observer import get_observer
+    """At shutdown: the observer's figures and deletions, and the rows of changes queued, written now (only if the
+    console's parts were ever built: a process that never observed has nothing to write)."""
+    from shared.bridge import current_bridge
 
-    if get_waiting.cache_info().currsize:  # rows first: the observer's deletions must find them
-        await get_waiting().flush()
-    await get_observer().drain()
+    b = current_bridge()
+    if b is not None and "ops" in b.__dict__:
+        await b.ops.drain()

@@ -188,3 +188,28 @@ async def test_a_change_that_gave_up_into_the_error_log_no_longer_counts(parts: 
     shown = await lag(parts)
     assert 100 <= shown["oldest_queued_seconds"] <= 180  # the other one
     assert (await parts.waiting.oldest("customers") or {}).get("event_id") == waiting.event_id
+
+
+async def test_an_outcome_seen_in_another_instance_before_the_row_is_written_leaves_nothing_waiting(
+    parts: Parts,
+) -> None:
+    """The publisher and apply run in different instances: apply's outcome can be flushed before the publisher's
+    background write lands. The deletion leaves a tombstone, the late write finds it and takes it off — else the row
+    would wait for ever (a false lag alert, perhaps a paused map). A duplicate delivery's tombstone is pruned."""
+    p = parts
+    maps_for = p.waiting._maps_for
+    publisher_side = WaitingChanges(p.store, maps_for, flush_seconds=60)  # the ingest instance: not written yet
+    fast, other = change(4), change(1)
+    await publisher_side.queued([fast, other])
+    p.observer.observe(fast, "customers", "applied", "", 50.0)  # the apply instance, first
+    await p.observer.flush()
+    await publisher_side.flush()  # the late write
+    assert (await p.waiting.oldest("customers") or {}).get("event_id") == other.event_id  # `fast` is not waiting
+
+    p.observer.observe(other, "customers", "applied", "", 50.0)
+    await p.observer.flush()
+    p.observer.observe(other, "customers", "applied", "", 50.0)  # delivered twice: its row is gone, a tombstone
+    await p.observer.flush()
+    assert await p.waiting.oldest("customers") is None
+    async for entity in p.store.table("opswaiting").query_entities("PartitionKey eq 'customers'"):
+        raise AssertionError(f"left in the waiting list: {entity}")

@@ -1,0 +1,46 @@
+"""The composition root owns the console's parts: a bridge closed and built again gets a store over its new
+clients, never one left from the closed bridge (they were module-level caches once, keeping closed clients)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shared import bridge as root
+from shared.bridge import Bridge
+from shared.settings import Settings
+
+AZURITE = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IF"
+    "suFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;TableEndpoint=http://127.0.0.1:1/devstoreaccount1;"
+)
+
+
+def test_a_bridge_built_again_gets_new_console_parts() -> None:
+    async def scenario() -> None:
+        root._bridge = Bridge(Settings(storage_connection_string=AZURITE))
+        first = root.bridge()
+        store, observer = first.ops.store, first.ops.observer
+        assert first.ops.effects.store is store and first.ops.effects.waiting is first.ops.waiting
+        from shared.ops.observer import get_observer
+        from shared.ops.wiring import get_store
+
+        assert get_store() is store and get_observer() is observer
+        await root.close_bridge()
+        assert root.current_bridge() is None
+        root._bridge = Bridge(Settings(storage_connection_string=AZURITE))
+        try:
+            assert get_store() is not store and get_observer() is not observer
+            assert get_store() is root.bridge().ops.store
+        finally:
+            await root.close_bridge()
+
+    asyncio.run(scenario())
+
+
+def test_the_publisher_watches_the_waiting_list_of_its_own_bridge() -> None:
+    b = Bridge(Settings(storage_connection_string=AZURITE))
+    from shared.ops.wiring import queue_watcher
+
+    assert queue_watcher(b) is b.ops.waiting
+    # no Table Storage: nowhere to keep the list
+    assert queue_watcher(Bridge(Settings(storage_connection_string=None))) is None
