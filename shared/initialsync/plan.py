@@ -388,12 +388,13 @@ def _compare(
 ) -> Decision:
     m = compiled.map
     differences = _differences(m, fno, dv, to_dv, to_fno)
+    if not differences and entry is not None and entry.dataverse.row_id == dv.row_id:
+        return Decision(key, Kind.UNCHANGED)  # the ledger knew them equal: no entry to build (a deep copy a row)
     new = _entry(m, key, entry)
     _record_side(new, Side.FNO, fno, _readable(m, Side.FNO))
     _record_side(new, Side.DATAVERSE, dv, _readable(m, Side.DATAVERSE))
     if not differences:
-        known = entry is not None and entry.dataverse.row_id == dv.row_id
-        return Decision(key, Kind.UNCHANGED if known else Kind.LINKED, entry=None if known else new)
+        return Decision(key, Kind.LINKED, entry=new)
     into: dict[Side, list[FieldMap]] = {Side.FNO: [], Side.DATAVERSE: []}
     contested: dict[str, dict[str, Any]] = {}
     master = _master(m, fno, dv)
