@@ -30,7 +30,12 @@ MAX_TRANSACTION = 100
 
 
 def _operations(entry: LedgerEntry) -> list[tuple[Any, ...]]:
-    entity = {"PartitionKey": entry.map, "RowKey": key_text(entry.key), "Entry": entry.model_dump_json()}
+    # Defaults left out (a quarter of the bytes): every reader validates the JSON back into a LedgerEntry.
+    entity = {
+        "PartitionKey": entry.map,
+        "RowKey": key_text(entry.key),
+        "Entry": entry.model_dump_json(exclude_defaults=True),
+    }
     write: tuple[Any, ...] = (
         ("create", entity)
         if entry.etag is None
