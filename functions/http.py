@@ -13,8 +13,15 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
     return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json", headers=headers)
 
 
-def problem(status: int, title: str, detail: str, headers: Mapping[str, str] | None = None) -> func.HttpResponse:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, object] | None = None,
+) -> func.HttpResponse:
+    """RFC 9457 problem details; `extensions`: members of the problem type's own (what was refused, …)."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **(extensions or {})}
     return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/problem+json", headers=headers)
 
 

@@ -38,7 +38,10 @@ async def _receive(req: func.HttpRequest, source: Side) -> func.HttpResponse:
     try:
         result = await bridge().ingest.receive(source, body, dict(req.headers))
     except ChangeTooLarge as exc:
-        return problem(413, "Payload Too Large", str(exc))
+        # The other changes of an F&O array are queued (`event_ids`); the refused ones are named (`refused`).
+        return problem(
+            413, "Payload Too Large", str(exc), extensions={"refused": list(exc.refused), "event_ids": list(exc.queued)}
+        )
     except InvalidNotification as exc:
         return problem(400, "Bad Request", str(exc))
     except BusUnavailable as exc:

@@ -16,6 +16,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from shared.bus.publisher import ServiceBusChangePublisher
 from shared.clients import Clients
 from shared.connectors.wiring import Connectors
+from shared.ingest.enums import VirtualTableEnums
 from shared.ingest.service import IngestService
 from shared.ingest.wiring import build_ingest_service
 from shared.initialsync.run import SyncRunner
@@ -77,7 +78,10 @@ class Bridge:
 
     @cached_property
     def ingest(self) -> IngestService:
-        return build_ingest_service(self.settings, self.maps, self.publisher)
+        # F&O data events' enums are decoded with the virtual tables' options, read through the Dataverse client
+        # when first needed (without DATAVERSE_URL the read fails, and the changes are re-read by apply as before).
+        enums = VirtualTableEnums(lambda table: self.connectors.dataverse.picklist_definitions(table))
+        return build_ingest_service(self.settings, self.maps, self.publisher, enums)
 
     @cached_property
     def apply(self) -> ApplyService:

@@ -73,6 +73,7 @@ class DataverseDialect(DataverseWebhooks):
         self.organization = organization
         self.deliverer = Deliverer()
         self.tables: dict[str, Table] = {}
+        self.virtual: dict[str, Table] = {}  # F&O entity → its virtual table: definitions only (`virtual_tables`)
         self.by_name: dict[str, Table] = {}
         self.size_limit = SIZE_LIMIT
         self._bound: dict[str, tuple[tuple[Any, ...], str]] = {}  # @odata.bind path → (as of, row id)
@@ -153,7 +154,8 @@ class DataverseDialect(DataverseWebhooks):
             if request.method != "GET":
                 raise SimError(405, "The simulator's table definitions change through POST /_admin/schema only.")
             try:
-                return Reply(200, metadata.Definitions(self.tables, base).serve(request.path, request.query))
+                definitions = metadata.Definitions(self.tables, base, self.virtual)
+                return Reply(200, definitions.serve(request.path, request.query))
             except metadata.MetadataError as exc:
                 raise SimError(exc.status, exc.message, exc.code) from None
         return None

@@ -47,6 +47,16 @@ _EDM = {
 }
 
 
+_OPTION_SET_TYPES = frozenset(
+    {"PicklistAttributeMetadata", "MultiSelectPicklistAttributeMetadata", "StateAttributeMetadata",
+     "StatusAttributeMetadata", "BooleanAttributeMetadata", "EnumAttributeMetadata"}
+)  # fmt: skip
+
+
+def _no_property(name: str, kind: str) -> str:
+    return f"Could not find a property named '{name}' on type '{CRM}.{kind}'."
+
+
 class MetadataError(Exception):
     def __init__(self, status: int, message: str, code: str = "0x80060888") -> None:
         super().__init__(message)
@@ -92,6 +102,7 @@ def _attribute(table: Table, tables: Mapping[str, Table], name: str, kind: Colum
         "IsValidForUpdate": name not in ("createdon", "modifiedon", "versionnumber", table.primary_id),
         "IsValidForRead": True,
         "RequiredLevel": {"Value": "SystemRequired" if name == table.primary_id else "None"},
+        "ExternalName": column.external_name if column is not None else None,  # a virtual table's F&O field
     }
     if kind in (ColumnType.TEXT, ColumnType.MEMO) and column is not None:
         document["MaxLength"] = column.max_length
@@ -150,7 +161,14 @@ def option_set(table: Table, name: str) -> dict[str, Any]:
         "OptionSetType": kind,
         "IsGlobal": column.enum is not None,
         "Options": [
-            {"Value": value, "Label": _label(column.labels.get(value, str(value))), "Color": None}
+            {
+                "Value": value,
+                "Label": _label(column.labels.get(value, str(value))),
+                "Color": None,
+                # "OptionMetadata ComplexType": the value's name in an external source — on a virtual table, the
+                # F&O enum symbol ("Entity modeling"); null for Dataverse's own options.
+                "ExternalValue": column.external_values.get(value),
+            }
             for value in column.options
         ],
     }
@@ -177,7 +195,8 @@ def keys(table: Table) -> list[dict[str, Any]]:
     ]
 
 
-def entity(table: Table) -> dict[str, Any]:
+def entity(table: Table, external: str | None = None) -> dict[str, Any]:
+    """`external`: a virtual table's F&O entity (its rows live there)."""
     return {
         "MetadataId": metadata_id(table.name),
         "LogicalName": table.name,
@@ -195,6 +214,9 @@ def entity(table: Table) -> dict[str, Any]:
         "ChangeTrackingEnabled": True,
         "ObjectTypeCode": int(uuid.UUID(metadata_id(table.name)).int % 9000 + 10000),
         "OwnershipType": "UserOwned" if not table.system else "OrganizationOwned",
+        "TableType": "Virtual" if external else "Standard",
+        "ExternalName": external,
+        "ExternalCollectionName": external,
     }
 
 
@@ -255,10 +277,15 @@ def _filter(documents: list[dict[str, Any]], text: str | None, kind: str) -> lis
 class Definitions:
     """`EntityDefinitions…` requests over the live tables."""
 
-    def __init__(self, tables: Mapping[str, Table], base: str) -> None:
-        self.tables = {t.name: t for t in tables.values()}
+    def __init__(self, tables: Mapping[str, Table], base: str, virtual: Mapping[str, Table] | None = None) -> None:
+        """`virtual`: F&O entity → its virtual table (`local.sims.virtual_tables`), defined here, served by F&O."""
+        self.external = {t.name: entity for entity, t in (virtual or {}).items()}
+        self.tables = {t.name: t for t in [*tables.values(), *(virtual or {}).values()]}
         self.by_set = dict(tables)
         self.base = base
+
+    def _definition(self, table: Table) -> dict[str, Any]:
+        return entity(table, self.external.get(table.name))
 
     def _table(self, selector: str) -> Table:
         text = selector.strip("()")
@@ -281,9 +308,11 @@ class Definitions:
             raise MetadataError(
                 400, f"Could not find a property named '{sorted(unknown)[0]}' on type '{CRM}.EntityMetadata'."
             )
-        document = _select(entity(table), query.get("$select"), kept=tuple(expands))
+        document = _select(self._definition(table), query.get("$select"), kept=tuple(expands))
         if "Attributes" in expands:
             o = expands["Attributes"]
+            if "$expand" in o:  # OptionSet is no property of AttributeMetadata: expanded only through a cast
+                raise MetadataError(400, _no_property(o["$expand"].partition("(")[0], "AttributeMetadata"))
             found = _filter(attributes(table, self.by_set), o.get("$filter"), "AttributeMetadata")
             document["Attributes"] = [_select(a, o.get("$select"), kind="AttributeMetadata") for a in found]
         if "Keys" in expands:
@@ -295,7 +324,7 @@ class Definitions:
         rest = path[len("EntityDefinitions") :]
         context = f"{self.base}$metadata#EntityDefinitions"
         if not rest:
-            documents = [entity(t) for t in self.tables.values()]
+            documents = [self._definition(t) for t in self.tables.values()]
             chosen = {d["LogicalName"] for d in _filter(documents, query.get("$filter"), "EntityMetadata")}
             return {
                 "@odata.context": context,
@@ -323,21 +352,27 @@ class Definitions:
             if not found:
                 raise MetadataError(404, f"Could not find attribute {single} of {table.name}.", "0x80040217")
         found = _filter(found, query.get("$filter"), "AttributeMetadata")
-        expand = query.get("$expand", "")
-        if expand.startswith("OptionSet") or expand.startswith("GlobalOptionSet"):
-            name, _, rest_options = expand.partition("(")
+        kind = cast or "AttributeMetadata"
+        for part in _split(query.get("$expand", "")):
+            name, _, rest_options = part.partition("(")
+            name = name.strip()
+            # OptionSet and GlobalOptionSet are navigation properties of the option-set attribute types only:
+            # without such a cast (or with another) they are no property at all, as OData answers.
+            if name not in ("OptionSet", "GlobalOptionSet") or kind not in _OPTION_SET_TYPES:
+                raise MetadataError(400, _no_property(name, kind))
             options = _options(rest_options[:-1]) if rest_options else {}
             for a in found:
-                if a["LogicalName"] in table.columns and table.columns[a["LogicalName"]].type in (
-                    ColumnType.CHOICE,
-                    ColumnType.BOOLEAN,
-                ):
-                    a[name] = _select(
-                        option_set(table, a["LogicalName"]), options.get("$select"), kind="OptionSetMetadata"
-                    )
-        elif expand:
-            raise MetadataError(400, f"Could not find a property named '{expand}' on type '{CRM}.AttributeMetadata'.")
-        kind = cast or "AttributeMetadata"
+                column = table.columns.get(a["LogicalName"])
+                if column is None or column.type not in (ColumnType.CHOICE, ColumnType.BOOLEAN):
+                    continue
+                definition = option_set(table, a["LogicalName"])
+                # "Retrieve table definitions by name or MetadataId": a local option set is in OptionSet and
+                # GlobalOptionSet is null; an attribute using a global option set has it in GlobalOptionSet, and
+                # OptionSet is null.
+                wanted = "GlobalOptionSet" if definition["IsGlobal"] else "OptionSet"
+                a[name] = (
+                    _select(definition, options.get("$select"), kind="OptionSetMetadata") if name == wanted else None
+                )
         found = [_select(a, query.get("$select"), ("OptionSet", "GlobalOptionSet"), kind) for a in found]
         shown = f"{context}({table.name})/Attributes" + (f"/{CRM}.{cast}" if cast else "")
         if single:

@@ -41,6 +41,10 @@ class Column:
     # Dataverse lookups: the single-valued navigation properties `@odata.bind` names, when not the column's own
     # name — a multi-table (Customer) lookup has one per target table (`customerid_account`, `customerid_contact`).
     navigation: dict[str, str] = field(default_factory=dict)  # navigation property → target entity set
+    # Virtual tables (F&O's `mserp_*` in Dataverse): the F&O field a column stands for, and each option's F&O symbol
+    # (`OptionMetadata.ExternalValue`) — `local.sims.virtual_tables`.
+    external_name: str | None = None
+    external_values: dict[str | int, str] = field(default_factory=dict)
 
     def navigation_properties(self) -> dict[str, str]:
         """Navigation property → target entity set (lookups only)."""

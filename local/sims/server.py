@@ -24,6 +24,7 @@ from local.sims.fno import FnoDialect
 from local.sims.fno_schema import describe
 from local.sims.schema import dataverse_tables, fno_tables
 from local.sims.store import Store, key_text
+from local.sims.virtual_tables import virtual_table
 from shared.connectors.wire import dumps
 from shared.maps.loader import load_maps
 
@@ -40,6 +41,8 @@ def build(kind: str, db: str = ":memory:", token: str | None = None) -> Simulato
         dataverse = DataverseDialect(store)
         tables = dataverse_tables(maps)
         dataverse.bind(tables)
+        # The F&O entities' virtual tables, as one environment's Dataverse knows them (same maps, same F&O schema)
+        dataverse.virtual = {e.name: virtual_table(e) for e in describe(fno_tables(maps), maps) if e.virtual_table}
         registration_seed(store, tables)
         return Simulator(dataverse, tables, store, token)
     fno = FnoDialect(store)

@@ -9,8 +9,10 @@ from enum import StrEnum
 from typing import Any
 
 from shared.connectors.batch import BatchOperation
+from shared.connectors.http import NO_RETRY
 from shared.connectors.odata import Key, ODataClient, WriteResult
 from shared.connectors.wire import key_segment, loads, to_wire
+from shared.events.enums import picklist_query
 
 _ENTITY_ID = re.compile(r"\(([0-9a-fA-F-]{36})\)\s*$")
 
@@ -118,6 +120,12 @@ class DataverseClient(ODataClient):
         )
         entity_url = response.headers.get("OData-EntityId")
         return WriteResult(response.status_code, response.headers.get("ETag"), entity_url)
+
+    async def picklist_definitions(self, table: str) -> Any:
+        """Every picklist attribute of `table` with its options, local or global (`shared.events.enums`) — one
+        request, not retried: the caller keeps working without it (`NotFound` when there is no such table)."""
+        path, params = picklist_query(table)
+        return loads((await self.transport.request("GET", path, params=params, retry=NO_RETRY)).content)
 
     async def delete(  # type: ignore[override]
         self, entity_set: str, key: Key, *, if_match: str | None = None, tag: str | None = None

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from shared.events.body import decode_json
 from shared.events.dataverse import is_execution_context, parse_context
+from shared.events.enums import EnumSymbols, decode_choices
 from shared.events.errors import InvalidNotification
 from shared.events.model import ChangeEvent, Ignored, Operation, Side, event_id
 from shared.events.values import decimal_value, is_wcf_date, pairs, parse_wcf_date, text_member
@@ -168,12 +169,18 @@ def parse_business_event(
     )
 
 
-def parse_data_event(context: dict[str, Any], headers: Mapping[str, str], catalog: FnoCatalog) -> ChangeEvent | Ignored:
+def parse_data_event(
+    context: dict[str, Any], headers: Mapping[str, str], catalog: FnoCatalog, symbols: EnumSymbols | None = None
+) -> ChangeEvent | Ignored:
     """An `OnExternal*` RemoteExecutionContext on a virtual table → a change of the data entity behind it."""
     parsed = parse_context(context, headers, Side.FNO, DATA_EVENT_OPERATIONS)
     if isinstance(parsed, Ignored):
         return parsed
     table = parsed.entity.lower()
+    # Virtual tables carry F&O enums as option-set values (200000000 + …), numbers that mean nothing without the
+    # environment's metadata: decoded to their symbols (`shared.events.enums`) where it is known; else kept as sent,
+    # and apply re-reads the row through OData, where enums are symbols.
+    decoded = decode_choices(table, parsed.fields, symbols)
     names = catalog.for_virtual_table(table)
     bare = table[len(VIRTUAL_PREFIX) :] if table.startswith(VIRTUAL_PREFIX) else table
 
@@ -184,10 +191,8 @@ def parse_data_event(context: dict[str, Any], headers: Mapping[str, str], catalo
             return "dataAreaId"
         return names.fields.get(stripped, stripped) if names else stripped
 
-    fields = {real(k): v for k, v in parsed.fields.items() if k.lower() != f"{table}id"}
-    # Virtual tables carry F&O enums as option-set numbers (200000000 + …), which only the environment's metadata
-    # could turn back into symbols: kept as sent, and apply re-reads the row through OData (symbols there).
-    enums = any(isinstance(v, dict) and v.get("$type") in ("choice", "choices") for v in fields.values())
+    sent = parsed.fields if decoded is None else decoded
+    fields = {real(k): v for k, v in sent.items() if k.lower() != f"{table}id"}
     company_value = fields.get("dataAreaId")
     if company_value is not None and not isinstance(company_value, str):
         raise InvalidNotification(f"{table}: mserp_dataareaid must be a company code, not {company_value!r:.60}")
@@ -202,7 +207,7 @@ def parse_data_event(context: dict[str, Any], headers: Mapping[str, str], catalo
             "changed_fields": [real(k) for k in parsed.changed_fields if k.lower() != f"{table}id"],
             "company": company,
             "keys": keys,
-            "reread_required": parsed.reread_required or enums,
+            "reread_required": parsed.reread_required or decoded is None,
         }
     )
 
@@ -213,6 +218,7 @@ def _one(
     bindings: Mapping[str, BusinessEventBinding],
     catalog: FnoCatalog,
     where: str,
+    symbols: EnumSymbols | None = None,
 ) -> ChangeEvent | Ignored:
     if is_business_event(document):
         return parse_business_event(document, bindings, where)
@@ -221,7 +227,7 @@ def _one(
         if not isinstance(message, str):
             raise InvalidNotification(f"{where}.MessageName: expected a message name, got {type(message).__name__}")
         if message in DATA_EVENT_OPERATIONS:
-            return parse_data_event(document, headers, catalog)
+            return parse_data_event(document, headers, catalog, symbols)
         # Business events routed through Dataverse arrive wrapped in a context: find the event inside.
         for value in pairs(document.get("InputParameters"), f"{where}.InputParameters").values():
             inner = value
@@ -242,12 +248,14 @@ def parse_fno(
     headers: Mapping[str, str],
     bindings: Mapping[str, BusinessEventBinding],
     catalog: FnoCatalog | None = None,
+    symbols: EnumSymbols | None = None,
 ) -> list[ChangeEvent | Ignored]:
+    """`symbols`: the virtual tables' enum options known so far (what it misses, it records)."""
     document = decode_json(body, "F&O")
     lowered = {k.lower(): v for k, v in headers.items()}
     names = catalog or NoCatalog()
     if isinstance(document, list):
         if not document:
             raise InvalidNotification("an empty array: nothing to sync")
-        return [_one(item, lowered, bindings, names, f"body[{i}]") for i, item in enumerate(document)]
-    return [_one(document, lowered, bindings, names, "body")]
+        return [_one(item, lowered, bindings, names, f"body[{i}]", symbols) for i, item in enumerate(document)]
+    return [_one(document, lowered, bindings, names, "body", symbols)]

@@ -9,7 +9,8 @@ Canonical field values (what `fields` holds), so that both sources and every lat
 | money | `{"$type": "money", "value": "2154.32"}` |
 | date/time | `{"$type": "datetime", "value": "2017-09-26T00:04:07+00:00"}` — ISO 8601, UTC |
 | lookup | `{"$type": "lookup", "table": "systemuser", "id": "<guid>", "name": "..."}` |
-| choice (option set, F&O enum on a virtual table) | `{"$type": "choice", "value": 1}` |
+| choice (option set; an F&O enum on a virtual table its metadata cannot decode) | `{"$type": "choice", "value": 1}` |
+| F&O enum on a virtual table, decoded (`shared.events.enums`) | its symbol, as OData writes it: `"Yes"` |
 | multi-select choice | `{"$type": "choices", "values": [1, 2]}` |
 | entity collection (activity parties) | `{"$type": "entities", "entities": [{"table", "id", "fields"}]}` |
 

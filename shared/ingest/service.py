@@ -10,6 +10,7 @@ from shared.events.dataverse import parse_dataverse
 from shared.events.errors import ChangeTooLarge
 from shared.events.fno import BusinessEventBinding, FnoCatalog, parse_fno
 from shared.events.model import ChangeEvent, Ignored, Side
+from shared.ingest.enums import VirtualTableEnums
 from shared.ops.telemetry import ingest_span
 
 # A Service Bus Standard message holds 256 KB, headers and properties included (Premium: 1 MB by default).
@@ -45,8 +46,10 @@ class IngestService:
         catalog: FnoCatalog | None = None,
         entity_filter: EntityFilter = keep_everything,
         ordering: RowOrdering = no_ordering,
+        enums: VirtualTableEnums | None = None,
     ) -> None:
         self._publisher = publisher
+        self._enums = enums
         self._bindings = bindings
         self._catalog = catalog
         self._filter = entity_filter
@@ -57,17 +60,45 @@ class IngestService:
         if source == Side.DATAVERSE:
             parsed = parse_dataverse(body, headers)
         else:
-            parsed = parse_fno(body, headers, self._bindings, self._catalog)
+            parsed = await self._parse_fno(body, headers)
         result = IngestResult()
+        refused: list[tuple[str, ChangeTooLarge]] = []
         with ingest_span(headers) as trace:  # one operation id from here to the target write
-            for item in parsed:
+            for index, item in enumerate(parsed):
                 if isinstance(item, Ignored) or self._filter(item) is not None:
                     result.ignored.append(item)
-                else:
-                    update = {"ordering_key": self._ordering(item), "traceparent": item.traceparent or trace}
+                    continue
+                update = {"ordering_key": self._ordering(item), "traceparent": item.traceparent or trace}
+                try:
                     result.accepted.append(fitting(item.model_copy(update=update)))
+                except ChangeTooLarge as exc:
+                    refused.append((f"body[{index}]" if len(parsed) > 1 else "body", exc))
             await self._publisher.publish(result.accepted)
+        if refused:
+            raise _refusal(refused, result.accepted)
         return result
+
+    async def _parse_fno(self, body: bytes, headers: Mapping[str, str]) -> list[ChangeEvent | Ignored]:
+        """Parsed with the enum options known; parsed once more when one was missing and could be read now."""
+        if self._enums is None:
+            return parse_fno(body, headers, self._bindings, self._catalog)
+        symbols = self._enums.snapshot()
+        parsed = parse_fno(body, headers, self._bindings, self._catalog, symbols)
+        if symbols.missed and await self._enums.refresh(symbols.missed, symbols.generation):
+            parsed = parse_fno(body, headers, self._bindings, self._catalog, self._enums.snapshot())
+        return parsed
+
+
+def _refusal(refused: list[tuple[str, ChangeTooLarge]], queued: list[ChangeEvent]) -> ChangeTooLarge:
+    """The changes that cannot be queued, named, once the others are. The answer stays an error (413): F&O then
+    retries the whole POST — the others again, with the same event ids, dropped by the queue's duplicate detection
+    and by apply's — and finally records the refused change as failed, where a person sees it, instead of it being
+    acknowledged and lost."""
+    where = [w for w, _ in refused]
+    detail = "; ".join(f"{w}: {e}" if w != "body" else str(e) for w, e in refused)
+    if queued:
+        detail += f" — the other {len(queued)} change(s) of the notification were queued"
+    return ChangeTooLarge(detail, tuple(where), tuple(e.event_id for e in queued))
 
 
 def fitting(event: ChangeEvent, limit: int = MAX_CHANGE_BYTES) -> ChangeEvent:

@@ -7,6 +7,7 @@ from pathlib import Path
 from shared.bus.publisher import ServiceBusChangePublisher
 from shared.events.bindings import DEFAULT_BINDINGS, load_bindings
 from shared.events.model import ChangeEvent
+from shared.ingest.enums import VirtualTableEnums
 from shared.ingest.ordering import ordering_key
 from shared.ingest.service import EntityFilter, IngestService
 from shared.maps.loader import MapSet
@@ -14,7 +15,9 @@ from shared.settings import Settings
 from shared.sync.plan import TAG_PREFIX
 
 
-def build_ingest_service(settings: Settings, maps: MapSet, publisher: ServiceBusChangePublisher) -> IngestService:
+def build_ingest_service(
+    settings: Settings, maps: MapSet, publisher: ServiceBusChangePublisher, enums: VirtualTableEnums | None = None
+) -> IngestService:
     path = Path(settings.business_events_file) if settings.business_events_file else DEFAULT_BINDINGS
     return IngestService(
         publisher,
@@ -22,6 +25,7 @@ def build_ingest_service(settings: Settings, maps: MapSet, publisher: ServiceBus
         catalog=maps,
         entity_filter=mapped_entities(maps),
         ordering=lambda event: ordering_key(event, maps),
+        enums=enums,
     )
 
 

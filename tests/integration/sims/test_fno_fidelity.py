@@ -1,6 +1,7 @@
 """The F&O simulator as strict as F&O: `$metadata` is the CSDL of every served entity, an enum field refuses a
 symbol its enum does not define (Infolog 400), and data events carry enums as real virtual tables do — an
-OptionSetValue numbered from 200,000,000 — never as symbols (../shared/reference/fno.md)."""
+OptionSetValue numbered from 200,000,000 — never as symbols (../shared/reference/fno.md); the Dataverse simulator's
+virtual-table definitions turn them back into symbols (test_virtual_table_metadata.py)."""
 
 from __future__ import annotations
 

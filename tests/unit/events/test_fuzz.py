@@ -153,4 +153,20 @@ def test_a_change_too_big_even_without_its_values_is_refused() -> None:
     huge_key = business_event(CREDIT, 7, CustomerAccount="k" * (MAX_CHANGE_BYTES + 1))
     outcome, queue = ingest(Source.FNO, json.dumps(huge_key).encode(), {})
     assert isinstance(outcome, ChangeTooLarge) and "Service Bus message" in str(outcome)
-    assert queue.events == []
+    assert queue.events == [] and outcome.refused == ("body",)
+
+
+def test_the_other_changes_of_an_array_are_queued_and_the_one_too_big_is_named() -> None:
+    array = [
+        business_event(CREDIT, 7, CustomerAccount="US-001"),
+        business_event(CREDIT, 8, CustomerAccount="k" * (MAX_CHANGE_BYTES + 1)),
+        business_event(CREDIT, 9, CustomerAccount="US-002"),
+    ]
+    outcome, queue = ingest(Source.FNO, json.dumps(array).encode(), {})
+    assert isinstance(outcome, ChangeTooLarge) and outcome.refused == ("body[1]",)
+    assert str(outcome).startswith("body[1]: the change to") and "the other 2 change(s)" in str(outcome)
+    assert [e.keys["CustomerAccount"] for e in queue.events] == ["US-001", "US-002"]
+    assert outcome.queued == tuple(e.event_id for e in queue.events)
+    # F&O retries the whole POST on the error: the same changes again, under the same ids (duplicates detected).
+    again, _ = ingest(Source.FNO, json.dumps(array).encode(), {})
+    assert isinstance(again, ChangeTooLarge) and again.queued == outcome.queued
