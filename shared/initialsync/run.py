@@ -182,6 +182,8 @@ class SyncRunner:
             match, compiled, self.maps.maps, fno_rows, dataverse_rows, entries, index, lookups
         )
         texts = sorted(pairs)
+        if state.cursor is not None:  # keys up to the cursor were done by an earlier step (a Dataverse row's too)
+            texts = texts[bisect.bisect_right(texts, state.cursor) :]
         log.info("%s: read %d + %d rows in %.2f s, the ledger (%d) in %.2f s, matched in %.2f s", name,
                  len(fno_rows), len(dataverse_rows), read_s, len(entries), ledger_s,
                  time.monotonic() - clock)  # fmt: skip
@@ -193,7 +195,7 @@ class SyncRunner:
         state.state = "writing"
         state.fno.read, state.dataverse.read = max(state.fno.read, fno_read), max(state.dataverse.read,
                                                                                   len(dataverse_rows))  # fmt: skip
-        state.planned = state.processed + len(unkeyed) + len(texts) - bisect.bisect_right(texts, state.cursor or "")
+        state.planned = state.processed + len(unkeyed) + len(texts)
         await self.runs.save(run)
         writer = io.Writer(self.dataverse, self.fno, self.maps.maps, f"{io.TAG_PREFIX}sync:{run.run_id}")
         plan_only = run.mode is Mode.PLAN
@@ -213,43 +215,43 @@ class SyncRunner:
         # Pipelined: up to PIPELINE chunks at once, each saving its ledger entries and then writing into the apps
         # (a chunk is written only after its own entries are saved, so its echoes are recognised), while the next
         # chunk is decided; chunks are counted and the cursor moved in key order, only past chunks written.
-        starts = iter(range(0, len(texts) or (1 if unkeyed else 0), CHUNK))
-        flight: collections.deque[tuple[list[Decision], asyncio.Task[None]]] = collections.deque()
-        finished, begun = False, 0
+        starts = range(0, len(texts) or (1 if unkeyed else 0), CHUNK)
+        # (chunk, its last key: the cursor passes it once the chunk is done, even if nothing in it was left to do)
+        flight: collections.deque[tuple[list[Decision], str | None, asyncio.Task[None]]] = collections.deque()
+        begun, worked = 0, False
         while True:
             # A plan writes nothing (its chunks only count); see `write_deadline` for when a step stops writing (it
-            # still writes one chunk, whatever the time).
-            out_of_time = deadline is not None and time.monotonic() > deadline and begun > 0 and not plan_only
-            if not finished and not out_of_time and len(flight) < PIPELINE:
-                start = next(starts, None)
-                if start is None:
-                    finished = True
-                else:
-                    chunk = await asyncio.to_thread(chunk_of, start)
-                    flight.append((chunk, asyncio.ensure_future(self._chunk(run, state, chunk, entries, writer))))
-                    begun += 1
-                    continue
+            # still writes one chunk with work in it, whatever the time).
+            out_of_time = deadline is not None and time.monotonic() > deadline and worked and not plan_only
+            if begun < len(starts) and not out_of_time and len(flight) < PIPELINE:
+                start = starts[begun]
+                chunk = await asyncio.to_thread(chunk_of, start)
+                last = texts[min(start + CHUNK, len(texts)) - 1] if texts else None
+                flight.append((chunk, last, asyncio.ensure_future(self._chunk(run, state, chunk, entries, writer))))
+                begun, worked = begun + 1, worked or bool(chunk)
+                continue
             if not flight:
                 break
-            chunk, task = flight[0]
+            chunk, last, task = flight[0]
             await asyncio.wait([task])
             failure = task.exception()
             if failure is not None:
                 # Every chunk in flight settles first: a save or write left running would land after the step
                 # failed. The chunks that did not finish go back to what their entries were, or the redelivered
                 # step would read "the target changed, the source not" and copy the target's stale value back.
-                await asyncio.wait([t for _, t in flight])
-                await self._unsave([d for c, t in flight if t.exception() is not None for d in c], entries)
+                await asyncio.wait([t for _, _, t in flight])
+                await self._unsave([d for c, _, t in flight if t.exception() is not None for d in c], entries)
                 raise failure
             flight.popleft()
             for d in chunk:
                 self._count(state, d)
             state.processed += len(chunk)
-            state.cursor = max((d.key_text for d in chunk if d.keyed), default=state.cursor)
+            done = [d.key_text for d in chunk if d.keyed] + ([last] if last is not None else [])
+            state.cursor = max([*done, *([state.cursor] if state.cursor is not None else [])], default=None)
             await self.runs.save(run)
             if progress is not None:
                 progress(run)
-        if not finished:
+        if begun < len(starts):
             return False  # out of time: the next step continues from the cursor
         state.planned = state.processed
         if run.mode is Mode.RECONCILE and state.delta_link:
