@@ -34,7 +34,7 @@ from shared.connectors.dataverse import DataverseClient
 from shared.connectors.fno import FnoClient
 from shared.connectors.http import ODataTransport
 
-LOG = Path("/tmp/bench-apply-devhost.log")
+LOG = Path(f"/tmp/bench-apply-devhost-{os.getpid()}.log")  # per run: other runs may share the machine
 
 
 def applied(after: float) -> list[float]:

@@ -180,8 +180,9 @@ def parse_data_event(
     # Virtual tables carry F&O enums as option-set values (200000000 + …), numbers that mean nothing without the
     # environment's metadata: decoded to their symbols (`shared.events.enums`) where it is known; else kept as sent,
     # and apply re-reads the row through OData, where enums are symbols.
-    decoded = decode_choices(table, parsed.fields, symbols)
     names = catalog.for_virtual_table(table)
+    # Only a table a map reads: any other is ignored by ingest anyway, and must not cost a metadata read.
+    decoded = decode_choices(table, parsed.fields, symbols) if names is not None else None
     bare = table[len(VIRTUAL_PREFIX) :] if table.startswith(VIRTUAL_PREFIX) else table
 
     def real(name: str) -> str:

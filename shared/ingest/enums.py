@@ -54,10 +54,10 @@ class VirtualTableEnums:
     async def _refresh(self, table: str) -> None:
         async with self._locks.setdefault(table, asyncio.Lock()):  # one read per table, however many wait for it
             now = self._clock()
-            known = self._known.get(table)
             tried = self._tried.get(table)
-            if tried is not None and now - tried < self._retry_after and (known is None or now - known[0] < self._ttl):
-                return  # asked for just now (possibly by a change waiting with this one)
+            if tried is not None and now - tried < self._retry_after:
+                return  # asked for just now (possibly by a change waiting with this one), answered or not: a table
+                # whose options went stale and cannot be read is not asked for again by every notification
             self._tried[table] = now
             self.requests += 1
             try:

@@ -20,6 +20,25 @@ def key_text(key: dict[str, Any]) -> str:
     return text if _PLAIN.match(text) else quote(text, safe="=|-_.~ @:,;!$&()*+'")
 
 
+class ConflictRecord(BaseModel):
+    map: str
+    key: dict[str, Any]
+    policy: str
+    winner: str  # fno | dataverse | none (manual: parked)
+    fields: dict[str, dict[str, Any]]  # target column → {base, source, target}
+    source: str
+    event_id: str
+    status: str = "resolved"  # resolved | open (manual)
+    at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    changed_at: datetime | None = None  # when the change that met the conflict was made (apply's conflicts)
+
+    def row_key(self) -> str:
+        """Its RowKey in the conflicts table: the time (of the change, else of the record) in nanoseconds, then the
+        event id. The same conflict has the same key, so recording it again — a redelivered change — is a no-op."""
+        at = self.changed_at or self.at
+        return f"{int(at.timestamp()) * 10**9 + at.microsecond * 1000:020d}-{self.event_id}"
+
+
 class SideState(BaseModel):
     row_id: str | None = None  # Dataverse GUID / F&O virtual id, when known
     version: str | None = None  # the last version of this side we synced (applied from it, or wrote into it)
@@ -37,24 +56,15 @@ class LedgerEntry(BaseModel):
     fno: SideState = Field(default_factory=SideState)
     dataverse: SideState = Field(default_factory=SideState)
     deleted: bool = False
+    # The conflict its last change met, kept with the entry (saved in one write) until the next change: a change
+    # whose conflict record failed after the entry was saved finds it here when redelivered, and records it then.
+    conflict: ConflictRecord | None = None
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     etag: str | None = Field(default=None, exclude=True)  # Table Storage's, for optimistic concurrency
     indexed: set[tuple[Side, str]] = Field(default_factory=set, exclude=True)  # row ids already in the id index
 
     def side(self, side: Side) -> SideState:
         return self.fno if side is Side.FNO else self.dataverse
-
-
-class ConflictRecord(BaseModel):
-    map: str
-    key: dict[str, Any]
-    policy: str
-    winner: str  # fno | dataverse | none (manual: parked)
-    fields: dict[str, dict[str, Any]]  # target column → {base, source, target}
-    source: str
-    event_id: str
-    status: str = "resolved"  # resolved | open (manual)
-    at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
 class ErrorRecord(BaseModel):

@@ -13,11 +13,12 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableErrorCode, TableTransactionError, UpdateMode
+from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
 from shared.events.model import ChangeEvent
 from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry, key_text
+from shared.ledger.wire import TableRequestFailed, read_entity, transact
 from shared.maps.model import Side
 
 MAX_TRANSACTION = 100  # operations in one entity-group transaction
@@ -46,7 +47,6 @@ def index_entity(map_name: str, side: Side, row_id: str, key: dict[str, Any]) ->
 
 
 IfNotModified = MatchConditions.IfNotModified
-_CONFLICT_CODES = {TableErrorCode.ENTITY_ALREADY_EXISTS, TableErrorCode.UPDATE_CONDITION_NOT_SATISFIED}
 
 
 class Ledger:
@@ -84,12 +84,11 @@ class Ledger:
 
     async def get(self, map_name: str, key: dict[str, Any]) -> LedgerEntry | None:
         await self.ensure_tables()
-        try:
-            entity = await self._table("ledger").get_entity(map_name, key_text(key))
-        except ResourceNotFoundError:
+        entity = await read_entity(self._table("ledger"), map_name, key_text(key))
+        if entity is None:
             return None
         entry = LedgerEntry.model_validate_json(entity["Entry"])
-        entry.etag = entity.metadata["etag"]
+        entry.etag = entity["etag"]
         entry.indexed = {(side, row_id) for side in Side if (row_id := entry.side(side).row_id)}
         return entry
 
@@ -116,10 +115,10 @@ class Ledger:
         await self.ensure_tables()
         operations, new = self._operations(entry)
         try:
-            results = await self._table("ledger").submit_transaction(operations)
-        except TableTransactionError as exc:
-            if getattr(exc, "error_code", None) in _CONFLICT_CODES:
-                raise LedgerConflict(str(exc.message)) from None
+            results = await transact(self._table("ledger"), operations)
+        except TableRequestFailed as exc:
+            if exc.conflict:
+                raise LedgerConflict(str(exc)) from None
             raise
         entry.etag = results[0].get("etag")
         entry.indexed |= set(new)
@@ -153,8 +152,8 @@ class Ledger:
             for part in chunks:
                 operations = [op for i in part for op in planned[i][0]]
                 try:
-                    results = await self._table("ledger").submit_transaction(operations)
-                except TableTransactionError:
+                    results = await transact(self._table("ledger"), operations)
+                except TableRequestFailed:
                     for i in part:
                         try:
                             out[i] = await self.save(entries[i])
@@ -171,9 +170,8 @@ class Ledger:
     async def key_for(self, map_name: str, side: Side, row_id: str) -> dict[str, Any] | None:
         """The integration key of a row known by its Dataverse GUID or F&O virtual id."""
         await self.ensure_tables()
-        try:
-            entity = await self._table("ledger").get_entity(map_name, index_row_key(side, row_id))
-        except ResourceNotFoundError:
+        entity = await read_entity(self._table("ledger"), map_name, index_row_key(side, row_id))
+        if entity is None:
             return None
         key: dict[str, Any] = json.loads(entity["Key"])
         return key
@@ -182,10 +180,13 @@ class Ledger:
 
     async def record_conflict(self, record: ConflictRecord) -> None:
         await self.ensure_tables()
-        await self._table("conflicts").create_entity(
-            {"PartitionKey": record.map, "RowKey": f"{time.time_ns():020d}-{record.event_id}",
-             "Status": record.status, "Record": record.model_dump_json()}
-        )  # fmt: skip
+        try:
+            await self._table("conflicts").create_entity(
+                {"PartitionKey": record.map, "RowKey": record.row_key(), "Status": record.status,
+                 "Record": record.model_dump_json()}
+            )  # fmt: skip
+        except ResourceExistsError:
+            pass  # recorded already (a redelivered change): the first record stands, and a person's resolution of it
 
     async def conflicts(self, map_name: str | None = None) -> list[ConflictRecord]:
         await self.ensure_tables()

@@ -96,11 +96,19 @@ class Observer:
     _done: set[Key] = field(default_factory=set)  # no longer waiting: taken off the waiting list at the next flush
     _deferred: dict[Key, ChangeEvent] = field(default_factory=dict)
     _rules_broken: bool = False
+    _done_unmapped: list[ChangeEvent] = field(default_factory=list)  # final outcomes logged under no map ("-")
 
     def observe(self, event: ChangeEvent, map_name: str, outcome: str, detail: str, latency_ms: float) -> None:
         try:
             telemetry.record_outcome(map_name, outcome, latency_ms)
             if map_name == "-":
+                # No map's outcome (merged into a later change of its row in one batch, or no map reads it): final
+                # all the same, so the rows it waits under, one per map reading it, are taken off at the next flush.
+                if outcome != "deferred":
+                    self._done_unmapped.append(event)
+                    loop = asyncio.get_running_loop()
+                    if self._flusher is None or self._flusher.done():
+                        self._flusher = loop.create_task(self._flush_soon())
                 return
             bucket = int(time.time()) // BUCKET_SECONDS * BUCKET_SECONDS
             self._buckets.setdefault((map_name, bucket), Counts()).add(outcome, latency_ms)
@@ -138,10 +146,11 @@ class Observer:
         await self.flush()
 
     async def flush(self) -> None:
-        if not (self._dirty or self._done or self._deferred):
+        if not (self._dirty or self._done or self._deferred or self._done_unmapped):
             return
         dirty, self._dirty = self._dirty, set()
         done, self._done = self._done, set()
+        unmapped, self._done_unmapped = self._done_unmapped, []
         deferred, self._deferred = self._deferred, {}
         rows = [self._buckets[k].entity(k[0], k[1], self.instance) for k in dirty if k in self._buckets]
         try:
@@ -152,10 +161,11 @@ class Observer:
             self._dirty |= dirty
             self._done |= done
             self._deferred = deferred | self._deferred
+            self._done_unmapped = unmapped + self._done_unmapped
             return
         if effects.waiting is not None:
             await effects.waiting.deferred(deferred.items())
-            await effects.waiting.done(done)
+            await effects.waiting.done(done | {k for e in unmapped for k in effects.waiting.keys_for(e)})
         horizon = time.time() - 120
         for key in [k for k in self._buckets if k[1] < horizon and k not in self._dirty]:
             del self._buckets[key]

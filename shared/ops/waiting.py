@@ -9,8 +9,10 @@ batched in its two-second flush (so a row is usually written before its deletion
 round trip on the path of a webhook or of apply.
 
 The publisher and apply may be different instances, so a deletion can come before its row is written: the deletion
-then leaves a tombstone (`Done`), the writer creates rows (never replaces one) and, finding a tombstone, removes it
-instead of waiting for ever; `oldest` takes off tombstones nobody claimed (a duplicate delivery's second outcome).
+then leaves a tombstone (`Done`), and the writer creates rows (never replaces one), so a late write finds the tombstone
+and writes nothing. `oldest` skips tombstones and takes them off once past Service Bus's duplicate-detection window.
+A change queued again after its outcome here (a webhook retried; duplicate detection drops it, so no outcome will
+follow) is not written again.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables import UpdateMode
 
 from shared.events.model import ChangeEvent
 from shared.ledger.tables import safe_row_key
+from shared.ledger.wire import TableRequestFailed, transact
 from shared.ops.store import OpsStore
 
 log = logging.getLogger("ops.waiting")
@@ -34,6 +37,9 @@ TABLE = "opswaiting"
 TRANSACTION_SIZE = 100  # Table Storage's limit per entity-group transaction
 MAX_PRUNED = 20  # rows of errored changes taken off per look, at most
 MAX_TOMBSTONES = 200  # tombstones taken off per look, at most
+# A tombstone is kept past Service Bus's duplicate-detection window (PT10M, infra/servicebus-entities.json): a late
+# write of its change, or of a duplicate of it sent within the window, must still find it.
+TOMBSTONE_KEPT = timedelta(minutes=15)
 QUEUED_FLUSH_SECONDS = 0.5  # well under the observer's FLUSH_SECONDS: a row is written before apply's "done" is
 FINISHED_KEPT = 10_000  # outcomes remembered against a row written late (a few seconds' worth at any rate)
 MapsFor = Callable[[ChangeEvent], list[str]]
@@ -75,6 +81,10 @@ class WaitingChanges:
     def _table(self) -> Any:
         return self._store.table(TABLE)
 
+    def keys_for(self, event: ChangeEvent) -> list[Key]:
+        """The rows a change waits under: one per map reading it."""
+        return [waiting_key(name, event) for name in self._maps_for(event)]
+
     async def queued(self, events: Sequence[ChangeEvent]) -> None:
         """A row per change and map reading it, written in the background within `flush_seconds`, many changes to
         a transaction: the send never waits for it. Apply's "done" comes seconds later still (the observer takes
@@ -83,8 +93,12 @@ class WaitingChanges:
             for event in events:
                 for name in self._maps_for(event):
                     key = waiting_key(name, event)
+                    if key in self._finished:
+                        # Finished here already: this is the same change sent again (a webhook retried, F&O's
+                        # retries of a POST answered 413 for another change), which duplicate detection drops —
+                        # no outcome will come for it, so a row would wait for ever.
+                        continue
                     self._pending[key] = _entity(key)
-                    self._finished.pop(key, None)  # queued again (a send retried): waiting again
             if self._pending and (self._flusher is None or self._flusher.done()):
                 self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
         except Exception:
@@ -97,7 +111,7 @@ class WaitingChanges:
     async def flush(self) -> None:
         """Write the rows recorded since the last flush (per map, in transactions of up to 100). Rows are created,
         never replaced: a row there already is a change queued again (fine) or a tombstone left by an apply in
-        another instance that finished the change first (taken off: the change is not waiting)."""
+        another instance that finished the change first (kept: the change is not waiting)."""
         pending, self._pending = self._pending, {}
         pending = {k: v for k, v in pending.items() if k not in self._finished}
         if not pending:
@@ -110,8 +124,8 @@ class WaitingChanges:
                 for start in range(0, len(entities), TRANSACTION_SIZE):
                     chunk = entities[start : start + TRANSACTION_SIZE]
                     try:
-                        await table.submit_transaction([("create", e) for e in chunk])
-                    except TableTransactionError:
+                        await transact(table, [("create", e) for e in chunk])
+                    except TableRequestFailed:
                         await asyncio.gather(*(self._create_one(table, e) for e in chunk))
         except Exception:
             log.warning("could not record %d queued change(s) for the console's lag", len(pending), exc_info=True)
@@ -124,18 +138,14 @@ class WaitingChanges:
         try:
             await table.create_entity(entity)
         except ResourceExistsError:
-            try:
-                there = await table.get_entity(entity["PartitionKey"], entity["RowKey"])
-            except ResourceNotFoundError:  # taken off meanwhile (its outcome came): nothing waits
-                return
-            if there.get("Done"):
-                await WaitingChanges._delete_one(table, entity["PartitionKey"], entity["RowKey"])
+            pass  # the change queued again (waiting already), or a tombstone: finished elsewhere, not waiting
 
     async def unqueued(self, events: Sequence[ChangeEvent]) -> None:
         """The send failed: nothing of it is waiting (the sender retries, and it is recorded again)."""
         keys = [waiting_key(name, e) for e in events for name in self._maps_for(e)]
         written = [k for k in keys if self._pending.pop(k, None) is None]
-        await self.done(written)
+        if written:
+            await self._delete(written, tombstone=False)  # not finished: the retry of the send records it again
 
     async def done(self, keys: Iterable[Key]) -> None:
         """Deleted per map in transactions. One not found that was not waiting to be written here (its row not
@@ -161,10 +171,8 @@ class WaitingChanges:
                 for start in range(0, len(rows), TRANSACTION_SIZE):
                     chunk = rows[start : start + TRANSACTION_SIZE]
                     try:
-                        await table.submit_transaction(
-                            [("delete", {"PartitionKey": partition, "RowKey": r}) for r in chunk]
-                        )
-                    except TableTransactionError:
+                        await transact(table, [("delete", {"PartitionKey": partition, "RowKey": r}) for r in chunk])
+                    except TableRequestFailed:
                         await asyncio.gather(*(self._delete_one(table, partition, r, tombstone) for r in chunk))
         except Exception:
             log.warning("could not clear applied changes from the console's waiting list", exc_info=True)
@@ -202,9 +210,12 @@ class WaitingChanges:
         await self._store.ensure()
         pruned = tombstones = 0
         query = self._table().query_entities("PartitionKey eq @m", parameters={"m": map_name}, results_per_page=100)
+        now = datetime.now(UTC)
         async for entity in query:
             if entity.get("Done"):
-                if tombstones < MAX_TOMBSTONES:
+                written_at = getattr(entity, "metadata", {}).get("timestamp")
+                old_enough = written_at is None or now - written_at > TOMBSTONE_KEPT
+                if old_enough and tombstones < MAX_TOMBSTONES:
                     await self._delete_one(self._table(), map_name, entity["RowKey"])
                     tombstones += 1
                 continue

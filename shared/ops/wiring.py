@@ -33,20 +33,12 @@ def get_store() -> OpsStore:
     return _bridge().ops.store
 
 
-async def _pause(map_name: str, reason: str) -> None:
-    await _bridge().control.pause(map_name, reason)
-
-
-async def _notify(alert: Alert) -> None:
-    settings = get_ops_settings()
-    if not settings.alert_webhook_url:
-        log.warning(json.dumps({"event": "alert-not-sent", "map": alert.map, "reason": "ALERT_WEBHOOK_URL is not set"}))
-        return
-    await enqueue(_bridge().clients.servicebus, settings.notifications_queue, message(alert, settings.console_url))
-
-
 def maps_for(event: ChangeEvent) -> list[str]:
-    return [c.map.name for c in _bridge().maps.reading(event.source, event.entity)]
+    return _maps_for(_bridge(), event)
+
+
+def _maps_for(bridge: Bridge, event: ChangeEvent) -> list[str]:
+    return [c.map.name for c in bridge.maps.reading(event.source, event.entity)]
 
 
 def get_waiting() -> WaitingChanges:
@@ -74,13 +66,6 @@ async def resolved_change(event: dict[str, Any]) -> bool:
     return False
 
 
-async def _settle_dead_letters(event_id: str) -> int:
-    from shared.ops.deadletters import DeadLetters
-
-    b = _bridge()
-    return await DeadLetters(b.clients.servicebus, b.settings.changes_queue).settle_event(event_id)
-
-
 def effects() -> Effects:
     return _bridge().ops.effects
 
@@ -99,11 +84,32 @@ class OpsParts:
 
     @cached_property
     def waiting(self) -> WaitingChanges:
-        return WaitingChanges(self.store, maps_for)
+        return WaitingChanges(self.store, lambda event: _maps_for(self._bridge, event))
 
     @cached_property
     def effects(self) -> Effects:
-        return Effects(self.store, get_ops_settings().rules_for, _pause, _notify, self.waiting, _settle_dead_letters)
+        return Effects(self.store, get_ops_settings().rules_for, self._pause, self._notify, self.waiting,
+                       self._settle_dead_letters)  # fmt: skip
+
+    async def _pause(self, map_name: str, reason: str) -> None:
+        await self._bridge.control.pause(map_name, reason)
+
+    async def _notify(self, alert: Alert) -> None:
+        settings = get_ops_settings()
+        if not settings.alert_webhook_url:
+            log.warning(
+                json.dumps({"event": "alert-not-sent", "map": alert.map, "reason": "ALERT_WEBHOOK_URL is not set"})
+            )
+            return
+        await enqueue(
+            self._bridge.clients.servicebus, settings.notifications_queue, message(alert, settings.console_url)
+        )
+
+    async def _settle_dead_letters(self, event_id: str) -> int:
+        from shared.ops.deadletters import DeadLetters
+
+        b = self._bridge
+        return await DeadLetters(b.clients.servicebus, b.settings.changes_queue).settle_event(event_id)
 
     async def drain(self) -> None:
         """The rows of changes queued first (the observer's deletions must find them), then the figures."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from shared.connectors.errors import ConnectorError, ValidationFailed
 from shared.events.model import ChangeEvent
+from shared.maps.model import TableMap
 
 Scheduler = Callable[[ChangeEvent, float, int], Awaitable[None]]  # (change, after seconds, attempt)
 
@@ -46,3 +48,8 @@ class Message:
     event: ChangeEvent
     delivery_count: int = 1
     attempt: int = 0
+
+
+def invalid(m: TableMap, message: str) -> ConnectorError:
+    """A change the map cannot apply as it is (error-logged, not retried)."""
+    return ValidationFailed(message, request=f"map {m.name}")

@@ -20,7 +20,7 @@ from typing import Any
 from shared.events.model import ChangeEvent, Operation
 from shared.ledger.model import ConflictRecord, LedgerEntry
 from shared.maps.model import Side, TableMap
-from shared.maps.transform import LookupRef, TargetRow
+from shared.maps.transform import LookupRef, TargetRow, plain
 from shared.sync.decide import fingerprint, is_newer, normalize, resolve
 from shared.sync.rows import Current, Written
 
@@ -100,6 +100,17 @@ def known_before_reread(entry: LedgerEntry | None, m: TableMap, event: ChangeEve
     return None
 
 
+def integration_key(m: TableMap, record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The row's key in F&O's terms (the company lower-cased, as F&O compares it), or None when a part is missing."""
+    key: dict[str, Any] = {}
+    for name in m.fno.key:
+        value = plain(record.get(name))
+        if value in (None, ""):
+            return None
+        key[name] = str(value).lower() if name == m.company_field(Side.FNO) else value
+    return key
+
+
 def can_assume(entry: LedgerEntry | None, into: Side) -> bool:
     """Whether the target can be written without reading it first: a row never synced (guarded create), or one whose
     ETag the ledger remembers (conditional update)."""
@@ -141,6 +152,7 @@ def plan_change(
         plan.conflict = ConflictRecord(
             map=m.name, key=key, policy=str(m.conflict.policy), winner=winner, fields=decision.conflicts,
             source=str(side), event_id=event.event_id, status="open" if decision.park else "resolved",
+            changed_at=event.occurred_at,
         )  # fmt: skip
         plan.detail = f"conflict on {', '.join(sorted(decision.conflicts))}, {decision.winner} won"
     if decision.park:
@@ -209,7 +221,15 @@ def settle(
     if event.row_id and not (side is Side.FNO and event.row_id.startswith("{")):
         state.row_id = state.row_id or event.row_id
     entry.deleted = False
+    entry.conflict = plan.conflict  # recorded once this entry is saved; a redelivery completes it (`owed_conflict`)
     return entry
+
+
+def owed_conflict(entry: LedgerEntry | None, event: ChangeEvent) -> ConflictRecord | None:
+    """The conflict `event` met, when the ledger entry holds it: the change was applied, and its conflict record may
+    not have been written (recording it again is a no-op)."""
+    owed = entry.conflict if entry is not None else None
+    return owed if owed is not None and owed.event_id == event.event_id else None
 
 
 def source_etag(side: Side, version: str, known: str | None) -> str | None:

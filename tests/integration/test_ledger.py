@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 from azure.data.tables.aio import TableServiceClient
 
-from shared.ledger.model import LedgerEntry
+from shared.ledger.model import ConflictRecord, LedgerEntry
 from shared.ledger.tables import Ledger, LedgerConflict
 from shared.maps.model import Side
 
@@ -53,3 +54,15 @@ async def test_a_pause_is_seen_at_once_and_a_running_map_is_trusted_briefly(ledg
     assert await ledger.is_paused("vendors")
     await ledger.set_map_state("vendors", "running")
     assert not await ledger.is_paused("vendors")
+
+
+async def test_a_conflict_recorded_twice_is_one_record(ledger: Ledger) -> None:
+    """A redelivered change records its conflict again: the same RowKey (the change's time and event id), so the
+    first record stands."""
+    record = ConflictRecord(
+        map="customers", key={"k": 2}, policy="manual", winner="none", fields={"name": {"base": "a"}},
+        source="fno", event_id="ev-1", status="open", changed_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )  # fmt: skip
+    await ledger.record_conflict(record)
+    await ledger.record_conflict(record.model_copy(update={"at": datetime.now(UTC)}))
+    assert [(c.event_id, c.status) for c in await ledger.conflicts("customers")] == [("ev-1", "open")]

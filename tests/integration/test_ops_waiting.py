@@ -212,4 +212,47 @@ async def test_an_outcome_seen_in_another_instance_before_the_row_is_written_lea
     await p.observer.flush()
     assert await p.waiting.oldest("customers") is None
     async for entity in p.store.table("opswaiting").query_entities("PartitionKey eq 'customers'"):
-        raise AssertionError(f"left in the waiting list: {entity}")
+        assert entity["Done"], f"left waiting: {entity}"  # tombstones only, kept past duplicate detection's window
+
+
+async def test_a_change_sent_again_after_its_outcome_does_not_wait_for_ever(parts: Parts) -> None:
+    """F&O retries a whole POST answered 413 for another change of its array (3 retries, 1 s apart): ingest sends the
+    changes it queued already again, under the same ids; duplicate detection drops them, so no outcome follows —
+    they must not be recorded as waiting again."""
+    p = parts
+    ev = change(1)
+    await p.waiting.queued([ev])
+    await p.waiting.flush()
+    p.observer.observe(ev, "customers", "applied", "", 50.0)
+    await p.observer.flush()
+    assert await p.waiting.oldest("customers") is None
+    await p.waiting.queued([ev])  # the retry: same event id, dropped by duplicate detection
+    await p.waiting.flush()
+    assert await p.waiting.oldest("customers") is None
+
+
+async def test_a_tombstone_not_claimed_yet_outlives_a_console_read(parts: Parts) -> None:
+    """Apply (one instance) finishes before the publisher (another) writes the row: the tombstone must outlive a
+    console read or a lag watch in between, or the late row would wait for ever."""
+    p = parts
+    publisher_side = WaitingChanges(p.store, p.waiting._maps_for, flush_seconds=60)
+    ev = change(1)
+    await publisher_side.queued([ev])
+    p.observer.observe(ev, "customers", "applied", "", 50.0)
+    await p.observer.flush()  # the tombstone
+    assert await p.waiting.oldest("customers") is None  # the console looks
+    await publisher_side.flush()  # the late write
+    assert await p.waiting.oldest("customers") is None
+
+
+async def test_a_change_merged_into_a_later_one_of_its_row_is_not_left_waiting(parts: Parts) -> None:
+    """Apply merges a row's changes within one batch and logs the earlier one under no map ("-", superseded): its
+    rows — one per map reading it — are taken off all the same."""
+    p = parts
+    earlier = change(2)
+    await p.waiting.queued([earlier])
+    await p.waiting.flush()
+    assert (await p.waiting.oldest("customers") or {}).get("event_id") == earlier.event_id
+    p.observer.observe(earlier, "-", "skipped-superseded", "merged into a later change of its row", 0.0)
+    await p.observer.flush()
+    assert await p.waiting.oldest("customers") is None

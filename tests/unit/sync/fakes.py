@@ -23,7 +23,8 @@ class FakeLedger:
     def __init__(self) -> None:
         self.entries: dict[tuple[str, str], tuple[str, str]] = {}  # (map, key) → (json, etag)
         self.index: dict[tuple[str, Side, str], dict[str, Any]] = {}
-        self.conflict_log: list[ConflictRecord] = []
+        self.conflict_log: list[ConflictRecord] = []  # as recorded: one per row key (the Table's RowKey)
+        self.conflict_fails = 0  # the next this many `record_conflict` calls fail (Table Storage unreachable)
         self.error_log: list[ErrorRecord] = []
         self.states: dict[str, dict[str, Any]] = {}
         self.held_events: list[tuple[str, ChangeEvent]] = []
@@ -77,7 +78,11 @@ class FakeLedger:
         return self.index.get((map_name, side, row_id.lower()))
 
     async def record_conflict(self, record: ConflictRecord) -> None:
-        self.conflict_log.append(record)
+        if self.conflict_fails:
+            self.conflict_fails -= 1
+            raise OSError("the conflicts table is unreachable")
+        if all((c.map, c.row_key()) != (record.map, record.row_key()) for c in self.conflict_log):
+            self.conflict_log.append(record)  # as the Table ledger: a second record of one conflict is a no-op
 
     async def record_error(self, record: ErrorRecord) -> None:
         self.error_log.append(record)

@@ -4,14 +4,16 @@ creates, healing, deletes, batching of repeated rows, one failed row in a batch,
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shared.connectors.errors import ConcurrencyConflict, Throttled, ValidationFailed
 from shared.events.model import ChangeEvent, Operation, Side
-from shared.maps.loader import MapSet, load_maps
+from shared.maps.loader import MAPS_DIR, MapSet, load_maps
 from shared.sync.service import AlertRule, ApplyService, Message, Outcome, PermanentFailure
 from tests.unit.sync.fakes import COMPANY_ID, FakeLedger, FakeRows
 
@@ -54,6 +56,12 @@ def fno_customer(number: str, version: int, operation: Operation = Operation.CRE
         row_id=f"usmf|{number}", keys={"dataAreaId": "usmf", "CustomerAccount": number}, fields=record,
         source_version=str(version), occurred_at=T0 + timedelta(seconds=version),
     )  # fmt: skip
+
+
+def fno_changed(b: Bridge, number: str, version: int, **fields: Any) -> ChangeEvent:
+    """A person's change in F&O: the row as it is now in F&O, and its update event (which apply re-reads)."""
+    b.fno.put(CUSTOMERS, {"dataAreaId": "usmf", "CustomerAccount": number}, {"PartyType": "Organization", **fields})
+    return fno_customer(number, version, Operation.UPDATE)
 
 
 def dataverse_account(row_id: str, number: str, version: int, **fields: Any) -> ChangeEvent:
@@ -147,7 +155,10 @@ async def test_a_row_changed_meanwhile_answers_412_and_the_three_way_decision_ru
     # A person changes the account in Dataverse (its notification not delivered yet): our ETag is now stale.
     b.dataverse.put(CUSTOMERS, {"accountnumber": "C4", "msdyn_company": "USMF"}, {"description": "their memo"})
     requests = b.requests
-    result = await b.apply(fno_customer("C4", 11, OrganizationName="B", SalesMemo="memo"))
+    b.fno.put(
+        CUSTOMERS, {"dataAreaId": "usmf", "CustomerAccount": "C4"}, {"OrganizationName": "B", "SalesMemo": "memo"}
+    )
+    result = await b.apply(fno_customer("C4", 11, Operation.UPDATE))
     assert outcome(result) == "applied"
     row = account(b, "C4")
     assert row is not None and row["name"] == "B" and row["description"] == "their memo"  # no lost update
@@ -158,7 +169,7 @@ async def test_a_conflict_is_decided_by_policy_and_recorded() -> None:
     b = Bridge()
     await b.apply(fno_customer("C5", 10, OrganizationName="A"))
     b.dataverse.put(CUSTOMERS, {"accountnumber": "C5", "msdyn_company": "USMF"}, {"name": "Dataverse's"})
-    result = await b.apply(fno_customer("C5", 11, OrganizationName="F&O's"))
+    result = await b.apply(fno_changed(b, "C5", 11, OrganizationName="F&O's"))
     assert outcome(result) == "conflict"
     assert b.ledger.conflict_log and b.ledger.conflict_log[0].winner == "fno"  # merge, master fno
     assert account(b, "C5")["name"] == "F&O's"  # type: ignore[index]
@@ -363,7 +374,7 @@ async def test_a_conflict_whose_write_met_a_412_is_recorded_once_for_the_write_t
     b.dataverse.put(CUSTOMERS, {"accountnumber": "C17", "msdyn_company": "USMF"}, {"name": "Dataverse's"})
     precondition = ConcurrencyConflict("the ETag does not match", status=412)
     b.dataverse.fail_next["F&O's"] = [precondition, precondition]  # the first write, then the conflict's own
-    result = await b.apply(fno_customer("C17", 11, OrganizationName="F&O's"))
+    result = await b.apply(fno_changed(b, "C17", 11, OrganizationName="F&O's"))
     assert outcome(result) == "conflict" and account(b, "C17")["name"] == "F&O's"  # type: ignore[index]
     assert [c.winner for c in b.ledger.conflict_log] == ["fno"]  # one record, of the write that went through
 
@@ -385,3 +396,43 @@ async def test_a_write_back_never_replaces_a_change_made_in_the_source_meanwhile
     assert b.ledger.conflict_log and b.ledger.conflict_log[-1].winner == "fno"  # merge, master fno: decided again
     assert account(b, "C18")["description"] == "person's memo"  # type: ignore[index]
     assert account(b, "C18")["name"] == "B"  # type: ignore[index]
+
+
+async def test_a_conflict_whose_record_failed_after_its_ledger_entry_was_saved_is_recorded_on_redelivery() -> None:
+    """The write and the ledger entry went through, the conflict record did not: the change, tried again, finds the
+    row applied (stale) — and records the conflict its ledger entry holds, once."""
+    b = Bridge()
+    await b.apply(fno_customer("C19", 10, OrganizationName="A"))
+    b.dataverse.put(CUSTOMERS, {"accountnumber": "C19", "msdyn_company": "USMF"}, {"name": "Dataverse's"})
+    b.ledger.conflict_fails = 1
+    change = fno_changed(b, "C19", 11, OrganizationName="F&O's")
+    result = await b.apply(change)
+    assert outcome(result) == "deferred" and [s[0] for s in b.scheduled] == [change.event_id]  # tried again
+    assert account(b, "C19")["name"] == "F&O's" and not b.ledger.conflict_log  # type: ignore[index]
+    again = await b.service.apply_messages([Message(change, 1, 1)])  # the re-scheduled message
+    assert outcome(again) == "skipped-stale"
+    assert [(c.event_id, c.winner) for c in b.ledger.conflict_log] == [(change.event_id, "fno")]
+    await b.service.apply_messages([Message(change, 2, 1)])  # delivered once more: still one record
+    assert len(b.ledger.conflict_log) == 1
+
+
+def manual_maps(tmp_path: Path) -> MapSet:
+    """The maps, the customers map's conflicts parked for a person (policy manual)."""
+    for source in MAPS_DIR.glob("*.yaml"):
+        text = source.read_text()
+        if source.name == "customers.yaml":
+            text, count = re.subn(r"(?m)^conflict: .*$", "conflict: {policy: manual, master: fno}", text)
+            assert count == 1
+        (tmp_path / source.name).write_text(text)
+    return load_maps(sorted(tmp_path.glob("*.yaml")))
+
+
+async def test_a_parked_conflict_delivered_twice_is_recorded_once(tmp_path: Path) -> None:
+    b = Bridge(manual_maps(tmp_path))
+    await b.apply(fno_customer("C20", 10, OrganizationName="A"))
+    b.dataverse.put(CUSTOMERS, {"accountnumber": "C20", "msdyn_company": "USMF"}, {"name": "Dataverse's"})
+    change = fno_changed(b, "C20", 11, OrganizationName="F&O's")
+    assert outcome(await b.apply(change)) == "conflict"
+    assert outcome(await b.service.apply_messages([Message(change, 2)])) == "conflict"  # redelivered: parked again
+    assert [(c.status, c.winner) for c in b.ledger.conflict_log] == [("open", "none")]  # one record waits
+    assert account(b, "C20")["name"] == "Dataverse's"  # type: ignore[index]  # nothing written
