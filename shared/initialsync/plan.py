@@ -255,7 +255,7 @@ def _entry(m: TableMap, key: dict[str, Any], entry: LedgerEntry | None) -> Ledge
     if entry is None:  # built unvalidated, every field given: the values come from the map and the rows, once per
         # row of a large run (a default left to pydantic costs an `inspect.signature` of its factory per row)
         return LedgerEntry.model_construct(
-            map=m.name, key=key, fno=_side_state(), dataverse=_side_state(), deleted=False,
+            map=m.name, key=key, fno=_side_state(), dataverse=_side_state(), deleted=False, conflict=None,
             updated_at=datetime.now(UTC), etag=None, indexed=set(),
         )  # fmt: skip
     return entry.model_copy(deep=True, update={"etag": entry.etag, "indexed": set(entry.indexed)})
