@@ -83,12 +83,14 @@ async def one(count: int) -> dict[str, float]:
         before = await app_requests(urls)
         cpu_before = cpu_seconds(services)
         seconds, report = await sync(base, "sync")
-        cpu = cpu_report(cpu_before, cpu_seconds(services), count, unit="row")
+        cpu_after = cpu_seconds(services)
+        cpu = cpu_report(cpu_before, cpu_after, count, unit="row")
         used = await app_requests(urls) - before
         progress = report["progress"]["customers"]
         created = progress["dataverse"]["created"]
         assert report["state"] == "done" and created >= count, json.dumps(report)[:2000]
         plan_seconds, plan = await sync(base, "plan")
+        plan_cpu = cpu_report(cpu_after, cpu_seconds(services), count, unit="row planned")
         ceiling = await dataverse_ceiling(urls["dataverse"])
         figures = {
             "rows": created, "seconds": seconds, "rows_per_s": created / seconds,
@@ -104,6 +106,7 @@ async def one(count: int) -> dict[str, float]:
             flush=True,
         )
         print(cpu, flush=True)
+        print(plan_cpu, flush=True)
         return figures
     finally:
         stack.stop()

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from local.sims import dataverse_metadata as metadata
 from local.sims.dataverse_webhooks import BUSINESS_UNIT_ID, MESSAGES, ORGANIZATION_ID, SIZE_LIMIT, DataverseWebhooks
@@ -24,13 +25,41 @@ from local.sims.engine import (
     check_if_match,
     parse_key,
 )
-from local.sims.schema import ColumnType, Table
+from local.sims.schema import Column, ColumnType, Table
 from local.sims.store import Store, StoredRow, key_text
 
 SYSTEM_PROPERTIES = ("versionnumber", "createdon", "modifiedon")
 FORMATTED = "OData.Community.Display.V1.FormattedValue"
 LOOKUP_TABLE = "Microsoft.Dynamics.CRM.lookuplogicalname"
 NAVIGATION = "Microsoft.Dynamics.CRM.associatednavigationproperty"
+T = TypeVar("T")
+
+
+# Worked out once per table while its columns are the same objects (a customization replaces them): the table kept
+# beside its id, so the id is never another table's.
+_NAVIGATIONS: dict[int, tuple[Table, tuple[Column, ...], dict[str, tuple[str, str]]]] = {}
+_LOOKUP_PROPERTIES: dict[int, tuple[Table, tuple[Column, ...], dict[str, str]]] = {}
+
+
+def _per_table(cache: dict[int, tuple[Table, tuple[Column, ...], T]], table: Table, build: Callable[[Table], T]) -> T:
+    columns = tuple(table.columns.values())
+    hit = cache.get(id(table))
+    if hit is None or hit[0] is not table or hit[1] != columns:
+        hit = cache[id(table)] = (table, columns, build(table))
+    return hit[2]
+
+
+def _navigations(table: Table) -> dict[str, tuple[str, str]]:
+    """Single-valued navigation property → (column, target entity set); the first column naming it wins."""
+    out: dict[str, tuple[str, str]] = {}
+    for column in table.columns.values():
+        for navigation, target in column.navigation_properties().items():
+            out.setdefault(navigation, (column.name, target))
+    return out
+
+
+def _lookup_properties(table: Table) -> dict[str, str]:
+    return {c.lookup_property: c.name for c in table.columns.values() if c.type is ColumnType.LOOKUP}
 
 
 class DataverseDialect(DataverseWebhooks):
@@ -47,6 +76,7 @@ class DataverseDialect(DataverseWebhooks):
         self.virtual: dict[str, Table] = {}  # F&O entity → its virtual table: definitions only (`virtual_tables`)
         self.by_name: dict[str, Table] = {}
         self.size_limit = SIZE_LIMIT
+        self._bound: dict[str, tuple[tuple[Any, ...], str]] = {}  # @odata.bind path → (as of, row id)
 
     def bind(self, tables: list[Table]) -> None:
         self.tables = {t.entity_set: t for t in tables}
@@ -81,7 +111,7 @@ class DataverseDialect(DataverseWebhooks):
             return key
         if table.primary_id and list(key) == [table.primary_id]:
             return str(key[table.primary_id]).lower()
-        lookups = {c.lookup_property: c.name for c in table.columns.values() if c.type is ColumnType.LOOKUP}
+        lookups = _per_table(_LOOKUP_PROPERTIES, table, _lookup_properties)
         columns: dict[str, Any] = {}
         for name, value in key.items():
             column = lookups.get(name)
@@ -223,11 +253,7 @@ class DataverseDialect(DataverseWebhooks):
     @staticmethod
     def _navigation(table: Table, navigation: str) -> tuple[str, str] | None:
         """(column, target entity set) of a single-valued navigation property."""
-        for column in table.columns.values():
-            target = column.navigation_properties().get(navigation)
-            if target is not None:
-                return column.name, target
-        return None
+        return _per_table(_NAVIGATIONS, table, _navigations).get(navigation)
 
     def _resolve_bind(self, reference: str, expected_set: str) -> str:
         path = reference.split("/api/data/v9.2/")[-1].lstrip("/")
@@ -237,11 +263,20 @@ class DataverseDialect(DataverseWebhooks):
             raise SimError(400, f"Invalid @odata.bind reference '{reference}'.", "0x80060888")
         if expected_set and entity_set != expected_set:
             raise SimError(400, f"'{reference}' does not reference a {expected_set} row.", "0x80060888")
+        # A bulk write binds the same few rows (a company, a group) thousands of times: a row found is remembered
+        # while nothing in its table was written since (nor rolled back), the same answer the lookup would give.
+        generation = (*self.store.generation(entity_set), id(target), tuple(target.key))
+        known = self._bound.get(path)
+        if known is not None and known[0] == generation:
+            return known[1]
         key = parse_key(rest[:-1])
         row = self.locate(target, key, Request("GET", "", {}, {}, b"", ""))
         if row is None:
             shown = key if isinstance(key, str) else ",".join(f"{k}={v}" for k, v in key.items())
             raise SimError(404, f"{target.name} With Id = {shown} Does Not Exist", "0x80040217")
+        if len(self._bound) > 10_000:
+            self._bound.clear()
+        self._bound[path] = (generation, row.id)
         return row.id
 
     def create(self, table: Table, request: Request, changes: list[Change]) -> Reply:

@@ -46,13 +46,22 @@ class Store:
         if self._db.execute("SELECT COUNT(*) FROM counter").fetchone()[0] == 0:
             self._db.execute("INSERT INTO counter VALUES (1000)")
         self._depth = 0
+        # Bumped by every write to an entity set (and, for all of them, by a rollback or a reset): what a caller
+        # remembers of the rows "as of" a generation is still true while it is unchanged.
+        self._generations: dict[str, int] = {}
+        self._epoch = 0
+
+    def generation(self, entity_set: str) -> tuple[int, int]:
+        return self._epoch, self._generations.get(entity_set, 0)
+
+    def _touch(self, entity_set: str) -> None:
+        self._generations[entity_set] = self._generations.get(entity_set, 0) + 1
 
     def _row(self, r: tuple[Any, ...]) -> StoredRow:
         return StoredRow(r[0], r[1], r[2], loads(r[3]), r[4], r[5], r[6])
 
     def _next_version(self) -> int:
-        self._db.execute("UPDATE counter SET version = version + 1")
-        return int(self._db.execute("SELECT version FROM counter").fetchone()[0])
+        return int(self._db.execute("UPDATE counter SET version = version + 1 RETURNING version").fetchone()[0])
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -65,6 +74,7 @@ class Store:
         except BaseException:
             if self._depth == 1:
                 self._db.execute("ROLLBACK")
+                self._epoch += 1
             raise
         else:
             if self._depth == 1:
@@ -95,6 +105,7 @@ class Store:
         """(id, key, data) rows in one statement: the bulk seed (`--generate`)."""
         now = datetime.now(UTC).isoformat()
         first = self._next_version()
+        self._touch(entity_set)
         self._db.execute("UPDATE counter SET version = version + ?", (len(rows),))
         self._db.executemany(
             "INSERT INTO rows VALUES (?,?,?,?,?,?,?)",
@@ -104,6 +115,7 @@ class Store:
     def insert(self, entity_set: str, row_id: str, key: str, data: dict[str, Any]) -> StoredRow:
         now = datetime.now(UTC).isoformat()
         version = self._next_version()
+        self._touch(entity_set)
         self._db.execute(
             "INSERT INTO rows VALUES (?,?,?,?,?,?,?)", (entity_set, row_id.lower(), key, dumps(data), version, now, now)
         )
@@ -112,6 +124,7 @@ class Store:
     def update(self, row: StoredRow, data: dict[str, Any]) -> StoredRow:
         now = datetime.now(UTC).isoformat()
         version = self._next_version()
+        self._touch(row.entity_set)
         self._db.execute(
             "UPDATE rows SET data=?, version=?, modified=? WHERE entity_set=? AND id=?",
             (dumps(data), version, now, row.entity_set, row.id),
@@ -119,10 +132,12 @@ class Store:
         return StoredRow(row.entity_set, row.id, row.key, data, version, row.created, now)
 
     def delete(self, row: StoredRow) -> None:
+        self._touch(row.entity_set)
         self._db.execute("INSERT INTO tombstones VALUES (?,?,?)", (row.entity_set, row.id, self._next_version()))
         self._db.execute("DELETE FROM rows WHERE entity_set=? AND id=?", (row.entity_set, row.id))
 
     def reset(self) -> None:
+        self._epoch += 1
         self._db.execute("DELETE FROM rows")
         self._db.execute("DELETE FROM tombstones")
 

@@ -51,11 +51,12 @@ def encode(base_url: str, change_sets: Sequence[Sequence[BatchOperation]]) -> tu
         raise ValueError("an empty batch")
     if count > MAX_OPERATIONS:
         raise ValueError(f"{count} operations: a $batch takes at most {MAX_OPERATIONS}")
-    batch = f"batch_{uuid.uuid4().hex}"
+    unique = uuid.uuid4().hex  # one random part per request (a syscall each): change sets are numbered under it
+    batch = f"batch_{unique}"
     lines: list[str] = []
     content_id = 0
-    for change_set in change_sets:
-        boundary = f"changeset_{uuid.uuid4().hex}"
+    for number, change_set in enumerate(change_sets):
+        boundary = f"changeset_{unique}_{number}"
         lines += [f"--{batch}", f"Content-Type: multipart/mixed; boundary={boundary}", ""]
         for op in change_set:
             content_id += 1

@@ -17,6 +17,7 @@ import json
 import sys
 
 from shared.bridge import close_bridge
+from shared.initialsync import service
 from shared.initialsync.model import Mode, RunState
 from shared.initialsync.run import new_run
 from shared.initialsync.wiring import get_runner
@@ -36,12 +37,12 @@ async def _main(args: argparse.Namespace) -> int:
     runner = get_runner()
     try:
         if args.command == "status":
-            if args.run_id:
-                found = await runner.runs.get(args.run_id)
-            else:
-                runs = sorted(await runner.runs.runs(), key=lambda r: r.created_at)
-                found = runs[-1] if runs else None
-            if found is None:
+            run_id = args.run_id or max(await runner.runs.runs(), key=lambda r: r.created_at, default=None)
+            try:  # as the API reports it: a run whose step is gone is failed, with the reason
+                if run_id is None:
+                    raise service.RunNotFound
+                found = await service.report(run_id if isinstance(run_id, str) else run_id.run_id, runner)
+            except service.RunNotFound:
                 print("no such run", file=sys.stderr)
                 return 1
             print(json.dumps(found.report(), indent=2))

@@ -299,18 +299,31 @@ class Writer:
         return self.fno.update_operation(m.fno.entity, write.key, write.values, write.if_match or "*")
 
     async def write(self, m: TableMap, decisions: Sequence[Decision]) -> list[Failure]:
-        jobs: list[tuple[Side, Decision, Write, BatchOperation]] = []
-        for decision in decisions:
-            for w in decision.writes:
-                op = await self._dataverse_operation(m, w) if w.into is Side.DATAVERSE else self._fno_operation(m, w)
-                jobs.append((w.into, decision, w, op))
-        batches = []
-        for side in Side:
-            mine = [j for j in jobs if j[0] is side]
-            for start in range(0, len(mine), BATCH_OPERATIONS):
-                batches.append(mine[start : start + BATCH_OPERATIONS])
-        answers = await asyncio.gather(*(self._send(batch) for batch in batches))
-        return [f for failures in answers for f in failures]
+        """Each `$batch` goes out as soon as it is encoded (the app works on it while the next is encoded); every
+        batch settles before a failure is raised, so nothing lands after the caller put the ledger back."""
+        pending: dict[Side, list[tuple[Side, Decision, Write, BatchOperation]]] = {side: [] for side in Side}
+        sends: list[asyncio.Future[list[Failure]]] = []
+        try:
+            for decision in decisions:
+                for w in decision.writes:
+                    if w.into is Side.DATAVERSE:
+                        op = await self._dataverse_operation(m, w)
+                    else:
+                        op = self._fno_operation(m, w)
+                    batch = pending[w.into]
+                    batch.append((w.into, decision, w, op))
+                    if len(batch) >= BATCH_OPERATIONS:
+                        sends.append(asyncio.ensure_future(self._send(batch)))
+                        pending[w.into] = []
+            sends += [asyncio.ensure_future(self._send(batch)) for batch in pending.values() if batch]
+        finally:
+            answers = await asyncio.gather(*sends, return_exceptions=True)
+        failures = []
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
+            failures += answer
+        return failures
 
     async def _send(self, batch: list[tuple[Side, Decision, Write, BatchOperation]]) -> list[Failure]:
         client = self.dataverse if batch[0][0] is Side.DATAVERSE else self.fno

@@ -76,6 +76,7 @@ class RunState(BaseModel):
     message: str = ""
     steps: int = 0  # queued steps so far (each bounded in time, continuing from the cursors)
     failures: int = 0  # deliveries of the current step that failed in a row (reset by a step that succeeds)
+    etag: str | None = Field(default=None, exclude=True)  # Table Storage's, as read: for a conditional save
 
     def report(self) -> dict[str, Any]:
         return {

@@ -12,6 +12,7 @@ text rule such as lower-casing does not count as a difference), a lookup by the 
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -77,8 +78,8 @@ class Decision:
     behind: list[Side] = field(default_factory=list)  # the sides written because they lagged (drift)
     detail: str = ""
 
-    @property
-    def key_text(self) -> str:
+    @functools.cached_property
+    def key_text(self) -> str:  # asked several times per row (cursor, ledger, errors): worked out once
         return key_text(self.key)
 
     @property
@@ -181,10 +182,21 @@ def plan_map(
 ) -> list[Decision]:
     """One decision per integration key seen on either side (in key order, so a plan reads the same twice)."""
     pairs, decisions = match(compiled, maps, fno_rows, dataverse_rows, ledger, index, lookups)
-    for text in sorted(pairs):
-        pair = pairs[text]
-        decisions.append(_decide(compiled, maps, pair, ledger.get(text), lookups, run_id))
-    return decisions
+    return decisions + decide(compiled, maps, pairs, sorted(pairs), ledger, lookups, run_id)
+
+
+def decide(
+    compiled: CompiledMap,
+    maps: Mapping[str, CompiledMap],
+    pairs: Mapping[str, _Pair],
+    texts: Iterable[str],
+    ledger: Mapping[str, LedgerEntry],
+    lookups: Lookups,
+    run_id: str = "run",
+) -> list[Decision]:
+    """The decisions of the matched keys `texts`, in that order: a run decides its keys chunk by chunk, so the
+    first chunk is written while the next ones are decided."""
+    return [_decide(compiled, maps, pairs[text], ledger.get(text), lookups, run_id) for text in texts]
 
 
 def _stale(snapshot: Snapshot | None, state_version: str | None) -> bool:
@@ -236,14 +248,14 @@ def _readable(m: TableMap, side: Side) -> frozenset[str]:
 
 
 def _side_state() -> SideState:
-    return SideState.model_construct(row_id=None, version=None, values={}, last_event=None)
+    return SideState.model_construct(row_id=None, version=None, etag=None, values={}, last_event=None, ahead=False)
 
 
 def _entry(m: TableMap, key: dict[str, Any], entry: LedgerEntry | None) -> LedgerEntry:
     if entry is None:  # built unvalidated, every field given: the values come from the map and the rows, once per
         # row of a large run (a default left to pydantic costs an `inspect.signature` of its factory per row)
         return LedgerEntry.model_construct(
-            map=m.name, key=key, fno=_side_state(), dataverse=_side_state(), deleted=False,
+            map=m.name, key=key, fno=_side_state(), dataverse=_side_state(), deleted=False, conflict=None,
             updated_at=datetime.now(UTC), etag=None, indexed=set(),
         )  # fmt: skip
     return entry.model_copy(deep=True, update={"etag": entry.etag, "indexed": set(entry.indexed)})
@@ -286,19 +298,34 @@ def _create(
     return Decision(key, Kind.CREATED, [write], new, behind=[into])
 
 
+# By the map's id, the map kept beside it (so its id is never another map's).
+_COMPARED: dict[int, tuple[TableMap, list[tuple[FieldMap, bool, bool, Side | None]]]] = {}
+
+
+def _compared(m: TableMap) -> list[tuple[FieldMap, bool, bool, Side | None]]:
+    """The fields two rows are compared on (not the keys, not the company), each with whether it flows into
+    Dataverse, into F&O, and the only side it can be written into (None: either); worked out once per map."""
+    cached = _COMPARED.get(id(m))
+    if cached is None:
+        company = (m.company_field(Side.FNO), m.company_field(Side.DATAVERSE))
+        found = []
+        for f in m.fields:
+            if f.fno in company or f.dataverse in company or f.fno in m.fno.key or f.dataverse in m.dataverse.key:
+                continue
+            into_dv, into_fno = m.flows(f, Side.DATAVERSE), m.flows(f, Side.FNO)
+            if into_dv or into_fno:
+                only = None if into_dv and into_fno else (Side.DATAVERSE if into_dv else Side.FNO)
+                found.append((f, into_dv, into_fno, only))
+        cached = _COMPARED[id(m)] = (m, found)
+    return cached[1]
+
+
 def _differences(
     m: TableMap, fno: Snapshot, dv: Snapshot, to_dv: TargetRow, to_fno: TargetRow
 ) -> list[tuple[FieldMap, Side | None]]:
     """The fields whose values differ, each with the only side it can be written into (None: either)."""
-    company = (m.company_field(Side.FNO), m.company_field(Side.DATAVERSE))
     out: list[tuple[FieldMap, Side | None]] = []
-    for f in m.fields:
-        if f.fno in company or f.dataverse in company or f.fno in m.fno.key or f.dataverse in m.dataverse.key:
-            continue
-        into_dv, into_fno = m.flows(f, Side.DATAVERSE), m.flows(f, Side.FNO)
-        if not into_dv and not into_fno:
-            continue
-        only: Side | None = None if into_dv and into_fno else (Side.DATAVERSE if into_dv else Side.FNO)
+    for f, into_dv, into_fno, only in _compared(m):
         if f.lookup:
             if f.fno is None or (not into_fno and f.dataverse is not None and f.dataverse not in to_dv.lookups):
                 continue
@@ -361,12 +388,13 @@ def _compare(
 ) -> Decision:
     m = compiled.map
     differences = _differences(m, fno, dv, to_dv, to_fno)
+    if not differences and entry is not None and entry.dataverse.row_id == dv.row_id:
+        return Decision(key, Kind.UNCHANGED)  # the ledger knew them equal: no entry to build (a deep copy a row)
     new = _entry(m, key, entry)
     _record_side(new, Side.FNO, fno, _readable(m, Side.FNO))
     _record_side(new, Side.DATAVERSE, dv, _readable(m, Side.DATAVERSE))
     if not differences:
-        known = entry is not None and entry.dataverse.row_id == dv.row_id
-        return Decision(key, Kind.UNCHANGED if known else Kind.LINKED, entry=None if known else new)
+        return Decision(key, Kind.LINKED, entry=new)
     into: dict[Side, list[FieldMap]] = {Side.FNO: [], Side.DATAVERSE: []}
     contested: dict[str, dict[str, Any]] = {}
     master = _master(m, fno, dv)

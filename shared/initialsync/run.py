@@ -13,6 +13,8 @@ its row is left to live sync.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import collections
 import logging
 import os
 import time
@@ -27,7 +29,7 @@ from shared.connectors.fno import FnoClient
 from shared.initialsync import io
 from shared.initialsync.delta import narrow
 from shared.initialsync.model import DriftRecord, MapProgress, Mode, RunState
-from shared.initialsync.plan import Decision, Kind, integration_key, plan_map
+from shared.initialsync.plan import Decision, Kind, decide, integration_key, match
 from shared.initialsync.store import RunStore
 from shared.ledger.bulk import delete_many, load_map, save_many
 from shared.ledger.model import ErrorRecord, LedgerEntry, key_text
@@ -37,6 +39,10 @@ from shared.maps.model import Side
 from shared.sync.decide import normalize
 
 CHUNK = int(os.environ.get("SYNC_CHUNK_ROWS") or 2_000)  # decisions written (and checkpointed) together
+# Chunks in flight at once (each saving its ledger entries, then writing): enough that the table service, both apps
+# and the host's own CPU are all busy; a crash repeats at most these, without a duplicate.
+PIPELINE = int(os.environ.get("SYNC_PIPELINE_CHUNKS") or 3)
+LEDGER_RANGE = 500  # keys per range the ledger is read in (a Table Storage page is up to 1,000 entities)
 SAMPLES = 5
 # A step never writes past this many seconds from its start (plus the chunk in flight): the Service Bus trigger
 # renews the step's message lock for 5 minutes at most (host.json `maxAutoLockRenewalDuration`), after which the
@@ -139,21 +145,28 @@ class SyncRunner:
         clock = time.monotonic()
         lookups = await io.gather_lookups(self.dataverse, self.ledger, compiled, self.maps.maps)
         companies = await io.companies_in_scope(self.fno, lookups, compiled, self.maps.maps)
-        fno_rows = await io.read_fno(self.fno, m, companies)
+        # Both apps at once: two services working instead of one after the other.
         tracked = None
         if run.mode is Mode.RECONCILE:  # Dataverse with change tracking: after the first check, what changed since
-            tracked = await io.read_dataverse_tracked(self.dataverse, m, await self._since(name))
+            fno_rows, tracked = await asyncio.gather(
+                io.read_fno(self.fno, m, companies),
+                io.read_dataverse_tracked(self.dataverse, m, await self._since(name)),
+            )
             dataverse_rows = tracked.rows
             state.delta_link = state.delta_link or tracked.delta_link  # as of the run's first read of the map
             state.compared = "full" if tracked.whole else "changes"
         else:
-            dataverse_rows = await io.read_dataverse(self.dataverse, m)
+            fno_rows, dataverse_rows = await asyncio.gather(
+                io.read_fno(self.fno, m, companies), io.read_dataverse(self.dataverse, m)
+            )
         read_s, clock = time.monotonic() - clock, time.monotonic()
         fno_read = len(fno_rows)
         if state.cursor is not None:  # a continued step: keys up to the cursor are done
             cursor = state.cursor
             fno_rows = [r for r in fno_rows if key_text(integration_key(m, r.record) or {}) > cursor]
-        entries, index = await load_map(self.ledger, name, state.cursor)
+        # The ledger in key ranges of about a page each, cut at a sample of the keys read, read in parallel.
+        sample = (integration_key(m, r.record) for r in fno_rows[LEDGER_RANGE // 2 :: LEDGER_RANGE])
+        entries, index = await load_map(self.ledger, name, state.cursor, [key_text(k) for k in sample if k])
         if tracked is not None and not tracked.whole:
             narrowed = narrow(compiled, self.maps.maps, fno_rows, tracked.rows, tracked.deleted, entries, index,
                               lookups)  # fmt: skip
@@ -163,57 +176,84 @@ class SyncRunner:
                 log.info("%s: %d rows deleted in Dataverse since the last check: left to live sync", name,
                          narrowed.deleted)  # fmt: skip
         ledger_s, clock = time.monotonic() - clock, time.monotonic()
-        # In a thread: a large plan is seconds of CPU, and the host's loop keeps serving webhooks meanwhile.
-        decisions = await asyncio.to_thread(
-            plan_map, compiled, self.maps.maps, fno_rows, dataverse_rows, entries, index, lookups, run.run_id
+        # In a thread: matching and deciding are seconds of CPU on a large map, and the host's loop keeps serving
+        # webhooks (and this run's writes) meanwhile. Keys are decided chunk by chunk, ahead of the writes.
+        pairs, unkeyed = await asyncio.to_thread(
+            match, compiled, self.maps.maps, fno_rows, dataverse_rows, entries, index, lookups
         )
-        log.info("%s: read %d + %d rows in %.2f s, the ledger (%d) in %.2f s, planned in %.2f s", name, len(fno_rows),
-                 len(dataverse_rows), read_s, len(entries), ledger_s, time.monotonic() - clock)  # fmt: skip
+        texts = sorted(pairs)
+        if state.cursor is not None:  # keys up to the cursor were done by an earlier step (a Dataverse row's too)
+            texts = texts[bisect.bisect_right(texts, state.cursor) :]
+        log.info("%s: read %d + %d rows in %.2f s, the ledger (%d) in %.2f s, matched in %.2f s", name,
+                 len(fno_rows), len(dataverse_rows), read_s, len(entries), ledger_s,
+                 time.monotonic() - clock)  # fmt: skip
+        failed: set[str] | None = None
         if run.only_failed:
             failed = {e.event_id for e in await self.ledger.errors(name) if e.event_id.startswith("sync:")}
-            decisions = [d for d in decisions if error_id(name, d.key) in failed]
-        if state.cursor is not None:  # keys up to the cursor were done by an earlier step
-            decisions = [d for d in decisions if d.keyed and d.key_text > state.cursor]
+        if state.cursor is not None:  # keys up to the cursor were done by an earlier step (and its unkeyed rows)
+            unkeyed = []
         state.state = "writing"
         state.fno.read, state.dataverse.read = max(state.fno.read, fno_read), max(state.dataverse.read,
                                                                                   len(dataverse_rows))  # fmt: skip
-        state.planned = state.processed + len(decisions)
+        state.planned = state.processed + len(unkeyed) + len(texts)
         await self.runs.save(run)
         writer = io.Writer(self.dataverse, self.fno, self.maps.maps, f"{io.TAG_PREFIX}sync:{run.run_id}")
-        chunks = [decisions[start : start + CHUNK] for start in range(0, len(decisions), CHUNK)]
         plan_only = run.mode is Mode.PLAN
         deadline = write_deadline(started, time.monotonic(), budget) if budget is not None else None
-        # Pipelined: a chunk's ledger entries are saved while the chunk before it is written into the apps, so the
-        # table service and the apps work at once. A chunk is written only after its own entries are saved (so
-        # its echoes are recognised), and the cursor moves only past chunks written.
-        done, pending = 0, None
+
+        def chunk_of(start: int) -> list[Decision]:
+            decisions = decide(compiled, self.maps.maps, pairs, texts[start : start + CHUNK], entries, lookups,
+                               run.run_id)  # fmt: skip
+            if start == 0:
+                decisions = unkeyed + decisions
+            if failed is not None:
+                decisions = [d for d in decisions if error_id(name, d.key) in failed]
+            if state.cursor is not None:  # keys up to the cursor were done by an earlier step
+                decisions = [d for d in decisions if d.keyed and d.key_text > state.cursor]
+            return decisions
+
+        # Pipelined: up to PIPELINE chunks at once, each saving its ledger entries and then writing into the apps
+        # (a chunk is written only after its own entries are saved, so its echoes are recognised), while the next
+        # chunk is decided; chunks are counted and the cursor moved in key order, only past chunks written.
+        starts = range(0, len(texts) or (1 if unkeyed else 0), CHUNK)
+        # (chunk, its last key: the cursor passes it once the chunk is done, even if nothing in it was left to do)
+        flight: collections.deque[tuple[list[Decision], str | None, asyncio.Task[None]]] = collections.deque()
+        begun, worked = 0, False
         while True:
-            # A plan writes nothing (its chunks only count); see `write_deadline` for when a step stops writing.
-            out_of_time = deadline is not None and time.monotonic() > deadline and done > 0 and not plan_only
-            upcoming = chunks[done] if done < len(chunks) and not out_of_time else None
-            if upcoming is None and pending is None:
+            # A plan writes nothing (its chunks only count); see `write_deadline` for when a step stops writing (it
+            # still writes one chunk with work in it, whatever the time).
+            out_of_time = deadline is not None and time.monotonic() > deadline and worked and not plan_only
+            if begun < len(starts) and not out_of_time and len(flight) < PIPELINE:
+                start = starts[begun]
+                chunk = await asyncio.to_thread(chunk_of, start)
+                last = texts[min(start + CHUNK, len(texts)) - 1] if texts else None
+                flight.append((chunk, last, asyncio.ensure_future(self._chunk(run, state, chunk, entries, writer))))
+                begun, worked = begun + 1, worked or bool(chunk)
+                continue
+            if not flight:
                 break
-            jobs = [self._save(run, state, upcoming)] if upcoming is not None else []
-            if pending is not None:
-                jobs.append(self._write(run, state, pending, entries, writer))
-            # Both jobs are waited for, whatever happens: a save left running would land after the step failed.
-            results = await asyncio.gather(*jobs, return_exceptions=True)
-            failure = next((r for r in results if isinstance(r, BaseException)), None)
+            chunk, last, task = flight[0]
+            await asyncio.wait([task])
+            failure = task.exception()
             if failure is not None:
-                # The chunk saved but never written, and the chunk whose write raised (some of its batches may
-                # never have gone out): their entries go back to what they were, or the redelivered step would
-                # read "the target changed, the source not" and copy the target's stale value into the source.
-                await self._unsave([*(upcoming or []), *(pending or [])], entries)
+                # Every chunk in flight settles first: a save or write left running would land after the step
+                # failed. The chunks that did not finish go back to what their entries were, or the redelivered
+                # step would read "the target changed, the source not" and copy the target's stale value back.
+                await asyncio.wait([t for _, _, t in flight])
+                await self._unsave([d for c, _, t in flight if t.exception() is not None for d in c], entries)
                 raise failure
-            if pending is not None:
-                state.processed += len(pending)
-                state.cursor = max((d.key_text for d in pending if d.keyed), default=state.cursor)
-                await self.runs.save(run)
-                if progress is not None:
-                    progress(run)
-            pending, done = upcoming, done + (upcoming is not None)
-        if done < len(chunks):
+            flight.popleft()
+            for d in chunk:
+                self._count(state, d)
+            state.processed += len(chunk)
+            done = [d.key_text for d in chunk if d.keyed] + ([last] if last is not None else [])
+            state.cursor = max([*done, *([state.cursor] if state.cursor is not None else [])], default=None)
+            await self.runs.save(run)
+            if progress is not None:
+                progress(run)
+        if begun < len(starts):
             return False  # out of time: the next step continues from the cursor
+        state.planned = state.processed
         if run.mode is Mode.RECONCILE and state.delta_link:
             await self.runs.save_delta_link(name, state.delta_link)  # the next check reads what changed since
         state.state, state.finished_at = "done", datetime.now(UTC)
@@ -259,6 +299,14 @@ class SyncRunner:
         except Exception:  # the step fails (and is redelivered) anyway: log it, raise the cause
             log.exception("%d ledger entries of a failed chunk could not be restored", len(saved))
 
+    async def _chunk(
+        self, run: RunState, state: MapProgress, chunk: list[Decision], before: dict[str, LedgerEntry],
+        writer: io.Writer,
+    ) -> None:  # fmt: skip
+        """One chunk: its ledger entries saved, then its writes (counted when the chunk is committed, in order)."""
+        await self._save(run, state, chunk)
+        await self._write(run, state, chunk, before, writer)
+
     async def _write(
         self, run: RunState, state: MapProgress, chunk: list[Decision], before: dict[str, LedgerEntry],
         writer: io.Writer,
@@ -290,12 +338,11 @@ class SyncRunner:
                 errors.append((d, f.request, f.message, f.status))
                 d.kind, d.error_side = Kind.ERROR, f.write.into.other
             await save_many(self.ledger, restore_old)
-        for d in chunk:
-            self._count(state, d)
-            if d.kind is Kind.ERROR and d.error and not any(e[0] is d for e in errors):
-                errors.append((d, f"map {name}", d.error, None))
         if not writing:
             return
+        for d in chunk:
+            if d.kind is Kind.ERROR and d.error and not any(e[0] is d for e in errors):
+                errors.append((d, f"map {name}", d.error, None))
         for d, request, message, status in errors:
             into = str(d.error_side.other) if d.error_side else ""
             await self.ledger.record_error(ErrorRecord(

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from azure.servicebus import ServiceBusMessage
 
 from shared.bridge import bridge
+from shared.initialsync import liveness
 from shared.initialsync.model import Mode, RunState
 from shared.initialsync.run import SyncRunner, new_run
 from shared.initialsync.wiring import get_runner
@@ -78,26 +79,41 @@ async def run_step(body: bytes, delivery_count: int = 1, runner: SyncRunner | No
 
 
 def give_up(run: RunState, reason: str) -> None:
-    """The run and the map it was working on are failed, with the reason (`GET /api/sync/{run_id}` shows it)."""
-    run.state, run.message = "failed", reason
+    """The run and the map it was working on are failed, with the reason (`GET /api/sync/{run_id}` shows it); its
+    step's redeliveries are dropped."""
+    liveness.fail(run, reason)
     run.failures = max(run.failures, MAX_DELIVERIES)
-    current = next((p for p in run.progress.values() if p.state not in ("done", "pending")), None)
-    current = current or next((p for p in run.progress.values() if p.state != "done"), None)
-    if current is not None:
-        current.state, current.message = "failed", reason
 
 
-async def report(run_id: str) -> RunState:
-    run = await get_runner().runs.get(run_id)
+async def report(run_id: str, runner: SyncRunner | None = None, lease: timedelta = liveness.STEP_LEASE) -> RunState:
+    """The run as checkpointed; one whose step is gone (see `liveness`) is failed now, with the reason. Saved only
+    if no step saved it meanwhile (ETag): a step that turns up after all carries on."""
+    runner = runner or get_runner()
+    run = await runner.runs.get(run_id)
     if run is None:
         raise RunNotFound(run_id)
+    now = datetime.now(UTC)
+    if liveness.abandoned(run, now, lease):
+        liveness.abandon(run, now)
+        if await runner.runs.save_if_unchanged(run):
+            log.error("sync run %s failed: %s", run.run_id, run.message)
+        else:
+            return await report(run_id, runner, lease)
     return run
 
 
-async def rerun_failed(run_id: str) -> RunState:
-    """A new run over the same maps, writing only the rows in the error log."""
-    run = await report(run_id)
-    return await start(Mode.SYNC, run.maps, only_failed=True)
+async def rerun_failed(
+    run_id: str, runner: SyncRunner | None = None, enqueue: Callable[[RunState], Awaitable[None]] | None = None
+) -> RunState:
+    """A run failed as a whole (its step given up, or lost) is resumed from its checkpoint, under its own id; a
+    finished run's failed rows are written by a new run over the same maps, writing only the rows in the error log."""
+    run = await report(run_id, runner)
+    if not liveness.resumable(run):
+        return await start(Mode.SYNC, run.maps, only_failed=True)
+    liveness.resume(run)
+    await (runner or get_runner()).runs.save(run)
+    await (enqueue or _enqueue)(run)
+    return run
 
 
 def reconcile_due(last_started: datetime | None, now: datetime, every_minutes: float) -> bool:
@@ -113,6 +129,9 @@ async def reconcile_if_due(every_minutes: float, maps: Sequence[str] | None) -> 
     runner = get_runner()
     runs = [r for r in await runner.runs.runs() if r.mode is Mode.RECONCILE]
     last = max((r.created_at for r in runs), default=None)
-    if any(r.state in ("queued", "running") for r in runs) or not reconcile_due(last, datetime.now(UTC), every_minutes):
+    now = datetime.now(UTC)  # a run whose step is gone does not hold reconciliation back for ever
+    if any(r.state in liveness.ACTIVE and not liveness.abandoned(r, now) for r in runs):
+        return None
+    if not reconcile_due(last, now, every_minutes):
         return None
     return await start(Mode.RECONCILE, maps)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables.aio import TableServiceClient
 
 from shared.initialsync.model import DriftRecord, RunState
@@ -43,7 +44,22 @@ class RunStore:
             entity = await table.get_entity("run", run_id)
         except ResourceNotFoundError:
             return None
-        return RunState.model_validate_json(entity["Run"])
+        run = RunState.model_validate_json(entity["Run"])
+        run.etag = entity.metadata.get("etag")
+        return run
+
+    async def save_if_unchanged(self, run: RunState) -> bool:
+        """Save `run` only if nobody saved it since it was read (its ETag): False when a step got there first."""
+        await self._ensure()
+        table = self._service.get_table_client(f"{self._prefix}syncruns")
+        entity = {"PartitionKey": "run", "RowKey": run.run_id, "Run": run.model_dump_json()}
+        try:
+            await table.update_entity(entity, etag=run.etag, match_condition=MatchConditions.IfNotModified)
+        except (HttpResponseError, ResourceNotFoundError) as exc:
+            if getattr(exc, "status_code", None) in (404, 409, 412):
+                return False
+            raise
+        return True
 
     async def runs(self) -> list[RunState]:
         await self._ensure()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -10,11 +11,13 @@ from pydantic import BaseModel, Field
 
 from shared.maps.model import Side
 
+_PLAIN = re.compile(r"[A-Za-z0-9=|\-_.~ @:,;!$&()*+']*\Z")  # what `quote` below leaves as it is
+
 
 def key_text(key: dict[str, Any]) -> str:
     """The integration key as a Table Storage RowKey: stable order, case-folded, forbidden characters escaped."""
     text = "|".join(f"{name}={str(value).lower()}" for name, value in sorted(key.items()))
-    return quote(text, safe="=|-_.~ @:,;!$&()*+'")
+    return text if _PLAIN.match(text) else quote(text, safe="=|-_.~ @:,;!$&()*+'")
 
 
 class ConflictRecord(BaseModel):

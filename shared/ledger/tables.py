@@ -5,6 +5,7 @@ raise `LedgerConflict`, and apply re-reads and decides again."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -29,8 +30,11 @@ class LedgerConflict(RuntimeError):
     """The ledger entry changed since it was read."""
 
 
+_UNSAFE = re.compile(r"[/\\#?\x00-\x1f]")  # not allowed in a RowKey
+
+
 def safe_row_key(text: str) -> str:
-    return "".join(c if c not in "/\\#?" and ord(c) >= 32 else "_" for c in text)
+    return _UNSAFE.sub("_", text)
 
 
 def index_row_key(side: Side, row_id: str) -> str:

@@ -1,7 +1,8 @@
 """Sync runs beside live traffic and through failures, end to end: live edits during a run are not lost; with 10 %
 of notifications lost, one reconciliation makes both apps agree and records each repaired row as drift; the dev
 host killed mid-run and started again resumes the run, with no duplicate row and the same final state. Steps here
-last a fraction of a second (SYNC_STEP_SECONDS=0.3, 250 rows a chunk), so every run is many queued steps."""
+last a fraction of a second (SYNC_STEP_SECONDS=0.3, 100 rows a chunk, up to 3 chunks in flight), so every run is
+many queued steps."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def live() -> Iterator[Stack]:
         env = {"AzureWebJobsStorage": apps.storage.connection_string(), "ServiceBusConnection": connection,
                "DATAVERSE_URL": dataverse_url, "FNO_URL": fno_url, "LOCAL_BEARER_TOKEN": stack.SIM_TOKEN,
                "FUNCTION_KEYS": json.dumps(KEYS), "CONNECTOR_RETRY_ATTEMPTS": "3", "CONNECTOR_RETRY_SECONDS": "10",
-               "SYNC_CHUNK_ROWS": "250", "SYNC_STEP_SECONDS": "0.3"}  # fmt: skip
+               "SYNC_CHUNK_ROWS": "100", "SYNC_STEP_SECONDS": "0.3"}  # fmt: skip
         port = free_port()
         s = Stack(SyncStack(f"http://127.0.0.1:{port}", dataverse_url, fno_url, connection), env, port)
         s.start_host()

@@ -75,3 +75,17 @@ async def test_entries_saved_again_with_their_etags_are_replaced_in_transactions
     assert entries[key_text(entry(599).key)].etag == (await ledger.get("customers", entry(599).key)).etag  # type: ignore[union-attr]
     assert entries[key_text(first[0].key)].fno.values == {"OrganizationName": "Again O'Brien & Søn"}
     assert entries[key_text(entry(5).key)].fno.values == {"OrganizationName": "Again B0005"}
+
+
+async def test_a_partition_read_in_key_ranges_is_the_partition_read_whole(ledger: Ledger) -> None:
+    """A run cuts the read at a sample of the keys it read (parallel queries of about a page each): the same
+    entries, ETags and id index as one query, with or without a cursor."""
+    await save_many(ledger, [entry(n) for n in range(450)])
+    whole, index = await load_map(ledger, "customers")
+    bounds = [key_text(entry(n).key) for n in range(0, 450, 37)] + ["a", "id:", "zzz"]
+    cut, cut_index = await load_map(ledger, "customers", bounds=bounds)
+    assert {k: e.etag for k, e in cut.items()} == {k: e.etag for k, e in whole.items()} and len(cut) == 450
+    assert cut_index == index and len(index) == 450  # the index rows themselves are never read as entries
+    cursor = key_text(entry(300).key)
+    after, _ = await load_map(ledger, "customers", cursor, bounds)
+    assert sorted(after) == sorted(k for k in whole if k > cursor) and len(after) == 149

@@ -1,12 +1,14 @@
 """A sync step that keeps failing (here: Dataverse unreachable) is redelivered from its checkpoint, and once its
 last delivery (the `syncsteps` queue's MaxDeliveryCount) fails the run and its map are marked failed with the
-reason — never left "running" for ever after the broker dead-letters the step."""
+reason — never left "running" for ever after the broker dead-letters the step; nor when the step is lost without a
+failure (its host stopped on the last delivery): the status check fails the run, and `rerun-failed` resumes it."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from azure.data.tables.aio import TableServiceClient
@@ -18,7 +20,7 @@ from shared.connectors.errors import ConnectorError
 from shared.connectors.fno import FnoClient
 from shared.connectors.http import NO_RETRY, ODataTransport
 from shared.initialsync import service
-from shared.initialsync.model import Mode
+from shared.initialsync.model import Mode, RunState
 from shared.initialsync.run import SyncRunner, new_run
 from shared.initialsync.store import RunStore
 from shared.ledger.tables import Ledger
@@ -54,3 +56,41 @@ async def test_a_step_failing_on_every_delivery_fails_its_run_with_the_reason(ru
     assert report["progress"]["companies"]["state"] == "failed" and report["progress"]["companies"]["message"]
     await service.run_step(body, 1, runner)  # a stray redelivery of a given-up run does nothing
     assert (await runner.runs.get(run.run_id)).state == "failed"  # type: ignore[union-attr]
+
+
+async def test_a_run_whose_step_is_gone_is_failed_by_the_status_check_and_resumed_by_rerun_failed(
+    runner: SyncRunner,
+) -> None:
+    # The host stopped on the step's last delivery: the broker dead-lettered it, the run says "running" for ever.
+    run = new_run(Mode.SYNC, runner.maps, ["customers"])
+    run.state, run.steps = "running", 2
+    await runner.runs.save(run)
+    assert (await service.report(run.run_id, runner)).state == "running"  # within the lease: alive
+    failed = await service.report(run.run_id, runner, lease=timedelta(0))  # past it: no step left
+    assert failed.state == "failed" and "no step has run since" in failed.message
+    assert "rerun-failed" in failed.message
+    saved = await runner.runs.get(run.run_id)
+    assert saved is not None and saved.state == "failed" and saved.message == failed.message  # checkpointed
+    queued: list[RunState] = []
+
+    async def enqueue(r: RunState) -> None:
+        queued.append(r)
+
+    resumed = await service.rerun_failed(run.run_id, runner, enqueue)
+    assert resumed.run_id == run.run_id and resumed.state == "queued" and resumed.steps == 3
+    assert [r.run_id for r in queued] == [run.run_id]
+    body = json.dumps({"run_id": run.run_id}).encode()
+    with pytest.raises(ConnectorError):  # the new step runs it from its checkpoint (here: Dataverse unreachable)
+        await service.run_step(body, 1, runner)
+    assert (await runner.runs.get(run.run_id)).state == "running"  # type: ignore[union-attr]
+
+
+async def test_the_status_check_never_overwrites_a_step_that_saved_meanwhile(runner: SyncRunner) -> None:
+    run = new_run(Mode.SYNC, runner.maps, ["customers"])
+    run.state = "running"
+    await runner.runs.save(run)
+    stale = await runner.runs.get(run.run_id)
+    assert stale is not None
+    await runner.runs.save(run)  # a step checkpoints
+    assert not await runner.runs.save_if_unchanged(stale)
+    assert (await runner.runs.get(run.run_id)).state == "running"  # type: ignore[union-attr]

@@ -53,15 +53,23 @@ def _fail_second_chunk(dv: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
     while the next chunk's ledger entries are being saved."""
     real_write = io.Writer.write
     calls = 0
+    first_written = asyncio.Event()  # chunks are pipelined: the second may start before the first is written
 
     async def write(self: io.Writer, m: TableMap, decisions: Sequence[Decision]) -> Any:
         nonlocal calls
-        if m.name == "customers":
-            calls += 1
-            if calls == 2:
-                faults = {"error_share": 1.0, "error_status": 503}
-                (await dv.admin.post("/_admin/faults", json=faults)).raise_for_status()
-        return await real_write(self, m, decisions)
+        if m.name != "customers":
+            return await real_write(self, m, decisions)
+        calls += 1
+        mine = calls
+        if mine == 2:
+            await first_written.wait()
+            faults = {"error_share": 1.0, "error_status": 503}
+            (await dv.admin.post("/_admin/faults", json=faults)).raise_for_status()
+        try:
+            return await real_write(self, m, decisions)
+        finally:
+            if mine == 1:
+                first_written.set()
 
     monkeypatch.setattr(io.Writer, "write", write)
 
@@ -122,3 +130,22 @@ async def test_a_redelivered_step_does_not_copy_a_stale_target_back_into_the_sou
     accounts = (await dv.http.get("accounts")).json()["value"]
     names = {a["accountnumber"]: a["name"] for a in accounts if str(a["accountnumber"]).startswith("WF")}
     assert names == renamed  # and the target got them
+
+
+async def test_a_step_out_of_time_stops_after_a_chunk_and_the_next_continues_from_its_cursor(
+    runner: SyncRunner, dv: Sim, fo: Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks are pipelined, yet a step past its deadline starts no further chunk (it still writes one), commits
+    what it started, and leaves the run running at its cursor; steps continue until done, every row once."""
+    await _add_customers(fo)
+    monkeypatch.setattr("shared.initialsync.run.CHUNK", 5)
+    run = new_run(Mode.SYNC, runner.maps, ["customers"])
+    steps = 0
+    while run.state != "done":
+        run = await runner.run(run, budget_seconds=0.0)  # out of time as soon as a chunk has started
+        steps += 1
+        assert steps < 200, run.report()
+    progress = run.progress["customers"]
+    assert steps >= 3 and progress.processed == progress.planned  # 12 rows (and the seeded ones), 5 a step
+    accounts = [str(r["accountnumber"]) for r in (await dv.http.get("accounts")).json()["value"]]
+    assert sorted(a for a in accounts if a.startswith("WF")) == [f"WF{n:03d}" for n in range(CUSTOMERS)]

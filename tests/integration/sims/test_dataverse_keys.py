@@ -74,3 +74,18 @@ async def test_a_customer_lookup_is_bound_through_its_per_table_navigation_prope
     right = await dv.http.patch(order, json={"customerid_account@odata.bind": buyer})
     assert right.status_code == 204, right.text
     assert (await dv.http.get(order)).json()["_customerid_value"]
+
+
+async def test_a_bind_to_a_row_deleted_since_it_was_last_bound_is_refused(dv: Sim) -> None:
+    """The simulator remembers bind targets for bulk writes: never past a write to the target's table."""
+    company = await _company(dv)
+    group = f"msdyn_customergroups(_msdyn_company_value={company},msdyn_groupid='KB')"
+    assert (await dv.http.patch(group, json={"msdyn_description": "Bound then gone"})).status_code == 204
+    for n in (1, 2):  # bound twice: the second answered from what the first found
+        r = await dv.http.patch(f"accounts(_msdyn_company_value={company},accountnumber='KB-{n}')",
+                                json={"name": "Bound", "msdyn_customergroupid@odata.bind": f"/{group}"})  # fmt: skip
+        assert r.status_code == 204, r.text
+    assert (await dv.http.delete(group)).status_code == 204
+    gone = await dv.http.patch(f"accounts(_msdyn_company_value={company},accountnumber='KB-3')",
+                               json={"name": "Bound", "msdyn_customergroupid@odata.bind": f"/{group}"})  # fmt: skip
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "0x80040217"
