@@ -39,6 +39,9 @@ class MapProgress(BaseModel):
     planned: int = 0  # keys compared
     processed: int = 0  # keys whose writes are done
     cursor: str | None = None  # the checkpoint: the last key done (keys are worked through in order)
+    # Key ranges (first, last) of chunks a step began and has not finished: their ledger entries may be saved with
+    # writes that never landed (the host died), so the step after treats an app differing from them as behind.
+    in_flight: list[tuple[str, str]] = Field(default_factory=list)
     steps: int = 0
     compared: str = "full"  # full | changes (a reconciliation after the first: the rows changed since it)
     delta_link: str | None = None  # Dataverse change tracking as of this run's first read of the map

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -179,10 +179,11 @@ def plan_map(
     index: Mapping[tuple[Side, str], str],
     lookups: Lookups,
     run_id: str = "run",
+    suspect: Callable[[str], bool] | None = None,
 ) -> list[Decision]:
     """One decision per integration key seen on either side (in key order, so a plan reads the same twice)."""
     pairs, decisions = match(compiled, maps, fno_rows, dataverse_rows, ledger, index, lookups)
-    return decisions + decide(compiled, maps, pairs, sorted(pairs), ledger, lookups, run_id)
+    return decisions + decide(compiled, maps, pairs, sorted(pairs), ledger, lookups, run_id, suspect)
 
 
 def decide(
@@ -193,10 +194,15 @@ def decide(
     ledger: Mapping[str, LedgerEntry],
     lookups: Lookups,
     run_id: str = "run",
+    suspect: Callable[[str], bool] | None = None,
 ) -> list[Decision]:
     """The decisions of the matched keys `texts`, in that order: a run decides its keys chunk by chunk, so the
-    first chunk is written while the next ones are decided."""
-    return [_decide(compiled, maps, pairs[text], ledger.get(text), lookups, run_id) for text in texts]
+    first chunk is written while the next ones are decided. `suspect`: keys of chunks an earlier step began and
+    did not finish (their ledger entries may hold values it meant to write and never did)."""
+    return [
+        _decide(compiled, maps, pairs[text], ledger.get(text), lookups, run_id, suspect is not None and suspect(text))
+        for text in texts
+    ]
 
 
 def _stale(snapshot: Snapshot | None, state_version: str | None) -> bool:
@@ -213,6 +219,7 @@ def _decide(
     entry: LedgerEntry | None,
     lookups: Lookups,
     run_id: str,
+    suspect: bool = False,
 ) -> Decision:
     m = compiled.map
     fno, dv = pair.fno, pair.dataverse
@@ -233,7 +240,7 @@ def _decide(
     for row, side in ((to_dv, Side.FNO), (to_fno, Side.DATAVERSE)):
         if row.errors:
             return Decision(key, Kind.ERROR, error="; ".join(row.errors), error_side=side)
-    return _compare(compiled, key, fno, dv, to_dv, to_fno, entry, run_id)
+    return _compare(compiled, key, fno, dv, to_dv, to_fno, entry, run_id, suspect)
 
 
 _READABLE: dict[tuple[int, Side], frozenset[str]] = {}
@@ -385,6 +392,7 @@ def _compare(
     to_fno: TargetRow,
     entry: LedgerEntry | None,
     run_id: str,
+    suspect: bool = False,
 ) -> Decision:
     m = compiled.map
     differences = _differences(m, fno, dv, to_dv, to_fno)
@@ -404,7 +412,11 @@ def _compare(
             continue
         fno_changed = _changed_since(entry, Side.FNO, f, fno)
         dv_changed = _changed_since(entry, Side.DATAVERSE, f, dv)
-        if fno_changed and dv_changed is False:
+        if suspect and (fno_changed is False) != (dv_changed is False):
+            # An earlier step saved this entry and stopped before its write landed: the side that differs from the
+            # ledger is the one that never got the value, not one a person changed — it is behind, not ahead.
+            into[Side.DATAVERSE if fno_changed is False else Side.FNO].append(f)
+        elif fno_changed and dv_changed is False:
             into[Side.DATAVERSE].append(f)
         elif dv_changed and fno_changed is False:
             into[Side.FNO].append(f)

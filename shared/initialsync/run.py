@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import contextlib
 import logging
 import os
 import time
@@ -44,10 +45,10 @@ CHUNK = int(os.environ.get("SYNC_CHUNK_ROWS") or 2_000)  # decisions written (an
 PIPELINE = int(os.environ.get("SYNC_PIPELINE_CHUNKS") or 3)
 LEDGER_RANGE = 500  # keys per range the ledger is read in (a Table Storage page is up to 1,000 entities)
 SAMPLES = 5
-# A step never writes past this many seconds from its start (plus the chunk in flight): the Service Bus trigger
-# renews the step's message lock for 5 minutes at most (host.json `maxAutoLockRenewalDuration`), after which the
-# broker redelivers the step while it still runs — two copies of one step at once.
-STEP_LIMIT = float(os.environ.get("SYNC_STEP_LIMIT_SECONDS") or 270)
+# A step starts no chunk past this many seconds from its start (up to PIPELINE chunks then finish): the Service Bus
+# trigger renews the step's message lock for 5 minutes at most (host.json `maxAutoLockRenewalDuration`), after which
+# the broker redelivers the step while it still runs — two copies of one step at once.
+STEP_LIMIT = float(os.environ.get("SYNC_STEP_LIMIT_SECONDS") or 240)
 log = logging.getLogger("sync.initial")
 
 
@@ -201,9 +202,15 @@ class SyncRunner:
         plan_only = run.mode is Mode.PLAN
         deadline = write_deadline(started, time.monotonic(), budget) if budget is not None else None
 
+        unfinished = list(state.in_flight)  # an earlier step's chunks, begun and not finished
+        mine: list[tuple[str, str]] = []  # this step's
+
+        def suspect(text: str) -> bool:
+            return any(first <= text <= last for first, last in unfinished)
+
         def chunk_of(start: int) -> list[Decision]:
             decisions = decide(compiled, self.maps.maps, pairs, texts[start : start + CHUNK], entries, lookups,
-                               run.run_id)  # fmt: skip
+                               run.run_id, suspect if unfinished else None)  # fmt: skip
             if start == 0:
                 decisions = unkeyed + decisions
             if failed is not None:
@@ -227,6 +234,10 @@ class SyncRunner:
                 start = starts[begun]
                 chunk = await asyncio.to_thread(chunk_of, start)
                 last = texts[min(start + CHUNK, len(texts)) - 1] if texts else None
+                if not plan_only and last is not None and any(d.entry is not None for d in chunk):
+                    state.in_flight.append((texts[start], last))  # before its entries are saved: see `in_flight`
+                    mine.append((texts[start], last))
+                    await self.runs.save(run)
                 flight.append((chunk, last, asyncio.ensure_future(self._chunk(run, state, chunk, entries, writer))))
                 begun, worked = begun + 1, worked or bool(chunk)
                 continue
@@ -241,6 +252,10 @@ class SyncRunner:
                 # step would read "the target changed, the source not" and copy the target's stale value back.
                 await asyncio.wait([t for _, _, t in flight])
                 await self._unsave([d for c, _, t in flight if t.exception() is not None for d in c], entries)
+                # Put back (or written and consistent): this step's chunks are not suspect to the next one.
+                state.in_flight = [r for r in state.in_flight if r not in mine]
+                with contextlib.suppress(Exception):  # the step's failure is what to report
+                    await self.runs.save(run)
                 raise failure
             flight.popleft()
             for d in chunk:
@@ -248,6 +263,9 @@ class SyncRunner:
             state.processed += len(chunk)
             done = [d.key_text for d in chunk if d.keyed] + ([last] if last is not None else [])
             state.cursor = max([*done, *([state.cursor] if state.cursor is not None else [])], default=None)
+            if state.cursor is not None:
+                cursor = state.cursor
+                state.in_flight = [(a, b) for a, b in state.in_flight if b > cursor]  # finished: no longer suspect
             await self.runs.save(run)
             if progress is not None:
                 progress(run)
