@@ -144,6 +144,10 @@ class Changes(Flushing):
                     entry.side(side).ahead = False
                     await self.ledger.save(entry)
             return Outcome(m.name, *skip)
+        if entry is not None and entry.conflict is not None and entry.conflict.event_id != event.event_id:
+            # An earlier change's conflict, which its record may have missed (it was re-scheduled to record it):
+            # recorded now, before this change's entry replaces it (recording it again is a no-op).
+            await self.ledger.record_conflict(entry.conflict)
         assume = not read and can_assume(entry, into)
         current = None if assume else await self._read_target(m, into, row, entry)
         plan = plan_change(m, side, event, row, key, entry, current, read=not assume)
