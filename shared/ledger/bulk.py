@@ -270,5 +270,9 @@ async def load_map(
             entry.indexed = {(s, r) for s in Side if (r := entry.side(s).row_id)}
             entries[row_key] = entry
             for side, row_id in entry.indexed:
-                index[(side, row_id.lower())] = row_key
+                # Two entries can name one row (its key columns were edited: apply made a second entry); the index
+                # apply keeps points at the newer, and so does this one.
+                known = index.get((side, row_id.lower()))
+                if known is None or entries[known].updated_at <= entry.updated_at:
+                    index[(side, row_id.lower())] = row_key
     return entries, index
