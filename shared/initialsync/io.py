@@ -299,25 +299,20 @@ class Writer:
         return self.fno.update_operation(m.fno.entity, write.key, write.values, write.if_match or "*")
 
     async def write(self, m: TableMap, decisions: Sequence[Decision]) -> list[Failure]:
-        """Each `$batch` goes out as soon as it is encoded (the app works on it while the next is encoded); every
-        batch settles before a failure is raised, so nothing lands after the caller put the ledger back."""
-        pending: dict[Side, list[tuple[Side, Decision, Write, BatchOperation]]] = {side: [] for side in Side}
-        sends: list[asyncio.Future[list[Failure]]] = []
-        try:
-            for decision in decisions:
-                for w in decision.writes:
-                    if w.into is Side.DATAVERSE:
-                        op = await self._dataverse_operation(m, w)
-                    else:
-                        op = self._fno_operation(m, w)
-                    batch = pending[w.into]
-                    batch.append((w.into, decision, w, op))
-                    if len(batch) >= BATCH_OPERATIONS:
-                        sends.append(asyncio.ensure_future(self._send(batch)))
-                        pending[w.into] = []
-            sends += [asyncio.ensure_future(self._send(batch)) for batch in pending.values() if batch]
-        finally:
-            answers = await asyncio.gather(*sends, return_exceptions=True)
+        """Every operation is encoded first (encoding may read a bound row and fail: then nothing was sent, and the
+        caller's putting the ledger back is exact), then the `$batch`es go out together; every batch settles before
+        a failure is raised, so nothing lands after the caller put the ledger back."""
+        encoded: dict[Side, list[tuple[Side, Decision, Write, BatchOperation]]] = {side: [] for side in Side}
+        for decision in decisions:
+            for w in decision.writes:
+                op = await self._dataverse_operation(m, w) if w.into is Side.DATAVERSE else self._fno_operation(m, w)
+                encoded[w.into].append((w.into, decision, w, op))
+        sends = [
+            asyncio.ensure_future(self._send(ops[i : i + BATCH_OPERATIONS]))
+            for ops in encoded.values()
+            for i in range(0, len(ops), BATCH_OPERATIONS)
+        ]
+        answers = await asyncio.gather(*sends, return_exceptions=True)
         failures = []
         for answer in answers:
             if isinstance(answer, BaseException):
