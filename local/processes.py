@@ -188,6 +188,10 @@ def azurite_argv(ports: AzuritePorts) -> list[str]:
         "--extentMemoryLimit", "256",
         "--skipApiVersionCheck",  # the Python SDKs may be newer than Azurite's API version list
         "--silent",
+        # Idle connections are closed by the client first: Azurite's 5 s keep-alive is shorter than aiohttp's 15 s
+        # (the Table SDK's transport), so a pooled connection could be reused just as Azurite closed it — "Server
+        # disconnected" on a PATCH/POST, which azure-core does not retry (not idempotent). Azure keeps them longer.
+        "--blobKeepAliveTimeout", "60", "--queueKeepAliveTimeout", "60", "--tableKeepAliveTimeout", "60",
         "--blobHost", "127.0.0.1", "--blobPort", str(ports.blob),
         "--queueHost", "127.0.0.1", "--queuePort", str(ports.queue),
         "--tableHost", "127.0.0.1", "--tablePort", str(ports.table),
