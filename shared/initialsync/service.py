@@ -33,7 +33,8 @@ MAX_DELIVERIES = int(os.environ.get("SYNC_STEP_MAX_DELIVERIES") or 10)
 
 async def _enqueue(run: RunState) -> None:
     # Message id = run id and step: a step queued twice (a retried start or hand-over) runs once.
-    message = ServiceBusMessage(json.dumps({"run_id": run.run_id}), message_id=f"{run.run_id}:{run.steps}")
+    body = json.dumps({"run_id": run.run_id, "step": run.steps})
+    message = ServiceBusMessage(body, message_id=f"{run.run_id}:{run.steps}")
     async with bridge().clients.servicebus.get_queue_sender(SYNC_QUEUE) as sender:
         await sender.send_messages(message)
 
@@ -50,11 +51,17 @@ async def start(mode: Mode, maps: Sequence[str] | None, only_failed: bool = Fals
 async def run_step(body: bytes, delivery_count: int = 1, runner: SyncRunner | None = None) -> None:
     """The queued step: run (or resume, after a crash or redeploy) the run it names, from its checkpoint. A step
     that keeps failing (throttled for ever, an app down, a bug) fails its run once its last delivery fails."""
-    run_id = str(json.loads(body)["run_id"])
+    document = json.loads(body)
+    run_id, step = str(document["run_id"]), document.get("step")
     runner = runner or get_runner()
     run = await runner.runs.get(run_id)
     if run is None:
         log.warning("sync step for unknown run %s: dropped", run_id)
+        return
+    if isinstance(step, int) and step < run.steps:
+        # An older step of the run (still queued when the run was taken for lost and resumed as a newer step):
+        # one chain of steps per run, so it is dropped.
+        log.warning("sync step %d of run %s superseded by step %d: dropped", step, run_id, run.steps)
         return
     if run.state == "done" or (run.state == "failed" and run.failures >= MAX_DELIVERIES):
         return  # a redelivered step of a finished (or given up) run
