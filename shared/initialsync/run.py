@@ -41,7 +41,7 @@ from shared.sync.decide import normalize
 
 CHUNK = int(os.environ.get("SYNC_CHUNK_ROWS") or 2_000)  # decisions written (and checkpointed) together
 # Chunks in flight at once (each saving its ledger entries, then writing): enough that the table service, both apps
-# and the host's own CPU are all busy; a crash repeats at most these, without a duplicate.
+# and the host's own CPU are all busy; a crash repeats at most these, without a duplicate (see `in_flight`).
 PIPELINE = int(os.environ.get("SYNC_PIPELINE_CHUNKS") or 3)
 LEDGER_RANGE = 500  # keys per range the ledger is read in (a Table Storage page is up to 1,000 entities)
 SAMPLES = 5
