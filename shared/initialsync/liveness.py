@@ -49,7 +49,9 @@ def resumable(run: RunState) -> bool:
 
 def resume(run: RunState) -> None:
     """Back in the queue from its checkpoint: maps done stay done, the one it stopped in continues at its cursor."""
-    run.state, run.failures, run.steps = "queued", 0, run.steps + 1  # a new step (message id): not a duplicate
+    # A new chain of steps: its number skips one, so a step of the old chain still queued is dropped when it comes
+    # (`service.run_step`); a new message id, not a duplicate.
+    run.state, run.failures, run.steps = "queued", 0, run.steps + 2
     run.message = "resumed from its checkpoint"
     for p in run.progress.values():
         if p.state == "failed":

@@ -58,9 +58,11 @@ async def run_step(body: bytes, delivery_count: int = 1, runner: SyncRunner | No
     if run is None:
         log.warning("sync step for unknown run %s: dropped", run_id)
         return
-    if isinstance(step, int) and step < run.steps:
-        # An older step of the run (still queued when the run was taken for lost and resumed as a newer step):
-        # one chain of steps per run, so it is dropped.
+    if isinstance(step, int) and step < run.steps - 1:
+        # A step of an older chain: still queued when the run was taken for lost and resumed (a resume skips a step
+        # number), or redelivered after its successor had run. One chain of steps per run, so it is dropped. (The
+        # step just before the current one is not: the host may have died after counting the next step and before
+        # queuing it, and its redelivery is then all that carries the run on.)
         log.warning("sync step %d of run %s superseded by step %d: dropped", step, run_id, run.steps)
         return
     if run.state == "done" or (run.state == "failed" and run.failures >= MAX_DELIVERIES):

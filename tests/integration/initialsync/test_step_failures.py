@@ -77,13 +77,13 @@ async def test_a_run_whose_step_is_gone_is_failed_by_the_status_check_and_resume
         queued.append(r)
 
     resumed = await service.rerun_failed(run.run_id, runner, enqueue)
-    assert resumed.run_id == run.run_id and resumed.state == "queued" and resumed.steps == 3
+    assert resumed.run_id == run.run_id and resumed.state == "queued" and resumed.steps == 4
     assert [r.run_id for r in queued] == [run.run_id]
     # The old step was not lost after all (the app was stopped a long while): arriving now, it is dropped — one chain
     # of steps per run — and the run stays queued for the new step.
     await service.run_step(json.dumps({"run_id": run.run_id, "step": 2}).encode(), 1, runner)
     assert (await runner.runs.get(run.run_id)).state == "queued"  # type: ignore[union-attr]
-    body = json.dumps({"run_id": run.run_id, "step": 3}).encode()
+    body = json.dumps({"run_id": run.run_id, "step": 4}).encode()
     with pytest.raises(ConnectorError):  # the new step runs it from its checkpoint (here: Dataverse unreachable)
         await service.run_step(body, 1, runner)
     assert (await runner.runs.get(run.run_id)).state == "running"  # type: ignore[union-attr]
@@ -98,3 +98,14 @@ async def test_the_status_check_never_overwrites_a_step_that_saved_meanwhile(run
     await runner.runs.save(run)  # a step checkpoints
     assert not await runner.runs.save_if_unchanged(stale)
     assert (await runner.runs.get(run.run_id)).state == "running"  # type: ignore[union-attr]
+
+
+async def test_a_step_redelivered_after_counting_its_successor_still_runs(runner: SyncRunner) -> None:
+    """The host died after the step counted the next step and before queuing it: the redelivered step is all that
+    carries the run on, so it runs (a step two behind, or of a chain before a resume, is dropped)."""
+    run = new_run(Mode.SYNC, runner.maps, ["customers"])
+    run.state, run.steps = "running", 2
+    await runner.runs.save(run)
+    with pytest.raises(ConnectorError):  # it runs (here: Dataverse unreachable)
+        await service.run_step(json.dumps({"run_id": run.run_id, "step": 1}).encode(), 2, runner)
+    await service.run_step(json.dumps({"run_id": run.run_id, "step": 0}).encode(), 2, runner)  # dropped: no error

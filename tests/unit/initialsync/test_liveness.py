@@ -55,7 +55,7 @@ def test_a_resumed_run_continues_from_its_checkpoint_as_a_new_step() -> None:
     liveness.abandon(run, NOW)
     assert liveness.resumable(run)
     liveness.resume(run)
-    assert run.state == "queued" and run.failures == 0 and run.steps == 4  # a new message id: not a duplicate
+    assert run.state == "queued" and run.failures == 0 and run.steps == 5  # a new chain: a step number skipped
     customers = run.progress["customers"]
     assert customers.state == "pending" and customers.cursor == "k=42" and customers.processed == 42
     assert run.progress["companies"].state == "done"
