@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -24,6 +21,7 @@ from azure.data.tables.aio import TableClient
 
 from shared.ledger.model import LedgerEntry, key_text
 from shared.ledger.tables import Ledger, index_entity, index_row_key
+from shared.ledger.wire import TableRequestFailed, transact
 from shared.maps.model import Side
 
 MAX_TRANSACTION = 100
@@ -48,74 +46,6 @@ def _operations(entry: LedgerEntry) -> list[tuple[Any, ...]]:
     return [write, *index]
 
 
-class _Refused(Exception):
-    """The transaction was refused as a whole (an entry changed meanwhile, or exists already)."""
-
-
-_STATUS = re.compile(rb"^HTTP/1\.1 (\d{3})", re.MULTILINE)
-_ETAG = re.compile(rb"^ETag: *(.+?)\r?$", re.MULTILINE | re.IGNORECASE)
-
-
-def _entity_url(table: TableClient, entity: dict[str, Any]) -> str:
-    def literal(value: str) -> str:
-        return quote(value.replace("'", "''"), safe="")
-
-    pk, rk = literal(str(entity["PartitionKey"])), literal(str(entity["RowKey"]))
-    return f"{table.url}/{table.table_name}(PartitionKey='{pk}',RowKey='{rk}')"
-
-
-def _part(table: TableClient, operation: tuple[Any, ...]) -> str:
-    """One change-set part, as the Table service documents it ("Performing entity group transactions"): the
-    entities here hold strings only, so their JSON needs no type annotations."""
-    kind, entity = operation[0], operation[1]
-    if kind == "create":
-        line, extra = f"POST {table.url}/{table.table_name} HTTP/1.1", "Prefer: return-no-content\r\n"
-    elif kind == "upsert":
-        line, extra = f"PUT {_entity_url(table, entity)} HTTP/1.1", ""
-    else:  # ("update", entity, {"etag": …}): replace if unchanged
-        line, extra = f"PUT {_entity_url(table, entity)} HTTP/1.1", f"If-Match: {operation[2]['etag']}\r\n"
-    body = json.dumps(entity, ensure_ascii=False)
-    return (
-        "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
-        f"{line}\r\nContent-Type: application/json\r\nAccept: application/json;odata=minimalmetadata\r\n"
-        f"DataServiceVersion: 3.0\r\n{extra}\r\n{body}\r\n"
-    )
-
-
-async def _transact(table: TableClient, operations: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    """One entity-group transaction, encoded and parsed here: the SDK's `submit_transaction` builds and parses
-    the multipart body through the stdlib `email` package, ≈1 ms of CPU per entity, more than the rest of a sync
-    run's work on the row. Same wire format, same answers (each operation's ETag); `_Refused` when the service
-    refuses the change set."""
-    batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
-    parts = "".join(f"--{changeset}\r\n{_part(table, op)}" for op in operations)
-    body = (
-        f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n{parts}--{changeset}--\r\n"
-        f"--{batch}--\r\n"
-    ).encode()
-    request = HttpRequest(
-        "POST",
-        f"{table.scheme}://{table._primary_hostname}/$batch",
-        headers={"x-ms-version": table.api_version, "DataServiceVersion": "3.0",
-                 "MaxDataServiceVersion": "3.0;NetFx", "Accept": "application/json",
-                 "Content-Type": f"multipart/mixed; boundary={batch}"},
-        content=body,
-    )  # fmt: skip
-    response = await table._client.send_request(request, stream=True)  # streamed: no content decoding
-    content = await response.read()
-    if response.status_code != 202:
-        raise _Refused(f"{response.status_code}: {content[:300]!r}")
-    statuses = [int(m.group(1)) for m in _STATUS.finditer(content)]
-    if len(statuses) != len(operations) or any(not 200 <= s < 300 for s in statuses):
-        raise _Refused(content.decode("utf-8", "replace")[:300])
-    chunks = re.split(rb"^HTTP/1\.1 ", content, flags=re.MULTILINE)[1:]
-    answers = []
-    for chunk in chunks:
-        found = _ETAG.search(chunk.split(b"\r\n\r\n", 1)[0])
-        answers.append({"etag": found.group(1).decode() if found else None})
-    return answers
-
-
 @dataclass
 class BulkResult:
     saved: list[LedgerEntry] = field(default_factory=list)
@@ -134,8 +64,8 @@ async def save_many(ledger: Ledger, entries: Sequence[LedgerEntry], in_flight: i
     async def submit(chunk: list[tuple[LedgerEntry, int]], operations: list[tuple[Any, ...]]) -> None:
         async with gate:
             try:
-                answers = await _transact(table, operations)
-            except _Refused:
+                answers = await transact(table, operations)  # shared/ledger/wire.py: our own encoding
+            except TableRequestFailed:
                 for entry, _ in chunk:  # one entry changed meanwhile: save the others one by one
                     try:
                         answers_one = await table.submit_transaction(_operations(entry))
