@@ -5,16 +5,11 @@ virtual-table definitions turn them back into symbols (test_virtual_table_metada
 
 from __future__ import annotations
 
-import asyncio
 import json
 import xml.etree.ElementTree as ElementTree
-from typing import Any
 
-from aiohttp import web
-from aiohttp.test_utils import TestServer
-
-from local.sims.fno import FnoDialect
 from tests.integration.sims.conftest import Sim
+from tests.integration.sims.events import data_event
 
 EDM = "{http://docs.oasis-open.org/odata/ns/edm}"
 NS = "Microsoft.Dynamics.DataEntities"
@@ -81,29 +76,9 @@ async def test_a_number_field_refuses_text(fo: Sim) -> None:
 
 
 async def test_data_events_carry_enums_as_option_set_values(fo: Sim) -> None:
-    received: list[dict[str, Any]] = []
-    arrived = asyncio.Event()
-
-    async def endpoint(request: web.Request) -> web.Response:
-        received.append(json.loads(await request.read()))
-        arrived.set()
-        return web.Response(status=202)
-
-    app = web.Application()
-    app.router.add_post("/events", endpoint)
-    receiver = TestServer(app, host="127.0.0.1")
-    await receiver.start_server()
-    try:
-        url = f"http://127.0.0.1:{receiver.port}/events"
-        dialect = fo.simulator.dialect
-        assert isinstance(dialect, FnoDialect)
-        dialect.endpoint = {"url": url, "headers": {}}  # what POST /_admin/data-events sets
-        row = {"dataAreaId": "usmf", "CustomerAccount": "E-2", "PartyType": "Organization",
-               "CreditLimitIsMandatory": "Yes", "IsOneTimeCustomer": "No", "OrganizationName": "Enums"}  # fmt: skip
-        assert (await fo.http.post("CustomersV3", json=row)).status_code == 201
-        await asyncio.wait_for(arrived.wait(), 10)
-    finally:
-        await receiver.close()
+    row = {"dataAreaId": "usmf", "CustomerAccount": "E-2", "PartyType": "Organization",
+           "CreditLimitIsMandatory": "Yes", "IsOneTimeCustomer": "No", "OrganizationName": "Enums"}  # fmt: skip
+    received = [json.loads(await data_event(fo, row))]  # the endpoint POST /_admin/data-events sets
     (context,) = received
     assert context["MessageName"] == "OnExternalCreated"
     target = context["InputParameters"][0]["value"]

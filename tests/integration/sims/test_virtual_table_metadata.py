@@ -12,16 +12,11 @@ a table), which is null for a global option set: it has no reader of these defin
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from local.sims.fno import FnoDialect
 from shared.connectors.auth import StaticToken
 from shared.connectors.dataverse import DataverseClient
 from shared.connectors.errors import NotFound
@@ -31,6 +26,7 @@ from shared.events.fno import parse_fno
 from shared.events.model import ChangeEvent
 from shared.maps.loader import load_maps
 from tests.integration.sims.conftest import Sim
+from tests.integration.sims.events import data_event
 
 CRM = "Microsoft.Dynamics.CRM"
 TABLE = "mserp_custcustomerv3entity"
@@ -41,31 +37,6 @@ PICKLISTS = f"EntityDefinitions(LogicalName='{TABLE}')/Attributes/{CRM}.Picklist
 async def client(dv: Sim) -> AsyncIterator[DataverseClient]:
     async with DataverseClient(ODataTransport(f"{dv.url}/api/data/v9.2/", StaticToken("t"))) as dataverse:
         yield dataverse  # type: ignore[misc]
-
-
-async def data_event(fo: Sim, row: dict[str, Any]) -> bytes:
-    """The F&O simulator's data event for a customer created in it, as it would post it to the bridge."""
-    received: list[bytes] = []
-    arrived = asyncio.Event()
-
-    async def endpoint(request: web.Request) -> web.Response:
-        received.append(await request.read())
-        arrived.set()
-        return web.Response(status=202)
-
-    app = web.Application()
-    app.router.add_post("/events", endpoint)
-    receiver = TestServer(app, host="127.0.0.1")
-    await receiver.start_server()
-    try:
-        dialect = fo.simulator.dialect
-        assert isinstance(dialect, FnoDialect)
-        dialect.endpoint = {"url": f"http://127.0.0.1:{receiver.port}/events", "headers": {}}
-        assert (await fo.http.post("CustomersV3", json=row)).status_code == 201
-        await asyncio.wait_for(arrived.wait(), 10)
-    finally:
-        await receiver.close()
-    return received[0]
 
 
 async def test_the_f_and_o_simulators_data_event_decodes_with_the_virtual_tables_options(
