@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.latency_stages import report as stages_report
 from bench.stack import TOKEN, Stack, app_requests, cpu_report, cpu_seconds, start_stack
 from shared.connectors.auth import StaticToken
 from shared.connectors.dataverse import DataverseClient
@@ -132,7 +133,7 @@ async def main() -> None:
         await asyncio.sleep(2)
         seen = len(applied(0))
         prefix = f"L{uuid.uuid4().hex[:3]}"
-        tick = time.monotonic()
+        phase_started, tick = time.time(), time.monotonic()
         writes = []
         for i in range(500):
             writes.append(asyncio.ensure_future(people.create(prefix, i)))
@@ -149,6 +150,7 @@ async def main() -> None:
                 f"latency at 50 changes/s: {len(latencies)} applied; median {statistics.median(latencies):.0f} ms, "
                 f"p95 {p95:.0f} ms (target ≤ 1000 ms)"
             )
+            print(stages_report(LOG, phase_started, time.time()))  # where they waited (bench/latency_stages.py)
         # 3. lone changes, one at a time
         lone = 10
         requests_before = await quiet(urls)

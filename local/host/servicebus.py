@@ -17,6 +17,7 @@ import re
 import ssl
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
@@ -155,14 +156,60 @@ def to_function_message(message: ServiceBusReceivedMessage) -> func.ServiceBusMe
     )
 
 
-def _queued_ms(messages: list[ServiceBusReceivedMessage], started: float) -> float:
-    """How long the batch's oldest message waited on the queue before its invocation started (where a change
-    waits: on the queue, or before it, in ingest)."""
+def _enqueued_at(messages: list[ServiceBusReceivedMessage]) -> float | None:
+    """When the batch's oldest message was queued (the broker's clock, epoch seconds)."""
     enqueued = [m.enqueued_time_utc for m in messages if m.enqueued_time_utc is not None]
-    if not enqueued:
-        return 0.0
-    started_at = time.time() - (time.perf_counter() - started)
-    return max(0.0, (started_at - min(enqueued).timestamp()) * 1000)
+    return min(enqueued).timestamp() if enqueued else None
+
+
+# The Functions host receives with the .NET SDK (`ServiceBusReceiver.ReceiveMessagesAsync`, AmqpReceiver.cs in
+# Azure.Messaging.ServiceBus): messages the link already holds (prefetched) are returned at once; otherwise it waits up
+# to the wait time for the first one, then 20 ms for more (`link.ReceiveMessagesAsync(maxMessages,
+# TimeSpan.FromMilliseconds(20), maxWaitTime)`). The Python SDK's `receive_messages`, holding prefetched messages,
+# still waits for a new one — up to the whole wait, a session's idle timeout — and then reads on for 0.2 s (its
+# `_further_pull_receive_timeout`, and each read blocks up to the socket timeout, 0.2 s): a lane's next batch sat in
+# the client while the lane had work. `receive` asks the SDK only for what it holds, or for one message; the count
+# of what it holds is a private attribute of the Python SDK (7.x, pyamqp transport), which
+# `tests/integration/test_dev_host_receive.py` checks.
+
+
+def buffered(receiver: ServiceBusReceiver) -> int:
+    """How many messages the receiver's link holds already (prefetched, not yet handed out)."""
+    handler = getattr(receiver, "_handler", None)
+    queue = getattr(handler, "_received_messages", None)
+    return queue.qsize() if queue is not None else 0
+
+
+async def receive(receiver: ServiceBusReceiver, count: int, wait: float) -> list[ServiceBusReceivedMessage]:
+    """Up to `count` messages as the Functions host receives them: what the link holds, at once; else the first
+    message to come within `wait` seconds, with what came with it."""
+    if not buffered(receiver):
+        first = await receiver.receive_messages(max_message_count=1, max_wait_time=wait)
+        if not first or count == 1 or not (held := buffered(receiver)):
+            return first
+        return first + await receiver.receive_messages(max_message_count=min(count - 1, held), max_wait_time=wait)
+    return await receiver.receive_messages(max_message_count=min(count, buffered(receiver)), max_wait_time=wait)
+
+
+# A receive ends only between two reads of the connection, and the Python SDK blocks each read up to its socket
+# timeout (0.2 s) when nothing comes: a batch's wait overran `maxBatchWaitTime` by up to that much. While filling a
+# batch, reads are shorter (a few more wake-ups per batch; shorter ones all the time cost the idle host CPU).
+FILL_READ_SECONDS = 0.05
+
+
+@contextlib.contextmanager
+def reading_in_steps_of(receiver: ServiceBusReceiver, seconds: float) -> Iterator[None]:
+    """The receiver's connection reads block at most `seconds` meanwhile (the SDK's `_socket_timeout`, private)."""
+    handler = getattr(receiver, "_handler", None)
+    before = getattr(handler, "_socket_timeout", None)
+    if handler is None or before is None:
+        yield
+        return
+    handler._socket_timeout = min(before, seconds)
+    try:
+        yield
+    finally:
+        handler._socket_timeout = before
 
 
 class ServiceBusTriggerRunner:
@@ -208,11 +255,20 @@ class ServiceBusTriggerRunner:
         return self._options.auto_complete_messages if spec.auto_complete is None else spec.auto_complete
 
     async def _run(
-        self, spec: ServiceBusTriggerSpec, receiver: ServiceBusReceiver, messages: list[ServiceBusReceivedMessage]
+        self,
+        spec: ServiceBusTriggerSpec,
+        receiver: ServiceBusReceiver,
+        messages: list[ServiceBusReceivedMessage],
+        received_at: float | None = None,
     ) -> None:
         """One invocation: one message, or (cardinality many) the batch as a list. Settled together, as the
-        Functions host does: success completes every message, an exception abandons every one."""
-        started = time.perf_counter()
+        Functions host does: success completes every message, an exception abandons every one.
+
+        Its log line says where the batch's oldest message waited, in stages (epoch times, so that a change's own
+        stages before the queue can be added from the app's log): `queued_ms` on the queue until a receive returned
+        it, `batch_ms` gathering the batch, `duration_ms` the function, `settle_ms` settling the messages."""
+        started_at = time.time()
+        received_at = started_at if received_at is None else received_at
         argument: Any = [to_function_message(m) for m in messages] if spec.many else to_function_message(messages[0])
         first = messages[0]
         try:
@@ -220,40 +276,56 @@ class ServiceBusTriggerRunner:
                 spec.handler, spec.name, spec.arg_name, argument, spec.wants_context
             )
         except Exception:
-            duration = (time.perf_counter() - started) * 1000
+            duration = (time.time() - started_at) * 1000
             log.error(
                 "invocation function=%s trigger=servicebus outcome=failed message_id=%s messages=%d "
                 "delivery_count=%d duration_ms=%.1f\n%s",
                 spec.name, first.message_id, len(messages), (first.delivery_count or 0) + 1, duration,
                 traceback.format_exc(),
             )  # fmt: skip
-            for message in messages:
-                with contextlib.suppress(ServiceBusError):
-                    await receiver.abandon_message(message)
+            await self._settle(receiver, messages, complete=False)
             return
+        ended_at = time.time()
+        if self._auto_complete(spec):
+            await self._settle(receiver, messages, complete=True)
+        enqueued_at = _enqueued_at(messages)
+        queued = max(0.0, (received_at - enqueued_at) * 1000) if enqueued_at is not None else 0.0
         log.info(
             "invocation function=%s trigger=servicebus outcome=succeeded message_id=%s messages=%d session=%s "
-            "duration_ms=%.1f queued_ms=%.0f invocation_id=%s",
-            spec.name, first.message_id, len(messages), first.session_id, duration, _queued_ms(messages, started),
+            "duration_ms=%.1f queued_ms=%.0f batch_ms=%.0f settle_ms=%.0f enqueued_at=%.3f started_at=%.3f "
+            "invocation_id=%s",
+            spec.name, first.message_id, len(messages), first.session_id, duration, queued,
+            (started_at - received_at) * 1000, (time.time() - ended_at) * 1000, enqueued_at or 0.0, started_at,
             invocation_id,
         )  # fmt: skip
-        if self._auto_complete(spec):
-            for message in messages:
-                try:
+
+    async def _settle(
+        self, receiver: ServiceBusReceiver, messages: list[ServiceBusReceivedMessage], *, complete: bool
+    ) -> None:
+        """Every message of the invocation, one after another. The Functions host completes a batch's messages
+        concurrently (`Task.WhenAll`, ServiceBusListener.cs in Microsoft.Azure.WebJobs.Extensions.ServiceBus); the
+        Python SDK does not gain from it: each settlement reads the connection until its own outcome comes back, and
+        one that finds its outcome already read by another waits out a socket read (0.2 s) — measured slower."""
+        for message in messages:
+            try:
+                if complete:
                     await receiver.complete_message(message)
-                except ServiceBusError as exc:  # lock lost: the broker redelivers, as in Azure
-                    log.warning("could not complete %s: %s", message.message_id, exc)
+                else:
+                    await receiver.abandon_message(message)
+            except ServiceBusError as exc:  # lock lost: the broker redelivers, as in Azure
+                log.warning("could not settle %s: %s", message.message_id, exc)
 
     async def _fill(self, receiver: ServiceBusReceiver, room: int, have: int) -> list[ServiceBusReceivedMessage]:
         """More messages for a batch until it holds `minMessageBatchSize` or `maxBatchWaitTime` has passed."""
         wanted = min(self._options.min_message_batch_size, have + room) - have
         deadline = time.monotonic() + self._options.max_batch_wait_time.total_seconds()
         more: list[ServiceBusReceivedMessage] = []
-        while len(more) < wanted and (left := deadline - time.monotonic()) > 0.01:
-            got = await receiver.receive_messages(max_message_count=room - len(more), max_wait_time=left)
-            if not got:
-                break
-            more += got
+        with reading_in_steps_of(receiver, FILL_READ_SECONDS):
+            while len(more) < wanted and (left := deadline - time.monotonic()) > 0.01:
+                got = await receive(receiver, room - len(more), left)
+                if not got:
+                    break
+                more += got
         return more
 
     async def _queue_worker(self, spec: ServiceBusTriggerSpec, client: ServiceBusClient) -> None:
@@ -287,7 +359,12 @@ class ServiceBusTriggerRunner:
                 await asyncio.sleep(1)
 
     async def _session_worker(self, spec: ServiceBusTriggerSpec, client: ServiceBusClient, worker: int) -> None:
-        """One session at a time, its messages strictly in order; the next session when this one goes idle."""
+        """One session at a time, its messages strictly in order; the next session when this one goes idle.
+
+        `maxConcurrentSessions` of these run side by side. Not so in Azure for a batch trigger (cardinality many):
+        the extension's batch loop takes one session at a time per instance (ServiceBusListener.cs,
+        RunBatchReceiveLoopAsync in Microsoft.Azure.WebJobs.Extensions.ServiceBus; Azure/azure-sdk-for-net#47981,
+        Azure/azure-functions-dotnet-worker#3087) — more sessions at once need more instances."""
         idle = self._options.session_idle_timeout.total_seconds()
         renewal = self._options.max_auto_lock_renewal_duration.total_seconds()
         size = self._options.max_message_batch_size if spec.many else 1
@@ -310,12 +387,13 @@ class ServiceBusTriggerRunner:
                     async with AutoLockRenewer(max_lock_renewal_duration=renewal) as renewer:
                         renewer.register(receiver, session)
                         while not self._stopping.is_set():
-                            batch = await receiver.receive_messages(max_message_count=size, max_wait_time=idle)
+                            batch = await receive(receiver, size, idle)
                             if not batch:
                                 break  # idle: let another worker take this session when it has messages again
+                            received_at = time.time()
                             if spec.many:
                                 batch += await self._fill(receiver, size - len(batch), len(batch))
-                            await self._run(spec, receiver, batch)
+                            await self._run(spec, receiver, batch, received_at)
             except asyncio.CancelledError:
                 raise
             except OperationTimeoutError:
