@@ -13,6 +13,7 @@ from functions.http import answers_outage, json_response, problem
 from shared.initialsync import service
 from shared.initialsync.model import Mode
 from shared.initialsync.wiring import get_runner
+from shared.maps.loader import MapProblems
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ async def start_sync(req: func.HttpRequest) -> func.HttpResponse:
         maps = [name, *maps]
     try:
         run = await service.start(mode, maps)
+    except MapProblems:
+        raise  # the deployment's maps, not the request: 503 (`answers_outage`)
     except ValueError as exc:
         return problem(404, "Not Found", str(exc))
     location = f"/api/sync/{run.run_id}"
