@@ -9,16 +9,18 @@ import os
 
 import azure.functions as func
 
-from functions.http import json_response, problem
+from functions.http import answers_outage, json_response, problem
 from shared.initialsync import service
 from shared.initialsync.model import Mode
 from shared.initialsync.wiring import get_runner
+from shared.maps.loader import MapProblems
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 log = logging.getLogger(__name__)
 
 
 @bp.route(route="maps/{name}/sync", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+@answers_outage
 async def start_sync(req: func.HttpRequest) -> func.HttpResponse:
     """Body (optional): `{"mode": "sync" | "plan" | "reconcile", "maps": [...]}`; the maps run in dependency order."""
     name = req.route_params.get("name", "")
@@ -39,6 +41,8 @@ async def start_sync(req: func.HttpRequest) -> func.HttpResponse:
         maps = [name, *maps]
     try:
         run = await service.start(mode, maps)
+    except MapProblems:
+        raise  # the deployment's maps, not the request: 503 (`answers_outage`)
     except ValueError as exc:
         return problem(404, "Not Found", str(exc))
     location = f"/api/sync/{run.run_id}"
@@ -46,6 +50,7 @@ async def start_sync(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="sync/{run_id}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+@answers_outage
 async def sync_status(req: func.HttpRequest) -> func.HttpResponse:
     try:
         run = await service.report(req.route_params.get("run_id", ""))
@@ -55,6 +60,7 @@ async def sync_status(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="sync/{run_id}/rerun-failed", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+@answers_outage
 async def sync_rerun_failed(req: func.HttpRequest) -> func.HttpResponse:
     try:
         run = await service.rerun_failed(req.route_params.get("run_id", ""))
@@ -65,6 +71,7 @@ async def sync_rerun_failed(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="drift", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+@answers_outage
 async def list_drift(req: func.HttpRequest) -> func.HttpResponse:
     found = await get_runner().runs.drift(req.params.get("map"))
     return json_response({"drift": [d.model_dump(mode="json") for d in found]})

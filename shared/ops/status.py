@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from shared.initialsync import liveness
 from shared.initialsync.model import RunState
 from shared.ledger.tables import Ledger
 from shared.maps.loader import MapSet
@@ -51,9 +53,12 @@ def figures(buckets: Iterable[Mapping[str, Any]], now: float) -> dict[str, Any]:
 ACTIVE_RUN_STATES = ("queued", "running")
 
 
-def sync_run(name: str, runs: Sequence[RunState]) -> dict[str, Any] | None:
-    """The newest sync run in progress over the map, with the map's progress in it (its row samples left out)."""
-    active = [r for r in runs if r.state in ACTIVE_RUN_STATES and name in r.maps]
+def sync_run(name: str, runs: Sequence[RunState], now: datetime | None = None) -> dict[str, Any] | None:
+    """The newest sync run in progress over the map, with the map's progress in it (its row samples left out). A run
+    whose step is gone (`liveness.abandoned`) is not in progress, though its record says so until its status is read
+    (which fails it): the console must not show a dead run as running for ever."""
+    at = now or datetime.now(UTC)
+    active = [r for r in runs if r.state in ACTIVE_RUN_STATES and name in r.maps and not liveness.abandoned(r, at)]
     if not active:
         return None
     run = max(active, key=lambda r: r.created_at)
@@ -87,7 +92,8 @@ async def map_status(
         "enabled": maps.maps[name].map.enabled,
         **state,
         "held": len(held),
-        "sync_run": sync_run(name, runs),  # an initial sync or reconciliation in progress over the map
+        # An initial sync or reconciliation in progress over the map.
+        "sync_run": sync_run(name, runs, datetime.fromtimestamp(now, UTC)),
         # Lag: the age of the oldest change still waiting — held, queued or deferred — and (in the figures) the
         # latest change-to-target latency.
         "oldest_waiting_seconds": _age(now, oldest),

@@ -111,3 +111,21 @@ def test_status_shows_the_sync_run_in_progress_over_a_map_with_its_progress() ->
     assert sync_run("companies", [old, running]) == {"run_id": "r2", "mode": "reconcile", "state": "running",
                                                       "progress": None}  # fmt: skip
     assert sync_run("vendors", [old, running]) is None and sync_run("customers", [old]) is None
+
+
+def test_status_does_not_show_a_run_whose_step_is_gone_as_in_progress() -> None:
+    """A run no step has checkpointed for longer than the lease is abandoned: its record still says `running` until
+    its status is read (which fails it), but the console must not show it as a run in progress over the map."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.initialsync import liveness
+    from shared.initialsync.model import Mode, RunState
+    from shared.ops.status import sync_run
+
+    now = datetime.now(UTC)
+    seen = now - liveness.STEP_LEASE - timedelta(seconds=1)
+    dead = RunState(run_id="r1", mode=Mode.SYNC, maps=["customers"], state="running", created_at=seen,
+                    updated_at=seen)  # fmt: skip
+    assert sync_run("customers", [dead], now) is None
+    alive = dead.model_copy(update={"updated_at": now - timedelta(seconds=5)})
+    assert sync_run("customers", [alive], now) is not None
