@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     )
     changes_queue: str = Field(default="changes", validation_alias=AliasChoices("CHANGES_QUEUE", "changes_queue"))
     session_lanes: int = Field(
-        default=16,  # = host.json maxConcurrentSessions: every lane has a receiver
+        default=8,  # = host.json maxConcurrentSessions: every lane has a receiver
         ge=0,
         le=1000,
         validation_alias=AliasChoices("SESSION_LANES", "session_lanes"),

@@ -15,6 +15,7 @@ from shared.ledger.tables import LedgerConflict
 from shared.maps.model import Side, TableMap
 from shared.maps.transform import CompiledMap
 from shared.sync.batching import Batch, Change, Unit
+from shared.sync.grouped import WriteGroups
 from shared.sync.heal import MAX_HEAL_DEPTH, synthetic
 from shared.sync.outcome import AlertRule, Outcome, PermanentFailure, Retry
 from shared.sync.rows import Current, Written
@@ -28,6 +29,7 @@ class Flushing(Writes):
     """The batch's writes and the guards; one change's apply is `shared.sync.change.Changes`."""
 
     alert: AlertRule
+    write_groups: WriteGroups  # the writes of batches applied at once, grouped per app and map
 
     # Provided by the subclasses: one change's apply (`shared.sync.change`) and the outcome log (`ApplyService._log`).
     async def _apply_map(
@@ -132,7 +134,9 @@ class Flushing(Writes):
         for (into, _), members in groups.items():
             m = members[0][0].compiled.map
             try:
-                answers = await self.rows(into).write_many(m, [self._row_write(c) for c, _ in members])
+                answers = await self.write_groups.write_many(
+                    self.rows(into), into, m, [self._row_write(c) for c, _ in members]
+                )
             except ConnectorError as exc:  # the whole request failed (throttled, unreachable): each row alike
                 answers = [exc] * len(members)
             for (change, unit), answer in zip(members, answers, strict=True):

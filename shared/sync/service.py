@@ -32,6 +32,7 @@ from shared.ops.observer import observe
 from shared.sync.batching import Batch, Unit, coalesce, row_of
 from shared.sync.change import Changes
 from shared.sync.flush import log
+from shared.sync.grouped import WriteGroups
 from shared.sync.heal import MAX_HEAL_DEPTH, References
 from shared.sync.outcome import AlertRule, Message, Outcome, PermanentFailure, Retry, Scheduler
 from shared.sync.plan import TAG_PREFIX, integration_key, known_before_reread
@@ -58,6 +59,7 @@ class ApplyService(Changes):
         self.before_first = before_first  # the maps' check against the apps, once per process (cached by its owner)
         self.schedule = schedule  # puts a change back on the queue for later (a `Retry`)
         self.references = References(maps, ledger, dataverse, fno, self._apply_nested)
+        self.write_groups = WriteGroups()
 
     # --- entry points ---------------------------------------------------------------------------------------------
 

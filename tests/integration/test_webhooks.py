@@ -70,7 +70,7 @@ def test_a_dataverse_webhook_is_queued_with_its_ids_and_body(bridge: tuple[str, 
     (message,) = drain(sb)
     assert message.message_id == event_id
     # The lane follows the synced row (customers map, account number): F&O changes to it share the session.
-    assert message.session_id == f"lane-{lane_of('customers:us-001', 16):02d}"
+    assert message.session_id == f"lane-{lane_of('customers:us-001', 8):02d}"
     assert message.application_properties == {b"source": b"dataverse", b"entity": b"account", b"operation": b"update"}
     queued = json.loads(str(message))
     assert queued["event_id"] == event_id and queued["schema_version"] == 1
