@@ -12,7 +12,7 @@ import pytest
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
 
-from local.host.servicebus import buffered, receive
+from local.host.servicebus import FILL_READ_SECONDS, SETTLE_READ_SECONDS, buffered, reading_in_steps_of, receive
 from tests import stack
 
 WAIT = 30.0  # a receive that waited for a new message would take this long; every bound below is far shorter
@@ -67,3 +67,23 @@ async def test_with_nothing_held_the_first_message_to_come_is_returned_with_what
             for message in got:
                 await receiver.complete_message(message)
             assert await receive(receiver, 100, 0.5) == []  # an idle session: nothing, after the wait
+
+
+async def test_shorter_reads_while_filling_or_settling_overlap_and_end_with_the_sdk_s_own(connection: str) -> None:
+    """A fill beside the previous batch's settlement: the shortest step holds while both run, and the SDK's own read
+    timeout (0.2 s) is back once both end — a short one left behind would wake an idle receiver 200 times a second."""
+    async with ServiceBusClient.from_connection_string(connection) as client:
+        async with client.get_queue_receiver("lanes", session_id="lane-c", prefetch_count=100) as receiver:
+            handler = receiver._handler
+            connection_ = handler._connection
+            sdk_own = handler._socket_timeout
+            assert sdk_own == connection_._socket_timeout == 0.2  # has the SDK changed? (the helper relies on it)
+            fill = reading_in_steps_of(receiver, FILL_READ_SECONDS)
+            settle = reading_in_steps_of(receiver, SETTLE_READ_SECONDS)
+            fill.__enter__()
+            settle.__enter__()
+            assert handler._socket_timeout == connection_._socket_timeout == SETTLE_READ_SECONDS
+            fill.__exit__(None, None, None)  # the fill ends first: the settlement keeps its step
+            assert handler._socket_timeout == connection_._socket_timeout == SETTLE_READ_SECONDS
+            settle.__exit__(None, None, None)
+            assert handler._socket_timeout == connection_._socket_timeout == sdk_own
