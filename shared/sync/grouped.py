@@ -4,8 +4,9 @@ to a table is in flight, the other lanes' writes to it wait and go out together 
 A lane's batch holds what reached the lane in one cycle, so a short cycle — low latency — makes small batches and
 many requests; grouping across lanes keeps the requests few when the machine is busy (requests in flight longer,
 more writes wait for them) and costs nothing when it is quiet (nothing in flight, a batch's writes go at once). Each
-caller gets the answers to its own writes, in order; a request that fails whole fails every caller in it alike, as
-it would have failed each alone.
+caller gets the answers to its own writes, in order. A request that fails whole for a reason any request would meet
+(throttled, unreachable) fails every caller in it alike; for another (one caller's write the app cannot take, such as
+a company it does not know), each caller's writes are sent again alone, so that it fails that caller only.
 """
 
 from __future__ import annotations
@@ -57,8 +58,11 @@ class WriteGroups:
                 for g in group + table.waiting:
                     g.answered.cancel()
                 raise
-            except Exception as exc:  # the whole request failed: every caller in it handles it as it would alone
-                for g in group:
+            except Exception as exc:
+                if len(group) > 1 and not getattr(exc, "retryable", False):
+                    await _alone(rows, m, group)  # one caller's bad write (a company no app knows) fails it alone
+                    continue
+                for g in group:  # throttled, unreachable: each caller would have met it alone, and retries later
                     if not g.answered.done():
                         g.answered.set_exception(exc)
                 continue
@@ -67,3 +71,16 @@ class WriteGroups:
                 if not g.answered.done():  # a caller that was cancelled meanwhile
                     g.answered.set_result(answers[start : start + len(g.writes)])
                 start += len(g.writes)
+
+
+async def _alone(rows: RowsPort, m: TableMap, group: list[_Waiting]) -> None:
+    """Each caller's writes in a request of their own, as without grouping."""
+    for g in group:
+        try:
+            answers = await rows.write_many(m, g.writes)
+        except Exception as exc:
+            if not g.answered.done():
+                g.answered.set_exception(exc)
+        else:
+            if not g.answered.done():
+                g.answered.set_result(answers)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.connectors.errors import ConnectorError, Throttled
+from shared.connectors.errors import ConnectorError, NotFound, Throttled
 from shared.maps.loader import load_maps
 from shared.maps.model import Side, TableMap
 from shared.maps.transform import LookupRef
@@ -23,13 +23,16 @@ class GatedRows:
     def __init__(self, fail: ConnectorError | None = None) -> None:
         self.requests: list[list[str]] = []
         self.gate = asyncio.Event()
-        self.fail = fail
+        self.fail = fail  # every request fails so
+        self.bad = ""  # a request holding a write to this row fails whole, not retryable (a company no app knows)
 
     async def write_many(self, m: TableMap, writes: Sequence[RowWrite]) -> list[Written | ConnectorError]:
         self.requests.append([str(w.key["id"]) for w in writes])
         await self.gate.wait()
         if self.fail is not None:
             raise self.fail
+        if any(w.key["id"] == self.bad for w in writes):
+            raise NotFound(f"no company for {self.bad}")
         return [Written(f'W/"{w.key["id"]}"', str(w.key["id"]), None) for w in writes]
 
     async def read(self, m: TableMap, key: Mapping[str, Any] | str) -> Current | None:
@@ -94,3 +97,19 @@ async def test_a_request_that_fails_whole_fails_every_caller_in_it_alike() -> No
     rows.fail, rows.gate = None, asyncio.Event()
     rows.gate.set()
     assert len(await groups.write_many(rows, Side.FNO, m, _writes("d"))) == 1  # and the next one goes out
+
+
+async def test_a_request_failed_whole_by_one_caller_s_bad_write_fails_that_caller_alone() -> None:
+    rows, groups, m = GatedRows(), WriteGroups(), CUSTOMERS
+    rows.bad = "bad"
+    first = asyncio.create_task(groups.write_many(rows, Side.DATAVERSE, m, _writes("a")))
+    await asyncio.sleep(0)
+    good = asyncio.create_task(groups.write_many(rows, Side.DATAVERSE, m, _writes("b")))
+    bad = asyncio.create_task(groups.write_many(rows, Side.DATAVERSE, m, _writes("bad", "c")))
+    await asyncio.sleep(0)
+    rows.gate.set()
+    assert [a.row_id for a in await first if isinstance(a, Written)] == ["a"]
+    assert [a.row_id for a in await good if isinstance(a, Written)] == ["b"]
+    with pytest.raises(NotFound):
+        await bad
+    assert rows.requests == [["a"], ["b", "bad", "c"], ["b"], ["bad", "c"]]  # together, then each alone
