@@ -110,3 +110,15 @@ def test_f_and_os_empty_text_and_date_are_the_nothing_dataverse_answers_as_null(
             record = {k: "x" for k in compiled.map.fno.key} | {f.fno: "1900-01-01T12:00:00Z"}
             out = transform(compiled, Side.FNO, record, maps.maps)
             assert out.values.get(f.dataverse) is None, (compiled.map.name, f.fno)
+
+
+def test_one_instant_is_one_value_whichever_form_it_came_in() -> None:
+    """OData answers `…Z`; a `/Date(ms)/` in an event decodes to `…+00:00` with milliseconds: the same instant, or the
+    bridge's own write would not be known when it comes back (fidelity audit)."""
+    from shared.sync.decide import normalize
+
+    assert normalize("2026-11-30T08:58:30Z") == normalize("2026-11-30T08:58:30+00:00") == "2026-11-30T08:58:30Z"
+    assert normalize("2026-11-30T08:58:30.000+00:00") == "2026-11-30T08:58:30Z"
+    assert normalize("2026-11-30T09:58:30+01:00") == "2026-11-30T08:58:30Z"
+    assert normalize({"$type": "datetime", "value": "2026-11-30T08:58:30+00:00"}) == "2026-11-30T08:58:30Z"
+    assert normalize("2026-11-30") == "2026-11-30" and normalize("Contoso 2026-11-30T0") == "Contoso 2026-11-30T0"
