@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class Mode(StrEnum):
@@ -39,9 +39,10 @@ class MapProgress(BaseModel):
     planned: int = 0  # keys compared
     processed: int = 0  # keys whose writes are done
     cursor: str | None = None  # the checkpoint: the last key done (keys are worked through in order)
-    # Key ranges (first, last) of chunks a step began and has not finished: their ledger entries may be saved with
-    # writes that never landed (the host died), so the step after treats an app differing from them as behind.
-    in_flight: list[tuple[str, str]] = Field(default_factory=list)
+    # Key ranges (first, last, mark) of chunks a step began and has not finished: their ledger entries may be saved
+    # with writes that never landed (the host died). The step after treats an app differing from such an entry as
+    # behind only where the entry carries the chunk's mark (`LedgerEntry.sync_chunk`): the chunk really saved it.
+    in_flight: list[tuple[str, str, str]] = Field(default_factory=list)
     steps: int = 0
     compared: str = "full"  # full | changes (a reconciliation after the first: the rows changed since it)
     delta_link: str | None = None  # Dataverse change tracking as of this run's first read of the map
@@ -49,6 +50,12 @@ class MapProgress(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     message: str = ""
+
+    @field_validator("in_flight", mode="before")
+    @classmethod
+    def _marked(cls, value: Any) -> Any:
+        """A checkpoint from before chunks were marked: (first, last) with no mark, so no entry is trusted."""
+        return [(*r, "") if isinstance(r, list | tuple) and len(r) == 2 else r for r in value or []]
 
     def side(self, side: str) -> SideCounts:
         return self.fno if side == "fno" else self.dataverse

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -180,7 +180,7 @@ def plan_map(
     index: Mapping[tuple[Side, str], str],
     lookups: Lookups,
     run_id: str = "run",
-    suspect: Callable[[str], bool] | None = None,
+    suspect: Callable[[str], Collection[str]] | None = None,
 ) -> list[Decision]:
     """One decision per integration key seen on either side (in key order, so a plan reads the same twice)."""
     pairs, decisions = match(compiled, maps, fno_rows, dataverse_rows, ledger, index, lookups)
@@ -195,15 +195,21 @@ def decide(
     ledger: Mapping[str, LedgerEntry],
     lookups: Lookups,
     run_id: str = "run",
-    suspect: Callable[[str], bool] | None = None,
+    suspect: Callable[[str], Collection[str]] | None = None,
 ) -> list[Decision]:
     """The decisions of the matched keys `texts`, in that order: a run decides its keys chunk by chunk, so the
-    first chunk is written while the next ones are decided. `suspect`: keys of chunks an earlier step began and
-    did not finish (their ledger entries may hold values it meant to write and never did)."""
-    return [
-        _decide(compiled, maps, pairs[text], ledger.get(text), lookups, run_id, suspect is not None and suspect(text))
-        for text in texts
-    ]
+    first chunk is written while the next ones are decided. `suspect`: the marks of the chunks an earlier step
+    began and did not finish that hold a key (their ledger entries may hold values it meant to write and never
+    did) — trusted only for an entry carrying one of those marks (`LedgerEntry.sync_chunk`): that chunk saved it."""
+    out = []
+    for text in texts:
+        entry = ledger.get(text)
+        saved = (
+            suspect is not None and entry is not None and entry.sync_chunk is not None
+            and entry.sync_chunk in suspect(text)
+        )  # fmt: skip
+        out.append(_decide(compiled, maps, pairs[text], entry, lookups, run_id, saved))
+    return out
 
 
 def _stale(snapshot: Snapshot | None, state_version: str | None, recorded_at: datetime) -> bool:
@@ -228,7 +234,7 @@ def _decide(
     entry: LedgerEntry | None,
     lookups: Lookups,
     run_id: str,
-    suspect: bool = False,
+    unwritten: bool = False,
 ) -> Decision:
     m = compiled.map
     fno, dv = pair.fno, pair.dataverse
@@ -252,7 +258,7 @@ def _decide(
     for row, side in ((to_dv, Side.FNO), (to_fno, Side.DATAVERSE)):
         if row.errors:
             return Decision(key, Kind.ERROR, error="; ".join(row.errors), error_side=side)
-    return _compare(compiled, key, fno, dv, to_dv, to_fno, entry, run_id, suspect)
+    return _compare(compiled, key, fno, dv, to_dv, to_fno, entry, run_id, unwritten)
 
 
 _READABLE: dict[tuple[int, Side], frozenset[str]] = {}
@@ -275,7 +281,7 @@ def _entry(m: TableMap, key: dict[str, Any], entry: LedgerEntry | None) -> Ledge
         # row of a large run (a default left to pydantic costs an `inspect.signature` of its factory per row)
         return LedgerEntry.model_construct(
             map=m.name, key=key, fno=_side_state(), dataverse=_side_state(), deleted=False, conflict=None,
-            updated_at=datetime.now(UTC), etag=None, indexed=set(),
+            updated_at=datetime.now(UTC), sync_chunk=None, etag=None, indexed=set(),
         )  # fmt: skip
     return entry.model_copy(deep=True, update={"etag": entry.etag, "indexed": set(entry.indexed)})
 
@@ -376,6 +382,15 @@ def _changed_since(entry: LedgerEntry | None, side: Side, f: FieldMap, snapshot:
     return bool(normalize(snapshot.record.get(name)) != entry.side(side).values[name])
 
 
+def _untouched(entry: LedgerEntry | None, side: Side, fno: Snapshot, dv: Snapshot) -> bool:
+    """`side`'s row is still at the version the entry recorded (as read by the step that saved it): nobody wrote it
+    since — neither that step's write nor a person. Unknown versions do not prove a change."""
+    if entry is None:
+        return False
+    recorded, read = entry.side(side).version, (fno if side is Side.FNO else dv).version
+    return recorded is None or read is None or recorded == read
+
+
 def _time(text: str | None) -> datetime | None:
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
@@ -404,7 +419,7 @@ def _compare(
     to_fno: TargetRow,
     entry: LedgerEntry | None,
     run_id: str,
-    suspect: bool = False,
+    unwritten: bool = False,
 ) -> Decision:
     m = compiled.map
     differences = _differences(m, fno, dv, to_dv, to_fno)
@@ -424,9 +439,14 @@ def _compare(
             continue
         fno_changed = _changed_since(entry, Side.FNO, f, fno)
         dv_changed = _changed_since(entry, Side.DATAVERSE, f, dv)
-        if suspect and (fno_changed is False) != (dv_changed is False):
+        if (
+            unwritten
+            and (fno_changed is False) != (dv_changed is False)
+            and _untouched(entry, Side.DATAVERSE if fno_changed is False else Side.FNO, fno, dv)
+        ):
             # An earlier step saved this entry and stopped before its write landed: the side that differs from the
-            # ledger is the one that never got the value, not one a person changed — it is behind, not ahead.
+            # ledger, still at the version that step read, is the one that never got the value, not one a person
+            # changed — it is behind, not ahead.
             into[Side.DATAVERSE if fno_changed is False else Side.FNO].append(f)
         elif fno_changed and dv_changed is False:
             into[Side.DATAVERSE].append(f)

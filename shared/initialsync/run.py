@@ -203,14 +203,17 @@ class SyncRunner:
         deadline = write_deadline(started, time.monotonic(), budget) if budget is not None else None
 
         unfinished = list(state.in_flight)  # an earlier step's chunks, begun and not finished
-        mine: list[tuple[str, str]] = []  # this step's
+        mine: list[tuple[str, str, str]] = []  # this step's
 
-        def suspect(text: str) -> bool:
-            return any(first <= text <= last for first, last in unfinished)
+        def suspect(text: str) -> set[str]:  # the marks of the unfinished chunks holding the key
+            return {mark for first, last, mark in unfinished if first <= text <= last}
 
-        def chunk_of(start: int) -> list[Decision]:
+        def chunk_of(start: int, mark: str) -> list[Decision]:
             decisions = decide(compiled, self.maps.maps, pairs, texts[start : start + CHUNK], entries, lookups,
                                run.run_id, suspect if unfinished else None)  # fmt: skip
+            for d in decisions:  # the entries this chunk saves carry its mark (see `MapProgress.in_flight`)
+                if d.entry is not None:
+                    d.entry.sync_chunk = mark
             if start == 0:
                 decisions = unkeyed + decisions
             if failed is not None:
@@ -232,11 +235,12 @@ class SyncRunner:
             out_of_time = deadline is not None and time.monotonic() > deadline and worked and not plan_only
             if begun < len(starts) and not out_of_time and len(flight) < PIPELINE:
                 start = starts[begun]
-                chunk = await asyncio.to_thread(chunk_of, start)
+                mark = uuid.uuid4().hex[:12]
+                chunk = await asyncio.to_thread(chunk_of, start, mark)
                 last = texts[min(start + CHUNK, len(texts)) - 1] if texts else None
                 if not plan_only and last is not None and any(d.entry is not None for d in chunk):
-                    state.in_flight.append((texts[start], last))  # before its entries are saved: see `in_flight`
-                    mine.append((texts[start], last))
+                    state.in_flight.append((texts[start], last, mark))  # before its entries are saved: `in_flight`
+                    mine.append((texts[start], last, mark))
                     await self.runs.save(run)
                 flight.append((chunk, last, asyncio.ensure_future(self._chunk(run, state, chunk, entries, writer))))
                 begun, worked = begun + 1, worked or bool(chunk)
@@ -251,9 +255,9 @@ class SyncRunner:
                 # failed. The chunks that did not finish go back to what their entries were, or the redelivered
                 # step would read "the target changed, the source not" and copy the target's stale value back.
                 await asyncio.wait([t for _, _, t in flight])
-                await self._unsave([d for c, _, t in flight if t.exception() is not None for d in c], entries)
-                # Put back (or written and consistent): this step's chunks are not suspect to the next one.
-                state.in_flight = [r for r in state.in_flight if r not in mine]
+                if await self._unsave([d for c, _, t in flight if t.exception() is not None for d in c], entries):
+                    # Put back (or written and consistent): this step's chunks are not suspect to the next one.
+                    state.in_flight = [r for r in state.in_flight if r not in mine]
                 with contextlib.suppress(Exception):  # the step's failure is what to report
                     await self.runs.save(run)
                 raise failure
@@ -265,7 +269,7 @@ class SyncRunner:
             state.cursor = max([*done, *([state.cursor] if state.cursor is not None else [])], default=None)
             if state.cursor is not None:
                 cursor = state.cursor
-                state.in_flight = [(a, b) for a, b in state.in_flight if b > cursor]  # finished: no longer suspect
+                state.in_flight = [r for r in state.in_flight if r[1] > cursor]  # finished: no longer suspect
             await self.runs.save(run)
             if progress is not None:
                 progress(run)
@@ -300,10 +304,11 @@ class SyncRunner:
             if d.key_text in refused:  # changed by live sync since the run read it: live sync has it
                 d.kind, d.writes, d.conflict, d.detail = Kind.SKIPPED, [], None, "changed by live sync meanwhile"
 
-    async def _unsave(self, chunk: list[Decision], before: dict[str, LedgerEntry]) -> None:
+    async def _unsave(self, chunk: list[Decision], before: dict[str, LedgerEntry]) -> bool:
         """Undo the ledger entries saved for `chunk` (a save changed an entry's Table ETag; a refused one kept it):
         an entry new to the run is deleted, one that replaced an older is put back, ETag-conditionally (an entry
-        live sync changed since is its own). The ledger never records as synced a value the app did not get."""
+        live sync changed since is its own). The ledger never records as synced a value the app did not get.
+        False when they could not all be put back: their chunks stay in flight (suspect) for the next step."""
         saved = [
             (d.key_text, d.entry)
             for d in chunk
@@ -313,9 +318,11 @@ class SyncRunner:
             await delete_many(self.ledger, [e for k, e in saved if k not in before])
             restored = [before[k].model_copy(update={"etag": e.etag, "indexed": e.indexed}) for k, e in saved
                         if k in before]  # fmt: skip
-            await save_many(self.ledger, restored)
+            await save_many(self.ledger, restored)  # (one refused: live sync saved it since — its own now)
         except Exception:  # the step fails (and is redelivered) anyway: log it, raise the cause
             log.exception("%d ledger entries of a failed chunk could not be restored", len(saved))
+            return False
+        return True
 
     async def _chunk(
         self, run: RunState, state: MapProgress, chunk: list[Decision], before: dict[str, LedgerEntry],
