@@ -361,25 +361,35 @@ def _differences(
                 differs = normalize(plain(to_fno.values[f.fno]) or None) != ours
             else:
                 differs = ours is not None and f.dataverse in dv.record and dv.record[f.dataverse] is None
-        elif into_dv and f.dataverse is not None:
+        elif into_dv and f.dataverse is not None and (f.dataverse in to_dv.values or not into_fno):
             if f.dataverse not in to_dv.values:
-                continue
-            differs = normalize(to_dv.values[f.dataverse]) != normalize(dv.record.get(f.dataverse))
+                continue  # one-way into Dataverse, F&O holds nothing here: nothing to write
+            differs = _value(to_dv.values[f.dataverse]) != _value(dv.record.get(f.dataverse))
         else:
+            # (Also a two-way column F&O's row does not carry: empty in F&O, so a value only Dataverse holds is a
+            # difference, compared as it would be written into F&O.)
             if f.fno is None or f.fno not in to_fno.values:
                 continue
-            differs = normalize(to_fno.values[f.fno]) != normalize(fno.record.get(f.fno))
+            differs = _value(to_fno.values[f.fno]) != _value(fno.record.get(f.fno))
         if differs:
             out.append((f, only))
     return out
 
 
+def _value(value: Any) -> Any:
+    """A value as compared: an empty text is no value (F&O holds "" where Dataverse holds null)."""
+    normal = normalize(value)
+    return None if normal == "" else normal
+
+
 def _changed_since(entry: LedgerEntry | None, side: Side, f: FieldMap, snapshot: Snapshot) -> bool | None:
-    """Whether `side` changed this field since the ledger last synced it; None when the ledger cannot tell."""
+    """Whether `side` changed this field since the ledger last synced it; None when there is no ledger entry. A
+    column the entry does not hold was empty then (a row carries no column it has no value in): a value set since is
+    a change on this side only, not one on both."""
     name = f.fno if side is Side.FNO else f.dataverse
-    if entry is None or name is None or name not in entry.side(side).values:
+    if entry is None or name is None:
         return None
-    return bool(normalize(snapshot.record.get(name)) != entry.side(side).values[name])
+    return bool(_value(snapshot.record.get(name)) != _value(entry.side(side).values.get(name)))
 
 
 def _untouched(entry: LedgerEntry | None, side: Side, fno: Snapshot, dv: Snapshot) -> bool:
@@ -467,7 +477,8 @@ def _compare(
         )  # fmt: skip
     writes: list[Write] = []
     if into[Side.DATAVERSE]:
-        values = {f.dataverse: to_dv.values[f.dataverse] for f in into[Side.DATAVERSE] if f.dataverse in to_dv.values}
+        values = {f.dataverse: to_dv.values.get(f.dataverse) for f in into[Side.DATAVERSE]  # F&O's empty: null
+                  if f.dataverse is not None and not f.lookup}  # fmt: skip
         refs = {f.dataverse: to_dv.lookups[f.dataverse] for f in into[Side.DATAVERSE] if f.dataverse in to_dv.lookups}
         if values or refs:
             writes.append(Write(Side.DATAVERSE, False, dict(to_dv.key), values, refs, dv.etag, dv.row_id))
