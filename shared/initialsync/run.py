@@ -28,6 +28,7 @@ from shared.connectors.dataverse import DataverseClient
 from shared.connectors.errors import ConnectorError
 from shared.connectors.fno import FnoClient
 from shared.initialsync import io
+from shared.initialsync.checkpoint import MESSAGE_CHARS, brief
 from shared.initialsync.delta import narrow
 from shared.initialsync.model import DriftRecord, MapProgress, Mode, RunState
 from shared.initialsync.plan import Decision, Kind, decide, integration_key, match
@@ -408,11 +409,12 @@ class SyncRunner:
         counts = {Side.FNO: state.fno, Side.DATAVERSE: state.dataverse}
         samples = state.samples.setdefault(str(d.kind), [])
         if len(samples) < SAMPLES:  # (built only when kept: a run counts every row)
-            writes = [{"into": str(w.into), "values": {k: normalize(v) for k, v in w.values.items()}}
+            # Values cut short: the checkpoint must fit Table Storage (`checkpoint`); a sample shows the kind of row.
+            writes = [{"into": str(w.into), "values": {k: brief(normalize(v)) for k, v in w.values.items()}}
                       for w in d.writes]  # fmt: skip
             sample: dict[str, Any] = {"key": d.key, "writes": writes}
             if d.error:
-                sample["error"] = d.error
+                sample["error"] = brief(d.error, MESSAGE_CHARS)
             if d.detail:
                 sample["detail"] = d.detail
             samples.append(sample)
