@@ -19,6 +19,7 @@ from azure.servicebus.exceptions import (
 
 from shared.bus.publisher import BusUnavailable
 from shared.ledger.wire import TableRequestFailed
+from shared.maps.loader import MapProblems
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = "5"
@@ -61,12 +62,17 @@ def is_outage(exc: BaseException) -> bool:
 
 def answers_outage(handler: Handler) -> Handler:
     """A storage or bus outage is answered 503 problem+json with `Retry-After`, not a 500 with the host's stack
-    trace in its log: nothing was accepted, and the request can be made again as it is."""
+    trace in its log: nothing was accepted, and the request can be made again as it is. So is a map set that does
+    not load (the deployment's own problem, named; `GET /api/health` names it too)."""
 
     @functools.wraps(handler)
     async def answer(req: func.HttpRequest) -> func.HttpResponse:
         try:
             return await handler(req)
+        except MapProblems as exc:
+            log.error("%s: the table maps do not load: %s", handler.__name__, exc)
+            problems = "; ".join(str(p) for p in exc.problems)
+            return problem(503, "Service Unavailable", f"the table maps do not load (fix MAPS_DIR's maps): {problems}")
         except Exception as exc:
             if not is_outage(exc):
                 raise

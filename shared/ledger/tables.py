@@ -17,7 +17,7 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
 from shared.events.model import ChangeEvent
-from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry, key_text
+from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry, from_sync_run, key_text
 from shared.ledger.wire import TableRequestFailed, read_entity, transact
 from shared.maps.model import Side
 
@@ -227,13 +227,14 @@ class Ledger:
         return [ErrorRecord.model_validate_json(e["Record"]) async for e in query]
 
     async def recent_error_count(self, map_name: str, minutes: float) -> int:
-        """Errors within the last `minutes`, counting only those since the map was last resumed: errors an operator
-        has already seen do not pause it again."""
+        """Live sync's errors within the last `minutes`, counting only those since the map was last resumed: errors
+        an operator has already seen do not pause it again. A sync run's failed rows are its own report, not a sign
+        that live changes fail: they do not count."""
         since = datetime.now(UTC) - timedelta(minutes=minutes)
         state = await self.map_state(map_name)
         if state["state"] == "running" and state.get("since"):
             since = max(since, datetime.fromisoformat(str(state["since"])))
-        return len(await self.errors(map_name, since))
+        return sum(not from_sync_run(e.event_id) for e in await self.errors(map_name, since))
 
     # --- map state and held changes -------------------------------------------------------------------------------
 
