@@ -33,7 +33,7 @@ class SideCounts(BaseModel):
 
 class MapProgress(BaseModel):
     map: str
-    state: str = "pending"  # pending | reading | writing | done | failed
+    state: str = "pending"  # pending | reading | writing | done | failed | held (paused or invalid: not written)
     fno: SideCounts = Field(default_factory=SideCounts)
     dataverse: SideCounts = Field(default_factory=SideCounts)
     planned: int = 0  # keys compared
@@ -78,7 +78,7 @@ class RunState(BaseModel):
     run_id: str
     mode: Mode
     maps: list[str]
-    state: str = "queued"  # queued | running | done | failed
+    state: str = "queued"  # queued | running | done | failed | held (a map held: rerun-failed carries it on)
     only_failed: bool = False  # a rerun of the rows in the error log
     progress: dict[str, MapProgress] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))

@@ -35,7 +35,7 @@ from shared.initialsync.plan import Decision, Kind, decide, integration_key, mat
 from shared.initialsync.store import RunStore
 from shared.ledger.bulk import delete_many, load_map, save_many
 from shared.ledger.model import ErrorRecord, LedgerEntry, key_text
-from shared.ledger.tables import Ledger, safe_row_key
+from shared.ledger.tables import HOLDING_STATES, Ledger, safe_row_key
 from shared.maps.loader import MapSet
 from shared.maps.model import Side
 from shared.sync.decide import normalize
@@ -125,7 +125,11 @@ class SyncRunner:
             run.state, run.message = "failed", f"{type(exc).__name__}: {exc}"
             await self.runs.save(run)
             raise
-        run.state = "done"
+        held = [p.map for p in run.progress.values() if p.state == "held"]
+        run.state = "held" if held else "done"
+        if held:
+            run.message = (f"held: {', '.join(held)} (see each map's message); nothing was written into them — once"
+                           f" resumed, POST /api/sync/{run.run_id}/rerun-failed carries the run on")  # fmt: skip
         await self.runs.save(run)
         return run
 
@@ -141,6 +145,10 @@ class SyncRunner:
         compiled = self.maps.maps[name]
         m = compiled.map
         state = run.progress[name]
+        if run.mode is not Mode.PLAN and (why := await self._held(run, name)):
+            state.state, state.message = "held", why  # as live sync holds a paused map's changes
+            await self.runs.save(run)
+            return True
         state.state, state.finished_at = "reading", None
         state.started_at = state.started_at or datetime.now(UTC)
         await self.runs.save(run)
@@ -284,6 +292,19 @@ class SyncRunner:
         if progress is not None:
             progress(run)
         return True
+
+    async def _held(self, run: RunState, name: str) -> str | None:
+        """Why a run writes nothing into `name` now (None: it may): the map is paused or invalid — README, "Held?" —
+        or a map it depends on is held in this run (its rows would fail for want of the referenced rows)."""
+        state = await self.ledger.map_state(name)
+        if state["state"] in HOLDING_STATES:
+            reason = f": {state['reason']}" if state.get("reason") else ""
+            return f"the map is {state['state']}{reason}; nothing written into it (resume it, then rerun)"
+        m = self.maps.maps[name].map
+        for dependency in [*m.depends_on, *(f.lookup for f in m.fields if f.lookup)]:
+            if dependency and dependency in run.progress and run.progress[dependency].state == "held":
+                return f"waits for {dependency}, held; nothing written into it"
+        return None
 
     async def _since(self, name: str) -> str | None:
         """The delta link the map's last reconciliation left; None (compare every row) when there is none, or when
