@@ -105,6 +105,9 @@ async def test_a_plan_writes_nothing_and_counts_what_a_run_would_do(bridge: Sync
     assert customers["fno"]["read"] >= 5 and customers["dataverse"]["read"] >= 3
     assert report["progress"]["customer_groups"]["dataverse"]["created"] >= 1  # IS-G, and any seeded group
     assert customers["samples"]["conflict"][0]["key"]["CustomerAccount"] == "IS-X1"
+    # A plan has no failed rows: rerunning them must not start a writing sync (it did: 202, mode sync).
+    rerun = await api(bridge, "POST", f"sync/{report['run_id']}/rerun-failed")
+    assert rerun.status_code == 409 and rerun.headers["content-type"].startswith("application/problem+json")
     assert await app_writes(bridge) == before
 
 

@@ -131,3 +131,24 @@ async def test_a_run_with_rich_samples_is_checkpointed_and_read_back(runner: Syn
     again = await runner.runs.get(run.run_id)
     assert again is not None and again.progress["customers"].samples == {}
     assert [r.run_id for r in await runner.runs.runs()] == [run.run_id]
+
+
+async def test_rerun_failed_on_a_finished_plan_is_refused_and_a_failed_plan_resumes_as_a_plan(
+    runner: SyncRunner,
+) -> None:
+    """A plan writes nothing, so it has no failed rows: rerun-failed on one must not start a writing sync (review
+    finding 8: it answered 202 with mode sync, only_failed). One that failed as a whole resumes — as a plan."""
+    plan = new_run(Mode.PLAN, runner.maps, ["customers"])
+    plan.state = "done"
+    await runner.runs.save(plan)
+    with pytest.raises(service.NothingToRerun, match="is a plan"):
+        await service.rerun_failed(plan.run_id, runner)
+    plan.state = "failed"
+    await runner.runs.save(plan)
+    queued: list[RunState] = []
+
+    async def enqueue(run: RunState) -> None:
+        queued.append(run)
+
+    resumed = await service.rerun_failed(plan.run_id, runner, enqueue)
+    assert [r.run_id for r in queued] == [plan.run_id] and resumed.mode is Mode.PLAN and resumed.state == "queued"
