@@ -401,6 +401,13 @@ def _untouched(entry: LedgerEntry | None, side: Side, fno: Snapshot, dv: Snapsho
     return recorded is None or read is None or recorded == read
 
 
+def same_difference(record: ConflictRecord) -> tuple[str, str]:
+    """What makes two conflict records the same for a person: the row and each contested column's two values. A
+    parked (manual) conflict a run meets again, still open, is that one — not another to resolve."""
+    fields = sorted((name, repr(v.get("fno")), repr(v.get("dataverse"))) for name, v in record.fields.items())
+    return key_text(record.key), repr(fields)
+
+
 def _time(text: str | None) -> datetime | None:
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None

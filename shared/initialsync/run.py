@@ -31,10 +31,10 @@ from shared.initialsync import io
 from shared.initialsync.checkpoint import MESSAGE_CHARS, brief
 from shared.initialsync.delta import narrow
 from shared.initialsync.model import DriftRecord, MapProgress, Mode, RunState
-from shared.initialsync.plan import Decision, Kind, decide, integration_key, match
+from shared.initialsync.plan import Decision, Kind, decide, integration_key, match, same_difference
 from shared.initialsync.store import RunStore
 from shared.ledger.bulk import delete_many, load_map, save_many
-from shared.ledger.model import ErrorRecord, LedgerEntry, key_text
+from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry, key_text
 from shared.ledger.tables import HOLDING_STATES, Ledger, safe_row_key
 from shared.maps.loader import MapSet
 from shared.maps.model import Side
@@ -396,9 +396,7 @@ class SyncRunner:
                 map=name, event_id=error_id(name, d.key), event={"key": d.key, "run_id": run.run_id, "into": into},
                 request=request, message=message, status=status,
             ))  # fmt: skip
-        for d in chunk:
-            if d.conflict is not None:
-                await self.ledger.record_conflict(d.conflict)
+        await self._record_conflicts(name, [d.conflict for d in chunk if d.conflict is not None])
         if run.only_failed or any(d.kind is not Kind.ERROR for d in chunk):
             await self._clear_errors(name, [d for d in chunk if d.kind is not Kind.ERROR])
         if run.mode is Mode.RECONCILE:
@@ -415,6 +413,17 @@ class SyncRunner:
                 for w in d.writes
             ]
             await self.runs.record_drift(drift)
+
+    async def _record_conflicts(self, name: str, conflicts: list[ConflictRecord]) -> None:
+        """Each conflict in the log — but a parked one still open from an earlier run, same row and difference, once
+        (a run left a new open conflict for it every time)."""
+        if any(c.status == "open" for c in conflicts):
+            table = self.ledger.table("conflicts")
+            query = table.query_entities("PartitionKey eq @m and Status eq 'open'", parameters={"m": name})
+            open_ = {same_difference(ConflictRecord.model_validate_json(e["Record"])) async for e in query}
+            conflicts = [c for c in conflicts if c.status != "open" or same_difference(c) not in open_]
+        for conflict in conflicts:
+            await self.ledger.record_conflict(conflict)
 
     async def _clear_errors(self, name: str, done: list[Decision]) -> None:
         """A row written now leaves the error log (it was brought over)."""

@@ -4,34 +4,21 @@ on. Review finding 5: a reconcile run (and the timer's, every interval) wrote in
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from azure.data.tables.aio import TableServiceClient
 
-from shared.connectors.auth import StaticToken
-from shared.connectors.dataverse import DataverseClient
-from shared.connectors.fno import FnoClient
-from shared.connectors.http import ODataTransport
 from shared.initialsync import liveness
 from shared.initialsync.model import Mode
 from shared.initialsync.run import SyncRunner, new_run
-from shared.initialsync.store import RunStore
-from shared.ledger.tables import Ledger
-from shared.maps.loader import load_maps
+from tests.integration.initialsync.conftest import runner_on
 from tests.integration.sims.conftest import Sim
 
 
 @pytest.fixture
 async def runner(storage_connection_string: str, dv: Sim, fo: Sim) -> AsyncIterator[SyncRunner]:
-    prefix = f"h{uuid.uuid4().hex[:8]}"
-    dataverse = DataverseClient(ODataTransport(dv.url + dv.simulator.dialect.root, StaticToken("t")))
-    fno = FnoClient(ODataTransport(fo.url + fo.simulator.dialect.root, StaticToken("t")))
-    async with TableServiceClient.from_connection_string(storage_connection_string) as tables:
-        yield SyncRunner(load_maps(), Ledger(tables, prefix), RunStore(tables, prefix), dataverse, fno)
-    await dataverse.close()
-    await fno.close()
+    async with runner_on(storage_connection_string, dv, fo) as runner:
+        yield runner
 
 
 async def _accounts(dv: Sim) -> set[str]:
