@@ -19,7 +19,8 @@ class SideCounts(BaseModel):
     """Per side of a map: `read` rows read within the map's scope; `created` / `updated` rows written into this
     side; `linked` pairs found equal and recorded in the ledger; `unchanged` pairs the ledger already knew equal;
     `conflicts` pairs different on both sides (settled by the map, recorded); `errors` rows that could not be written
-    into this side (each in the error log); `skipped` rows live sync knows newer (left to it)."""
+    into this side (each in the error log); `skipped` rows live sync knows newer (left to it); `deleted` linked rows
+    deleted (or deactivated) in this side because they were deleted in the other (the map's `delete`)."""
 
     read: int = 0
     created: int = 0
@@ -29,6 +30,7 @@ class SideCounts(BaseModel):
     conflicts: int = 0
     errors: int = 0
     skipped: int = 0
+    deleted: int = 0
 
 
 class MapProgress(BaseModel):
@@ -105,5 +107,6 @@ class DriftRecord(BaseModel):
     key: dict[str, Any]
     behind: str  # fno | dataverse
     values: dict[str, Any]
+    action: str = "update"  # create | update | delete | deactivate (the row was deleted in the other app)
     run_id: str
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))

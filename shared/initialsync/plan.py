@@ -37,6 +37,7 @@ class Kind(StrEnum):
     LINKED = "linked"
     UNCHANGED = "unchanged"
     CONFLICT = "conflict"  # different on both sides; settled (written) or parked (manual)
+    DELETED = "deleted"  # a linked row gone from one app: deleted (or deactivated) in the other, as the map says
     ERROR = "error"
     SKIPPED = "skipped"  # the ledger knows a newer state (live sync is ahead), or the row was deleted
 
@@ -65,6 +66,7 @@ class Write:
     lookups: dict[str, LookupRef | None] = field(default_factory=dict)
     if_match: str | None = None  # the target's ETag as read: a row changed since is left to live sync
     row_id: str | None = None  # Dataverse: the row's id (assigned by the run for a create)
+    delete: str | None = None  # "delete" | "deactivate": the row is removed (deactivated), `values` unused
 
 
 @dataclass
@@ -129,6 +131,9 @@ class _Pair:
     dataverse: Snapshot | None = None
     dataverse_key: TargetRow | None = None  # the Dataverse row as F&O values (computed once while matching)
     error: str | None = None
+    # A row of a key the ledger knows, read but outside the map's filters on that side: not gone (not deleted).
+    fno_outside: bool = False
+    dataverse_outside: bool = False
 
 
 def match(
@@ -144,8 +149,12 @@ def match(
     m = compiled.map
     pairs: dict[str, _Pair] = {}
     errors: list[Decision] = []
+    outside = False
     for row in fno_rows:
         if not passes_filter(compiled, Side.FNO, row.record):
+            key = integration_key(m, row.record)
+            if key is not None and (text := key_text(key)) in ledger:
+                pairs.setdefault(text, _Pair()).fno_outside = outside = True
             continue
         key = integration_key(m, row.record)
         if key is None:
@@ -154,6 +163,9 @@ def match(
         pairs.setdefault(key_text(key), _Pair()).fno = row
     for row in dataverse_rows:
         if not passes_filter(compiled, Side.DATAVERSE, row.record):
+            known = index.get((Side.DATAVERSE, (row.row_id or "").lower()))
+            if known is not None and known in ledger:
+                pairs.setdefault(known, _Pair()).dataverse_outside = outside = True
             continue
         as_fno = transform(compiled, Side.DATAVERSE, row.record, maps, lookups)
         known = index.get((Side.DATAVERSE, (row.row_id or "").lower()))
@@ -168,6 +180,8 @@ def match(
             text = key_text(key)
         pair = pairs.setdefault(text, _Pair())
         pair.dataverse, pair.dataverse_key = row, as_fno
+    if outside:  # a key with no row in scope on either side is not the map's
+        pairs = {t: p for t, p in pairs.items() if p.fno is not None or p.dataverse is not None}
     return pairs, errors
 
 
@@ -250,6 +264,13 @@ def _decide(
     ):  # fmt: skip
         why = "deleted on one side" if entry.deleted else "live sync knows a newer version"
         return Decision(key, Kind.SKIPPED, detail=why)
+    if entry is not None and (fno is None) != (dv is None) and not unwritten:
+        # (An entry an unfinished chunk saved for its create is not a linked row: the create never landed.)
+        gone = Side.FNO if fno is None else Side.DATAVERSE
+        if pair.fno_outside or pair.dataverse_outside:
+            return Decision(key, Kind.SKIPPED, detail=f"outside the map's filters in {_APP[gone]}: left as it is")
+        if _was_synced(entry, gone):
+            return _deleted(m, key, gone, fno or dv, entry)
     if fno is not None and dv is None:
         return _create(m, key, Side.DATAVERSE, fno, to_dv, entry)
     if dv is not None and fno is None:
@@ -293,6 +314,37 @@ def _record_side(entry: LedgerEntry, side: Side, snapshot: Snapshot | None, name
         state.version = snapshot.version or state.version
         if side is Side.DATAVERSE:
             state.row_id = snapshot.row_id or state.row_id
+
+
+_APP = {Side.FNO: "F&O", Side.DATAVERSE: "Dataverse"}
+
+
+def _was_synced(entry: LedgerEntry, side: Side) -> bool:
+    """The ledger knows `side`'s row of the pair: it was created or linked there (a Dataverse row by its id)."""
+    state = entry.side(side)
+    return bool(state.row_id) if side is Side.DATAVERSE else bool(state.values or state.version)
+
+
+def _deleted(m: TableMap, key: dict[str, Any], gone: Side, other: Snapshot | None, entry: LedgerEntry) -> Decision:
+    """A linked row gone from `gone` (deleted, its notification lost): not created again in the app that deleted
+    it, but carried to the other as live sync carries a delete notification (`shared/sync/deletes.py`): the map's
+    `delete` — `delete` removes the row, `deactivate` deactivates a Dataverse row (F&O has no deactivation: its
+    row stays), `ignore` leaves it; the entry is marked deleted (but for `ignore`, as live sync leaves it)."""
+    into, where = gone.other, _APP[gone]
+    if m.delete == "ignore":
+        return Decision(key, Kind.SKIPPED, detail=f"deleted in {where}; the map ignores deletes")
+    new = _entry(m, key, entry)
+    new.deleted = True
+    new.side(into).etag = None
+    if into is Side.FNO and m.delete == "deactivate":
+        return Decision(key, Kind.SKIPPED, entry=new, detail=f"deleted in {where}; F&O has no deactivation: kept")
+    etag = other.etag if other is not None else None  # conditional: a row changed since is left to live sync
+    if into is Side.DATAVERSE:
+        row_id = (other.row_id if other is not None else None) or new.dataverse.row_id
+        write = Write(into, False, {}, {}, if_match=etag, row_id=row_id, delete=m.delete)
+    else:
+        write = Write(into, False, dict(key), {}, if_match=etag, delete=m.delete)
+    return Decision(key, Kind.DELETED, [write], new, behind=[into], detail=f"deleted in {where}: {m.delete}d")
 
 
 def _create(

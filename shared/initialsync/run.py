@@ -183,7 +183,7 @@ class SyncRunner:
             counterparts = await io.read_dataverse_ids(self.dataverse, m, narrowed.wanted)
             fno_rows, dataverse_rows = narrowed.fno_rows, narrowed.dataverse_rows + counterparts
             if narrowed.deleted:
-                log.info("%s: %d rows deleted in Dataverse since the last check: left to live sync", name,
+                log.info("%s: %d linked rows deleted in Dataverse since the last check", name,
                          narrowed.deleted)  # fmt: skip
         ledger_s, clock = time.monotonic() - clock, time.monotonic()
         # In a thread: matching and deciding are seconds of CPU on a large map, and the host's loop keeps serving
@@ -408,6 +408,7 @@ class SyncRunner:
                     behind=str(w.into),
                     run_id=run.run_id,
                     values={c: normalize(v) for c, v in w.values.items()},
+                    action=w.delete or ("create" if w.create else "update"),
                 )
                 for d in chunk
                 if d.kind is not Kind.ERROR
@@ -467,7 +468,9 @@ class SyncRunner:
             for side in Side:
                 counts[side].conflicts += 1
         for w in d.writes:
-            if w.create:
+            if w.delete:
+                counts[w.into].deleted += 1
+            elif w.create:
                 counts[w.into].created += 1
             else:
                 counts[w.into].updated += 1
