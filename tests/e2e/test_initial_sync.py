@@ -69,13 +69,15 @@ async def api(s: SyncStack, method: str, path: str, body: Any = None) -> httpx.R
         )
 
 
-async def run_to_end(s: SyncStack, mode: str = "sync", path: str = "maps/customers/sync") -> dict[str, Any]:
+async def run_to_end(
+    s: SyncStack, mode: str = "sync", path: str = "maps/customers/sync", ends: str = "done"
+) -> dict[str, Any]:
     started = await api(s, "POST", path, {"mode": mode} if mode else None)
     assert started.status_code == 202, started.text
     assert started.headers["Location"] == f"/api/sync/{started.json()['run_id']}"
     report = await eventually(lambda: _report(s, started.headers["Location"]),
-                              lambda r: r["state"] in ("done", "failed"), 60)  # fmt: skip
-    assert report["state"] == "done", report
+                              lambda r: r["state"] in ("done", "failed", "held"), 60)  # fmt: skip
+    assert report["state"] == ends, report
     return report
 
 
@@ -144,6 +146,25 @@ async def test_a_second_run_writes_nothing(bridge: SyncStack) -> None:
             assert progress[side]["created"] == progress[side]["updated"] == 0, (name, side, progress)
     await bridge.settle()
     assert await app_writes(bridge) == before
+
+
+async def test_a_run_writes_nothing_into_a_paused_map(bridge: SyncStack) -> None:
+    """As live sync holds a paused map's changes (README, "Held?"), so does a run — and says so (review finding 5:
+    a reconcile run, and the timer's, wrote the change into Dataverse)."""
+    assert (await api(bridge, "POST", "maps/customers/pause?reason=maintenance")).status_code == 200
+    try:
+        await bridge.delivery("fno", drop_share=1.0)  # not notified: only a run would carry it
+        async with bridge.fno() as fno:
+            await fno.update("CustomersV3", {"dataAreaId": "usmf", "CustomerAccount": "IS-D1"},
+                             {"OrganizationName": "Changed while paused"})  # fmt: skip
+        await bridge.delivery("fno")
+        before = await app_writes(bridge)
+        report = await run_to_end(bridge, "reconcile", ends="held")
+        message = report["progress"]["customers"]["message"]
+        assert message.startswith("the map is paused") and "maintenance" in message, report
+        assert await app_writes(bridge) == before
+    finally:
+        await api(bridge, "POST", "maps/customers/resume")
 
 
 async def test_rerun_failed_rows_after_fixing_the_cause(bridge: SyncStack) -> None:
