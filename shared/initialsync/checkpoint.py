@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.initialsync.model import RunState
+from shared.initialsync.model import DriftRecord, RunState
 
 PART_CHARS = 16_000  # a part's characters: ≤ 64 KiB of UTF-16 even if every one took two code units
 ENTITY_BYTES = 900_000  # the parts' UTF-16 bytes together: under the 1 MiB entity, with room for keys and metadata
@@ -55,3 +55,12 @@ def decode(entity: dict[str, Any]) -> RunState:
     """The run from its entity's properties (one `Run` property, as saved before the parts: `Parts` absent)."""
     count = int(entity.get("Parts") or 1)
     return RunState.model_validate_json("".join(str(entity[f"Run{n or ''}"]) for n in range(count)))
+
+
+def drift_json(record: DriftRecord) -> str:
+    """A drift entry's JSON for its one string property: the values written, each cut short only if the whole would
+    not fit (a wide row of long texts)."""
+    text = record.model_dump_json()
+    if _size(text) <= 2 * PART_CHARS:
+        return text
+    return record.model_copy(update={"values": {k: brief(v) for k, v in record.values.items()}}).model_dump_json()

@@ -395,7 +395,7 @@ class SyncRunner:
             into = str(d.error_side.other) if d.error_side else ""
             await self.ledger.record_error(ErrorRecord(
                 map=name, event_id=error_id(name, d.key), event={"key": d.key, "run_id": run.run_id, "into": into},
-                request=request, message=message, status=status,
+                request=brief(request, 4 * MESSAGE_CHARS), message=brief(message, MESSAGE_CHARS), status=status,
             ))  # fmt: skip
         await self._record_conflicts(name, [d.conflict for d in chunk if d.conflict is not None])
         if run.only_failed or any(d.kind is not Kind.ERROR for d in chunk):

@@ -93,7 +93,7 @@ class RunStore:
         for record in records:
             row_key = f"{time.time_ns():020d}-{key_text(record.key)}"[:512].replace("/", "_")
             await table.create_entity({"PartitionKey": record.map, "RowKey": row_key,
-                                       "Record": record.model_dump_json()})  # fmt: skip
+                                       "Record": checkpoint.drift_json(record)})  # fmt: skip
 
     async def drift(self, map_name: str | None = None) -> list[DriftRecord]:
         await self._ensure()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.initialsync import checkpoint
-from shared.initialsync.model import MapProgress, Mode, RunState
+from shared.initialsync.model import DriftRecord, MapProgress, Mode, RunState
 from shared.initialsync.plan import Decision, Kind, Write
 from shared.initialsync.run import SyncRunner
 from shared.maps.model import Side
@@ -68,3 +68,12 @@ def test_a_sample_keeps_values_and_errors_short() -> None:
     [created] = state.samples["created"]
     assert len(created["writes"][0]["values"]["description"]) <= checkpoint.VALUE_CHARS
     assert len(state.samples["error"][0]["error"]) <= checkpoint.MESSAGE_CHARS
+
+
+def test_a_drift_entry_of_a_wide_row_fits_one_property_and_a_narrow_one_is_kept_whole() -> None:
+    wide = DriftRecord(map="customers", key={"CustomerAccount": "W1"}, behind="dataverse", run_id="r",
+                       values={f"column_{n}": "w" * 4_000 for n in range(20)})  # fmt: skip
+    assert len(wide.model_dump_json()) > STRING_LIMIT
+    assert _fits({"Record": checkpoint.drift_json(wide)})
+    narrow = wide.model_copy(update={"values": {"name": "n" * 500}})
+    assert checkpoint.drift_json(narrow) == narrow.model_dump_json()
