@@ -34,6 +34,10 @@ def normalize(value: Any) -> Any:
     if isinstance(value, list):
         return [normalize(v) for v in value]
     if isinstance(value, str):
+        # F&O answers an empty text as "" and an empty date as 1900-01-01 where Dataverse answers null: the same
+        # nothing ("Entity modeling", Microsoft Learn), or every such column would look changed on one side.
+        if not value or (value.startswith("1900-01-01") and (len(value) == 10 or value[10] == "T")):
+            return None
         return value
     return str(value)
 
