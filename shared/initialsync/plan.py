@@ -416,22 +416,16 @@ def _differences(
         elif into_dv and f.dataverse is not None and (f.dataverse in to_dv.values or not into_fno):
             if f.dataverse not in to_dv.values:
                 continue  # one-way into Dataverse, F&O holds nothing here: nothing to write
-            differs = _value(to_dv.values[f.dataverse]) != _value(dv.record.get(f.dataverse))
+            differs = normalize(to_dv.values[f.dataverse]) != normalize(dv.record.get(f.dataverse))
         else:
             # (Also a two-way column F&O's row does not carry: empty in F&O, so a value only Dataverse holds is a
             # difference, compared as it would be written into F&O.)
             if f.fno is None or f.fno not in to_fno.values:
                 continue
-            differs = _value(to_fno.values[f.fno]) != _value(fno.record.get(f.fno))
+            differs = normalize(to_fno.values[f.fno]) != normalize(fno.record.get(f.fno))
         if differs:
             out.append((f, only))
     return out
-
-
-def _value(value: Any) -> Any:
-    """A value as compared: an empty text is no value (F&O holds "" where Dataverse holds null)."""
-    normal = normalize(value)
-    return None if normal == "" else normal
 
 
 def _changed_since(entry: LedgerEntry | None, side: Side, f: FieldMap, snapshot: Snapshot) -> bool | None:
@@ -441,7 +435,8 @@ def _changed_since(entry: LedgerEntry | None, side: Side, f: FieldMap, snapshot:
     name = f.fno if side is Side.FNO else f.dataverse
     if entry is None or name is None:
         return None
-    return bool(_value(snapshot.record.get(name)) != _value(entry.side(side).values.get(name)))
+    # (The ledger's value normalised again: an entry saved before "" was taken for no value holds "".)
+    return bool(normalize(snapshot.record.get(name)) != normalize(entry.side(side).values.get(name)))
 
 
 def _untouched(entry: LedgerEntry | None, side: Side, fno: Snapshot, dv: Snapshot) -> bool:
