@@ -7,6 +7,7 @@ reviews of the pipelined run (and of go-live, finding 1: a person's newer edit r
 
 from __future__ import annotations
 
+from shared.initialsync.model import MapProgress
 from shared.initialsync.plan import Kind, Snapshot, plan_map
 from shared.maps.model import Side
 from tests.unit.initialsync.test_plan import CUSTOMERS, LOOKUPS, MAPS, dataverse_row, fno_row, plan
@@ -61,3 +62,8 @@ def test_a_marked_entry_whose_write_landed_keeps_a_later_change_by_a_person() ->
     [d] = plan_map(CUSTOMERS, MAPS.maps, [edited], [dataverse_row("E8")], ledger, index,  # type: ignore[arg-type]
                    LOOKUPS, suspect=lambda text: {"the-dead-chunk"})  # fmt: skip
     assert [w.into for w in d.writes] == [Side.DATAVERSE] and d.writes[0].values["name"] == "Northwind"
+
+
+def test_a_checkpoint_from_before_the_marks_reads_with_no_entry_trusted() -> None:
+    old = MapProgress.model_validate({"map": "customers", "in_flight": [["a", "m"], ["n", "z", "c1"]]})
+    assert old.in_flight == [("a", "m", ""), ("n", "z", "c1")]
