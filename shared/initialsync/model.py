@@ -43,7 +43,8 @@ class MapProgress(BaseModel):
     cursor: str | None = None  # the checkpoint: the last key done (keys are worked through in order)
     # Key ranges (first, last, mark) of chunks a step began and has not finished: their ledger entries may be saved
     # with writes that never landed (the host died). The step after treats an app differing from such an entry as
-    # behind only where the entry carries the chunk's mark (`LedgerEntry.sync_chunk`): the chunk really saved it.
+    # behind only where the entry carries the chunk's mark (`LedgerEntry.sync_chunk`): the chunk really saved it —
+    # and only in a column still holding what the chunk read there (`LedgerEntry.sync_before`): never written.
     in_flight: list[tuple[str, str, str]] = Field(default_factory=list)
     steps: int = 0
     compared: str = "full"  # full | changes (a reconciliation after the first: the rows changed since it)

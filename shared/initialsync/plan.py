@@ -302,9 +302,10 @@ def _entry(m: TableMap, key: dict[str, Any], entry: LedgerEntry | None) -> Ledge
         # row of a large run (a default left to pydantic costs an `inspect.signature` of its factory per row)
         return LedgerEntry.model_construct(
             map=m.name, key=key, fno=_side_state(), dataverse=_side_state(), deleted=False, conflict=None,
-            updated_at=datetime.now(UTC), sync_chunk=None, etag=None, indexed=set(),
+            updated_at=datetime.now(UTC), sync_chunk=None, sync_before=None, etag=None, indexed=set(),
         )  # fmt: skip
-    return entry.model_copy(deep=True, update={"etag": entry.etag, "indexed": set(entry.indexed)})
+    copy = {"etag": entry.etag, "indexed": set(entry.indexed), "sync_before": None}  # (what a write finds: below)
+    return entry.model_copy(deep=True, update=copy)
 
 
 def _record_side(entry: LedgerEntry, side: Side, snapshot: Snapshot | None, names: Iterable[str]) -> None:
@@ -439,13 +440,14 @@ def _changed_since(entry: LedgerEntry | None, side: Side, f: FieldMap, snapshot:
     return bool(normalize(snapshot.record.get(name)) != normalize(entry.side(side).values.get(name)))
 
 
-def _untouched(entry: LedgerEntry | None, side: Side, fno: Snapshot, dv: Snapshot) -> bool:
-    """`side`'s row is still at the version the entry recorded (as read by the step that saved it): nobody wrote it
-    since — neither that step's write nor a person. Unknown versions do not prove a change."""
-    if entry is None:
+def _unwritten(entry: LedgerEntry | None, side: Side, f: FieldMap, fno: Snapshot, dv: Snapshot) -> bool:
+    """`side` still holds, in this field's column, what the step that saved the entry read there before writing it:
+    that write never landed, and nobody changed the column since (a person's later value is not reversed)."""
+    name = f.fno if side is Side.FNO else f.dataverse
+    before = entry.sync_before if entry is not None else None
+    if not before or name is None or f"{side}:{name}" not in before:
         return False
-    recorded, read = entry.side(side).version, (fno if side is Side.FNO else dv).version
-    return recorded is None or read is None or recorded == read
+    return bool(normalize((fno if side is Side.FNO else dv).record.get(name)) == before[f"{side}:{name}"])
 
 
 def same_difference(record: ConflictRecord) -> tuple[str, str]:
@@ -506,11 +508,11 @@ def _compare(
         if (
             unwritten
             and (fno_changed is False) != (dv_changed is False)
-            and _untouched(entry, Side.DATAVERSE if fno_changed is False else Side.FNO, fno, dv)
+            and _unwritten(entry, Side.DATAVERSE if fno_changed is False else Side.FNO, f, fno, dv)
         ):
             # An earlier step saved this entry and stopped before its write landed: the side that differs from the
-            # ledger, still at the version that step read, is the one that never got the value, not one a person
-            # changed — it is behind, not ahead.
+            # ledger, still holding what that step read there, is the one that never got the value, not one a
+            # person changed — it is behind, not ahead.
             into[Side.DATAVERSE if fno_changed is False else Side.FNO].append(f)
         elif fno_changed and dv_changed is False:
             into[Side.DATAVERSE].append(f)
@@ -530,18 +532,22 @@ def _compare(
             fields=contested, source="sync", event_id=f"sync:{run_id}", status="resolved" if master else "open",
         )  # fmt: skip
     writes: list[Write] = []
+    before: dict[str, Any] = {}  # what the targets hold now, of the columns written (`LedgerEntry.sync_before`)
     if into[Side.DATAVERSE]:
         values = {f.dataverse: to_dv.values.get(f.dataverse) for f in into[Side.DATAVERSE]  # F&O's empty: null
                   if f.dataverse is not None and not f.lookup}  # fmt: skip
         refs = {f.dataverse: to_dv.lookups[f.dataverse] for f in into[Side.DATAVERSE] if f.dataverse in to_dv.lookups}
         if values or refs:
             writes.append(Write(Side.DATAVERSE, False, dict(to_dv.key), values, refs, dv.etag, dv.row_id))
+            before |= {f"dataverse:{c}": normalize(dv.record.get(c)) for c in (*values, *refs)}
             new.dataverse.values = {**new.dataverse.values, **{c: normalize(v) for c, v in values.items()}}
     if into[Side.FNO]:
         values = {f.fno: to_fno.values[f.fno] for f in into[Side.FNO] if f.fno in to_fno.values}
         if values:
             writes.append(Write(Side.FNO, False, dict(key), values, if_match=fno.etag))
+            before |= {f"fno:{c}": normalize(fno.record.get(c)) for c in values}
             new.fno.values = {**new.fno.values, **{c: normalize(v) for c, v in values.items()}}
+    new.sync_before = before or None
     behind = [w.into for w in writes]
     if conflict is not None and not writes:
         return Decision(key, Kind.CONFLICT, entry=None, conflict=conflict, detail="parked for a person")

@@ -7,6 +7,8 @@ reviews of the pipelined run (and of go-live, finding 1: a person's newer edit r
 
 from __future__ import annotations
 
+from typing import Any
+
 from shared.initialsync.model import MapProgress
 from shared.initialsync.plan import Kind, Snapshot, plan_map
 from shared.maps.model import Side
@@ -67,3 +69,37 @@ def test_a_marked_entry_whose_write_landed_keeps_a_later_change_by_a_person() ->
 def test_a_checkpoint_from_before_the_marks_reads_with_no_entry_trusted() -> None:
     old = MapProgress.model_validate({"map": "customers", "in_flight": [["a", "m"], ["n", "z", "c1"]]})
     assert old.in_flight == [("a", "m", ""), ("n", "z", "c1")]
+
+
+def _saved_unwritten_rename(number: str) -> dict[str, Any]:
+    """F&O renamed (notification lost); a step saved the entry for its Dataverse write (marked) and died."""
+    [linked] = plan([fno_row(number)], [dataverse_row(number, telephone1=None)])
+    ledger = {linked.key_text: linked.entry}
+    renamed = fno_row(number, OrganizationName="Fabrikam")
+    [d] = plan([renamed], [dataverse_row(number, telephone1=None)], ledger)  # type: ignore[arg-type]
+    assert d.entry is not None and d.entry.sync_before == {"dataverse:name": "Contoso"}
+    d.entry.sync_chunk = "dead-chunk"
+    return {d.key_text: d.entry}
+
+
+def test_an_unwritten_update_is_written_again_though_a_person_changed_another_column_since() -> None:
+    ledger = _saved_unwritten_rename("E7")
+    index = {(Side.DATAVERSE, e.dataverse.row_id): t for t, e in ledger.items() if e.dataverse.row_id}
+    # Meanwhile a person set a phone in Dataverse (its version moved on; notification lost): the name is still as
+    # the step read it, so the write never landed there.
+    phoned = Snapshot(dataverse_row("E7", telephone1="555-0100").record, 'W/"777"', dataverse_row("E7").row_id)
+    [d] = plan_map(CUSTOMERS, MAPS.maps, [fno_row("E7", OrganizationName="Fabrikam")], [phoned], ledger,
+                   index, LOOKUPS, suspect=lambda t: {"dead-chunk"})  # type: ignore[arg-type]  # fmt: skip
+    writes = {w.into: w.values for w in d.writes}
+    assert writes == {Side.DATAVERSE: {"name": "Fabrikam"}, Side.FNO: {"PrimaryContactPhone": "555-0100"}}
+
+
+def test_a_landed_update_a_person_then_changed_in_the_target_keeps_the_persons_value() -> None:
+    ledger = _saved_unwritten_rename("E6")
+    index = {(Side.DATAVERSE, e.dataverse.row_id): t for t, e in ledger.items() if e.dataverse.row_id}
+    # The step's write landed ("Fabrikam"), then it died before its checkpoint; a person renamed it in Dataverse.
+    person = Snapshot(dataverse_row("E6", name="Northwind", telephone1=None).record, 'W/"778"',
+                      dataverse_row("E6").row_id)  # fmt: skip
+    [d] = plan_map(CUSTOMERS, MAPS.maps, [fno_row("E6", OrganizationName="Fabrikam")], [person], ledger,
+                   index, LOOKUPS, suspect=lambda t: {"dead-chunk"})  # type: ignore[arg-type]  # fmt: skip
+    assert [(w.into, w.values) for w in d.writes] == [(Side.FNO, {"OrganizationName": "Northwind"})]
