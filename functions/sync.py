@@ -12,11 +12,13 @@ import azure.functions as func
 from functions.http import answers_outage, json_response, problem
 from shared.initialsync import service
 from shared.initialsync.model import Mode
+from shared.initialsync.schedule import reconcile_schedule
 from shared.initialsync.wiring import get_runner
 from shared.maps.loader import MapProblems
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 log = logging.getLogger(__name__)
+_REPORTED: set[str] = set()  # schedule problems logged already
 
 
 @bp.route(route="maps/{name}/sync", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
@@ -66,6 +68,8 @@ async def sync_rerun_failed(req: func.HttpRequest) -> func.HttpResponse:
         run = await service.rerun_failed(req.route_params.get("run_id", ""))
     except service.RunNotFound:
         return problem(404, "Not Found", "no such sync run")
+    except service.NothingToRerun as exc:  # a finished plan: the run's state, not the request, is what conflicts
+        return problem(409, "Conflict", str(exc))
     location = f"/api/sync/{run.run_id}"
     return json_response({"run_id": run.run_id, "location": location} | run.report(), 202, {"Location": location})
 
@@ -86,12 +90,13 @@ async def sync_step(message: func.ServiceBusMessage) -> None:
 async def reconcile(timer: func.TimerRequest) -> None:
     """Ticks every minute; a reconciliation starts when `RECONCILE_INTERVAL_MINUTES` (0 or unset: off) have passed
     since the last one began, over `RECONCILE_MAPS` (comma-separated; unset: every enabled map)."""
-    try:
-        every = float(os.environ.get("RECONCILE_INTERVAL_MINUTES") or 0)
-    except ValueError:
-        log.error("RECONCILE_INTERVAL_MINUTES is not a number: reconciliation is off")
-        return
-    maps = [m.strip() for m in (os.environ.get("RECONCILE_MAPS") or "").split(",") if m.strip()] or None
-    run = await service.reconcile_if_due(every, maps)
+    schedule = reconcile_schedule(
+        os.environ.get("RECONCILE_INTERVAL_MINUTES"), os.environ.get("RECONCILE_MAPS"), get_runner().maps.maps
+    )
+    for reason in schedule.problems:
+        if reason not in _REPORTED:  # once per process, not every minute
+            _REPORTED.add(reason)
+            log.error("reconciliation: %s", reason)
+    run = await service.reconcile_if_due(schedule.every_minutes, schedule.maps)
     if run is not None:
         log.info("reconciliation %s started over %s", run.run_id, ", ".join(run.maps))

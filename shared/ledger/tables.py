@@ -212,7 +212,11 @@ class Ledger:
             return None
         return ErrorRecord.model_validate_json(entity["Record"])
 
-    async def errors(self, map_name: str | None = None, since: datetime | None = None) -> list[ErrorRecord]:
+    async def errors(
+        self, map_name: str | None = None, since: datetime | None = None, *, unresolved: bool = False
+    ) -> list[ErrorRecord]:
+        """The error log's records; `unresolved`: only those a person has not resolved or dismissed (the console's
+        `Status`), as a sync run's rerun of failed rows and its choice of a full compare want them."""
         await self.ensure_tables()
         clauses: list[str] = []
         parameters: dict[str, Any] = {}
@@ -224,7 +228,11 @@ class Ledger:
             parameters["since"] = since
         table = self._table("errors")
         query = table.query_entities(" and ".join(clauses), parameters=parameters) if clauses else table.list_entities()
-        return [ErrorRecord.model_validate_json(e["Record"]) async for e in query]
+        return [
+            ErrorRecord.model_validate_json(e["Record"])
+            async for e in query
+            if not unresolved or (e.get("Status") or "open") in ("open", "replaying")
+        ]
 
     async def recent_error_count(self, map_name: str, minutes: float) -> int:
         """Live sync's errors within the last `minutes`, counting only those since the map was last resumed: errors

@@ -54,19 +54,33 @@ ACTIVE_RUN_STATES = ("queued", "running")
 
 
 def sync_run(name: str, runs: Sequence[RunState], now: datetime | None = None) -> dict[str, Any] | None:
-    """The newest sync run in progress over the map, with the map's progress in it (its row samples left out). A run
-    whose step is gone (`liveness.abandoned`) is not in progress, though its record says so until its status is read
-    (which fails it): the console must not show a dead run as running for ever."""
+    """The sync run to show on the map: one in progress over it — the one working on this map before one still
+    waiting its turn, then the newest — with the map's progress (its row samples left out); else the newest run over
+    the map if it failed or was held (the map paused), until a newer one starts, with why. A run whose step is gone
+    (`liveness.abandoned`) has failed, though its record says `running` until its status is read."""
     at = now or datetime.now(UTC)
-    active = [r for r in runs if r.state in ACTIVE_RUN_STATES and name in r.maps and not liveness.abandoned(r, at)]
-    if not active:
-        return None
-    run = max(active, key=lambda r: r.created_at)
+    over = [r for r in runs if name in r.maps]
+    active = [r for r in over if r.state in ACTIVE_RUN_STATES and not liveness.abandoned(r, at)]
+
+    def working(r: RunState) -> bool:
+        p = r.progress.get(name)
+        return p is not None and p.state in ("reading", "writing")
+
+    if active:
+        run = max(active, key=lambda r: (working(r), r.created_at))
+    else:
+        newest = max(over, key=lambda r: r.created_at, default=None)
+        if newest is None or newest.state not in ("failed", "held", *ACTIVE_RUN_STATES):
+            return None  # done: nothing to show
+        run = newest.model_copy(deep=True)
+        if run.state in ACTIVE_RUN_STATES:
+            liveness.abandon(run, at)
     progress = run.progress.get(name)
     report = progress.report() if progress is not None else None
     if report is not None:
         report.pop("samples", None)
-    return {"run_id": run.run_id, "mode": str(run.mode), "state": run.state, "progress": report}
+    return {"run_id": run.run_id, "mode": str(run.mode), "state": run.state, "message": run.message,
+            "progress": report}  # fmt: skip
 
 
 def _age(now: float, at: float | None) -> float | None:

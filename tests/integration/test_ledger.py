@@ -122,3 +122,20 @@ async def test_the_consoles_replay_of_a_sync_runs_failed_row_says_how_to_rerun_i
         assert refused.value.status == 409 and "/api/sync/r1/rerun-failed" in str(refused.value)
         replayed = await actions.replay_map("customers", "operator")
     assert len(replayed) == 1 and [e.event_id.split("~")[0] for e in queued.events] == ["fno:live-2"]
+
+
+async def test_a_dismissed_or_resolved_error_is_not_among_the_unresolved(storage_connection_string: str) -> None:
+    """A sync run reruns (and chooses a full compare for) the rows still in the error log: one a person dismissed in
+    the console, or that a replay resolved, is not rerun (go-live review: dismissed ones were retried)."""
+    from shared.ops.store import OpsStore
+
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    async with TableServiceClient.from_connection_string(storage_connection_string) as service:
+        ledger = Ledger(service, prefix=prefix)
+        for n in range(3):
+            await ledger.record_error(_sync_run_error(n))
+        store = OpsStore(service, prefix=prefix)
+        await store.mark_error("customers", safe_row_key(_sync_run_error(0).event_id), Status="dismissed")
+        await store.mark_error("customers", safe_row_key(_sync_run_error(1).event_id), Status="resolved")
+        assert len(await ledger.errors("customers")) == 3
+        assert [e.event_id for e in await ledger.errors("customers", unresolved=True)] == [_sync_run_error(2).event_id]
