@@ -34,6 +34,10 @@ def normalize(value: Any) -> Any:
     if isinstance(value, list):
         return [normalize(v) for v in value]
     if isinstance(value, str):
+        # F&O answers an empty text as "" and an empty date as 1900-01-01 where Dataverse answers null: the same
+        # nothing ("Entity modeling", Microsoft Learn), or every such column would look changed on one side.
+        if not value or (value.startswith("1900-01-01") and (len(value) == 10 or value[10] == "T")):
+            return None
         return value
     return str(value)
 
@@ -48,10 +52,14 @@ def changes_since(values: Mapping[str, Any], base: Mapping[str, Any]) -> set[str
 
 
 def is_newer(version: str | None, than: str | None) -> bool:
-    """Row versions are numbers that only grow; unknown versions never make an event stale."""
-    if not version or not than or not version.isdigit() or not than.isdigit():
+    """Dataverse row versions are numbers that only grow. An F&O version is an opaque ETag token (`wire.etag_version`:
+    RecVersion is random), so it is "newer" when it differs — the same token is the same state of the row, a different
+    one a change, never an older one (F&O changes are read as the row is now). Unknown never makes an event stale."""
+    if not version or not than:
         return True
-    return int(version) > int(than)
+    if version.isdigit() and than.isdigit():
+        return int(version) > int(than)
+    return version != than
 
 
 @dataclass
