@@ -96,6 +96,24 @@ def requests_report(before: int, after: int, own: int, changes: int, target: flo
     return f"app requests per synced change: {bridge / max(changes, 1):.2f} ({bridge} for {changes}; target ≤ {target})"
 
 
+async def webhooks_sent(urls: dict[str, str]) -> dict[str, int]:
+    """Notifications each simulator has delivered so far (its deliverer's counter), echoes of our writes included."""
+    async with aiohttp.ClientSession() as http:
+        sent = {}
+        for app, url in urls.items():
+            async with http.get(f"{url}/_admin/stats") as response:
+                sent[app] = int((await response.json())["webhooks"]["sent"])
+        return sent
+
+
+def webhooks_report(before: dict[str, int], after: dict[str, int], changes: int) -> str:
+    """Each webhook is a POST the dev host ingests: a person's change raises one, and its write into the other app
+    raises the echo (acknowledged unqueued from Dataverse by its tag; queued and skipped by apply from F&O)."""
+    sent = {app: after[app] - before.get(app, 0) for app in after}
+    parts = ", ".join(f"{app} {n}" for app, n in sent.items())
+    return f"webhooks per synced change: {sum(sent.values()) / max(changes, 1):.2f} ({parts})"
+
+
 @dataclass
 class People:
     """A person in each app; even-numbered customers are made in F&O, odd ones in Dataverse. Each creation is the
@@ -144,6 +162,7 @@ async def main() -> None:
         count, seen = 600, len(applied(0))
         cpu_before = cpu_seconds(services)
         requests_before = await app_requests(urls)
+        webhooks_before = await webhooks_sent(urls)
         started = time.monotonic()
         sem = asyncio.Semaphore(32)
 
@@ -164,6 +183,7 @@ async def main() -> None:
         print(requests_report(requests_before, await app_requests(urls), count, done, 0.2))
         # 2. latency at 50/s
         await asyncio.sleep(2)
+        print(webhooks_report(webhooks_before, await webhooks_sent(urls), done))  # the last echoes in, too
         seen = len(applied(0))
         prefix = f"L{uuid.uuid4().hex[:3]}"
         tick = time.monotonic()
