@@ -106,7 +106,10 @@ class Bridge:
         return OpsParts(self)
 
     async def close(self) -> None:
-        """Close what was opened: the apps' clients, the Azure clients, then the credential they shared."""
+        """Close what was opened: apply's grouped writes in flight, the apps' clients, the Azure clients, then the
+        credential they shared."""
+        if "apply" in self.__dict__:
+            await self.apply.write_groups.close()
         if "connectors" in self.__dict__:
             await self.connectors.close()
         if "clients" in self.__dict__:
