@@ -33,6 +33,7 @@ FORMATTED = "OData.Community.Display.V1.FormattedValue"
 LOOKUP_TABLE = "Microsoft.Dynamics.CRM.lookuplogicalname"
 NAVIGATION = "Microsoft.Dynamics.CRM.associatednavigationproperty"
 T = TypeVar("T")
+_LOOKUP, _CHOICE = ColumnType.LOOKUP, ColumnType.CHOICE  # per property of every write (enum members cost a call)
 
 
 # Worked out once per table while its columns are the same objects (a customization replaces them): the table kept
@@ -237,13 +238,13 @@ class DataverseDialect(DataverseWebhooks):
             if prop.startswith("@") or prop == table.primary_id:
                 continue
             column = table.column(prop)
-            if column is None or column.type is ColumnType.LOOKUP:
+            if column is None or column.type is _LOOKUP:
                 raise SimError(
                     400,
                     f"Could not find a property named '{prop}' on type 'Microsoft.Dynamics.CRM.{table.name}'.",
                     "0x80060888",
                 )
-            if column.type is ColumnType.CHOICE and value is not None and not isinstance(value, int):
+            if value is not None and column.type is _CHOICE and not isinstance(value, int):
                 raise SimError(
                     400, f"Cannot convert the literal '{value}' to the expected type 'Edm.Int32'.", "0x80060888"
                 )

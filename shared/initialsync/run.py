@@ -29,6 +29,7 @@ from shared.connectors.errors import ConnectorError
 from shared.connectors.fno import FnoClient
 from shared.initialsync import io
 from shared.initialsync.delta import narrow
+from shared.initialsync.heap import FrozenHeap
 from shared.initialsync.model import DriftRecord, MapProgress, Mode, RunState
 from shared.initialsync.plan import Decision, Kind, decide, integration_key, match
 from shared.initialsync.store import RunStore
@@ -137,6 +138,21 @@ class SyncRunner:
         budget: float | None = None,
     ) -> bool:
         """One map from its cursor; False when the deadline came first."""
+        heap = FrozenHeap()
+        try:
+            return await self._map_rows(run, name, progress, started, budget, heap)
+        finally:
+            heap.thaw()
+
+    async def _map_rows(
+        self,
+        run: RunState,
+        name: str,
+        progress: Callable[[RunState], None] | None,
+        started: float,
+        budget: float | None,
+        heap: FrozenHeap,
+    ) -> bool:
         compiled = self.maps.maps[name]
         m = compiled.map
         state = run.progress[name]
@@ -183,6 +199,7 @@ class SyncRunner:
             match, compiled, self.maps.maps, fno_rows, dataverse_rows, entries, index, lookups
         )
         texts = sorted(pairs)
+        heap.freeze()  # the rows read, the ledger and the pairs live until the map is done: see heap.py
         if state.cursor is not None:  # keys up to the cursor were done by an earlier step (a Dataverse row's too)
             texts = texts[bisect.bisect_right(texts, state.cursor) :]
         log.info("%s: read %d + %d rows in %.2f s, the ledger (%d) in %.2f s, matched in %.2f s", name,
