@@ -245,6 +245,18 @@ class Failure:
         return self.status == 412
 
 
+class PartlyWritten(Exception):
+    """Some `$batch`es of a write raised (`cause`, the first): `unsent` are the decisions with a write in one of them
+    (landed or not, nobody can tell: taken as not written); every other decision was answered — written, or one of
+    `failures`."""
+
+    def __init__(self, cause: Exception, failures: list[Failure], unsent: list[Decision]) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.failures = failures
+        self.unsent = unsent
+
+
 class Writer:
     """Writes decisions into both apps in bulk; returns the failures (a failed write fails its whole decision)."""
 
@@ -301,23 +313,31 @@ class Writer:
     async def write(self, m: TableMap, decisions: Sequence[Decision]) -> list[Failure]:
         """Every operation is encoded first (encoding may read a bound row and fail: then nothing was sent, and the
         caller's putting the ledger back is exact), then the `$batch`es go out together; every batch settles before
-        a failure is raised, so nothing lands after the caller put the ledger back."""
+        a failure is raised, so nothing lands after the caller put the ledger back. A batch that raised (no answer:
+        throttled past its retries, an app down) raises `PartlyWritten`, naming the decisions it carried and the
+        failures the answered batches reported: the decisions of the batches that did land are written."""
         encoded: dict[Side, list[tuple[Side, Decision, Write, BatchOperation]]] = {side: [] for side in Side}
         for decision in decisions:
             for w in decision.writes:
                 op = await self._dataverse_operation(m, w) if w.into is Side.DATAVERSE else self._fno_operation(m, w)
                 encoded[w.into].append((w.into, decision, w, op))
-        sends = [
-            asyncio.ensure_future(self._send(ops[i : i + BATCH_OPERATIONS]))
-            for ops in encoded.values()
-            for i in range(0, len(ops), BATCH_OPERATIONS)
+        batches = [
+            ops[i : i + BATCH_OPERATIONS] for ops in encoded.values() for i in range(0, len(ops), BATCH_OPERATIONS)
         ]
-        answers = await asyncio.gather(*sends, return_exceptions=True)
-        failures = []
-        for answer in answers:
-            if isinstance(answer, BaseException):
-                raise answer
-            failures += answer
+        answers = await asyncio.gather(*(self._send(batch) for batch in batches), return_exceptions=True)
+        failures: list[Failure] = []
+        unsent: dict[int, Decision] = {}
+        cause: Exception | None = None
+        for batch, answer in zip(batches, answers, strict=True):
+            if isinstance(answer, Exception):
+                cause = cause or answer
+                unsent.update((id(d), d) for _, d, _, _ in batch)
+            elif isinstance(answer, BaseException):
+                raise answer  # cancelled: nothing to sort out
+            else:
+                failures += answer
+        if cause is not None:
+            raise PartlyWritten(cause, [f for f in failures if id(f.decision) not in unsent], list(unsent.values()))
         return failures
 
     async def _send(self, batch: list[tuple[Side, Decision, Write, BatchOperation]]) -> list[Failure]:

@@ -53,6 +53,16 @@ STEP_LIMIT = float(os.environ.get("SYNC_STEP_LIMIT_SECONDS") or 240)
 log = logging.getLogger("sync.initial")
 
 
+class ChunkFailed(Exception):
+    """A chunk's write failed part-way (`cause`): `unsent` are its decisions in the `$batch`es that raised. The
+    others were written (or failed, answered, and were recorded): their ledger entries stay."""
+
+    def __init__(self, cause: Exception, unsent: list[Decision]) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.unsent = unsent
+
+
 def error_id(map_name: str, key: dict[str, Any]) -> str:
     """The error log's id of a row a run could not write: one per row, so a rerun replaces it."""
     return f"sync:{map_name}:{key_text(key)}"
@@ -268,12 +278,12 @@ class SyncRunner:
                 # failed. The chunks that did not finish go back to what their entries were, or the redelivered
                 # step would read "the target changed, the source not" and copy the target's stale value back.
                 await asyncio.wait([t for _, _, t in flight])
-                await self._unsave([d for c, _, t in flight if t.exception() is not None for d in c], entries)
+                await self._unsave([d for c, _, t in flight for d in self._unsettled(c, t)], entries)
                 # Put back (or written and consistent): this step's chunks are not suspect to the next one.
                 state.in_flight = [r for r in state.in_flight if r not in mine]
                 with contextlib.suppress(Exception):  # the step's failure is what to report
                     await self.runs.save(run)
-                raise failure
+                raise failure.cause if isinstance(failure, ChunkFailed) else failure
             flight.popleft()
             for d in chunk:
                 self._count(state, d)
@@ -296,6 +306,16 @@ class SyncRunner:
         if progress is not None:
             progress(run)
         return True
+
+    @staticmethod
+    def _unsettled(chunk: list[Decision], task: asyncio.Task[None]) -> list[Decision]:
+        """The decisions of a chunk whose ledger entries must be put back: none of a chunk that finished; of one
+        whose write failed part-way, those of the batches without an answer (`ChunkFailed`; the rest landed, or
+        failed and were put back already); else all of them (a save or an encoding failed: nothing was sent)."""
+        failure = task.exception()
+        if failure is None:
+            return []
+        return failure.unsent if isinstance(failure, ChunkFailed) else chunk
 
     async def _since(self, name: str) -> str | None:
         """The delta link the map's last reconciliation left; None (compare every row) when there is none, or when
@@ -350,9 +370,16 @@ class SyncRunner:
         m = self.maps.maps[name].map
         writing = run.mode is not Mode.PLAN
         errors: list[tuple[Decision, str, str, int | None]] = []
+        unsent: list[Decision] = []
+        cause: Exception | None = None
         if writing:
             started = time.monotonic()
-            failures = await writer.write(m, [d for d in chunk if d.writes])
+            try:
+                failures = await writer.write(m, [d for d in chunk if d.writes])
+            except io.PartlyWritten as exc:  # the decisions of the batches that did land stay written (below)
+                failures, unsent, cause = exc.failures, exc.unsent, exc.cause
+                sent = {id(d) for d in unsent}
+                chunk = [d for d in chunk if id(d) not in sent]
             log.info("%s: %d decisions written in %.2f s", name, len(chunk), time.monotonic() - started)
             failed = {id(f.decision): f for f in failures}
             restore_new = [d.entry for d in chunk if id(d) in failed and d.entry is not None and
@@ -403,6 +430,8 @@ class SyncRunner:
                 for w in d.writes
             ]
             await self.runs.record_drift(drift)
+        if cause is not None:  # the step fails; what did land is recorded above, and only `unsent` is undone
+            raise ChunkFailed(cause, unsent)
 
     async def _clear_errors(self, name: str, done: list[Decision]) -> None:
         """A row written now leaves the error log (it was brought over)."""
