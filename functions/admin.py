@@ -7,7 +7,7 @@ import json
 
 import azure.functions as func
 
-from functions.http import json_response, problem
+from functions.http import answers_outage, json_response, problem
 from functions.operator import OPERATOR_LEVEL, signed_in
 from shared.bridge import bridge
 from shared.maps.metadata import MetadataUnavailable
@@ -23,6 +23,7 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="maps", methods=["GET"], auth_level=OPERATOR_LEVEL)
+@answers_outage
 async def list_maps(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(who := signed_in(req), func.HttpResponse):
         return who
@@ -30,6 +31,7 @@ async def list_maps(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="maps/check", methods=["GET"], auth_level=OPERATOR_LEVEL)
+@answers_outage
 async def check_maps(req: func.HttpRequest) -> func.HttpResponse:
     """Check every map against both apps' metadata now; failing maps are held, invalid maps that pass released."""
     if isinstance(who := signed_in(req), func.HttpResponse):
@@ -42,6 +44,7 @@ async def check_maps(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="maps/{name}/{action}", methods=["POST"], auth_level=OPERATOR_LEVEL)
+@answers_outage
 async def change_map_state(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(who := signed_in(req), func.HttpResponse):
         return who

@@ -13,7 +13,7 @@ import azure.functions as func
 from azure.servicebus.exceptions import ServiceBusError
 from pydantic import ValidationError
 
-from functions.http import json_response, problem
+from functions.http import answers_outage, json_response, problem
 from functions.operator import OPERATOR_LEVEL, signed_in
 from shared.bridge import bridge
 from shared.ops.actions import ErrorActions, InvalidAction, NotFoundError, Resolution
@@ -80,6 +80,7 @@ def _body(req: func.HttpRequest) -> dict[str, Any]:
 
 
 @bp.route(route="status", methods=["GET"], auth_level=OPERATOR_LEVEL)
+@answers_outage
 async def get_status(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(who := signed_in(req), func.HttpResponse):
         return who
@@ -91,6 +92,7 @@ async def get_status(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="errors", methods=["GET"], auth_level=OPERATOR_LEVEL)
+@answers_outage
 async def list_errors(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(who := signed_in(req), func.HttpResponse):
         return who
@@ -102,6 +104,7 @@ async def list_errors(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="conflicts", methods=["GET"], auth_level=OPERATOR_LEVEL)
+@answers_outage
 async def list_conflicts(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(who := signed_in(req), func.HttpResponse):
         return who
@@ -117,6 +120,7 @@ def _errors() -> ErrorActions:
 
 
 @bp.route(route="errors/{id}/{action}", methods=["POST"], auth_level=OPERATOR_LEVEL)
+@answers_outage
 async def act_on_error(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(who := signed_in(req), func.HttpResponse):
         return who
@@ -138,6 +142,7 @@ async def act_on_error(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="maps/{name}/errors/replay", methods=["POST"], auth_level=OPERATOR_LEVEL)
+@answers_outage
 async def replay_map_errors(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(who := signed_in(req), func.HttpResponse):
         return who
@@ -149,6 +154,7 @@ async def replay_map_errors(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="conflicts/{id}/resolve", methods=["POST"], auth_level=OPERATOR_LEVEL)
+@answers_outage
 async def resolve_conflict(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(who := signed_in(req), func.HttpResponse):
         return who
@@ -185,6 +191,7 @@ def _dead_letters() -> DeadLetters:
 
 
 @bp.route(route="deadletters", methods=["GET"], auth_level=OPERATOR_LEVEL)
+@answers_outage
 async def list_dead_letters(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(who := signed_in(req), func.HttpResponse):
         return who
@@ -199,6 +206,7 @@ async def list_dead_letters(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="deadletters/{id}/resubmit", methods=["POST"], auth_level=OPERATOR_LEVEL)
+@answers_outage
 async def resubmit_dead_letter(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(who := signed_in(req), func.HttpResponse):
         return who

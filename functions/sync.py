@@ -9,16 +9,20 @@ import os
 
 import azure.functions as func
 
-from functions.http import json_response, problem
+from functions.http import answers_outage, json_response, problem
 from shared.initialsync import service
 from shared.initialsync.model import Mode
+from shared.initialsync.schedule import reconcile_schedule
 from shared.initialsync.wiring import get_runner
+from shared.maps.loader import MapProblems
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 log = logging.getLogger(__name__)
+_REPORTED: set[str] = set()  # schedule problems logged already
 
 
 @bp.route(route="maps/{name}/sync", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+@answers_outage
 async def start_sync(req: func.HttpRequest) -> func.HttpResponse:
     """Body (optional): `{"mode": "sync" | "plan" | "reconcile", "maps": [...]}`; the maps run in dependency order."""
     name = req.route_params.get("name", "")
@@ -39,6 +43,8 @@ async def start_sync(req: func.HttpRequest) -> func.HttpResponse:
         maps = [name, *maps]
     try:
         run = await service.start(mode, maps)
+    except MapProblems:
+        raise  # the deployment's maps, not the request: 503 (`answers_outage`)
     except ValueError as exc:
         return problem(404, "Not Found", str(exc))
     location = f"/api/sync/{run.run_id}"
@@ -46,6 +52,7 @@ async def start_sync(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="sync/{run_id}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+@answers_outage
 async def sync_status(req: func.HttpRequest) -> func.HttpResponse:
     try:
         run = await service.report(req.route_params.get("run_id", ""))
@@ -55,6 +62,7 @@ async def sync_status(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="sync/{run_id}/rerun-failed", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+@answers_outage
 async def sync_rerun_failed(req: func.HttpRequest) -> func.HttpResponse:
     try:
         run = await service.rerun_failed(req.route_params.get("run_id", ""))
@@ -65,6 +73,7 @@ async def sync_rerun_failed(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="drift", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+@answers_outage
 async def list_drift(req: func.HttpRequest) -> func.HttpResponse:
     found = await get_runner().runs.drift(req.params.get("map"))
     return json_response({"drift": [d.model_dump(mode="json") for d in found]})
@@ -79,12 +88,13 @@ async def sync_step(message: func.ServiceBusMessage) -> None:
 async def reconcile(timer: func.TimerRequest) -> None:
     """Ticks every minute; a reconciliation starts when `RECONCILE_INTERVAL_MINUTES` (0 or unset: off) have passed
     since the last one began, over `RECONCILE_MAPS` (comma-separated; unset: every enabled map)."""
-    try:
-        every = float(os.environ.get("RECONCILE_INTERVAL_MINUTES") or 0)
-    except ValueError:
-        log.error("RECONCILE_INTERVAL_MINUTES is not a number: reconciliation is off")
-        return
-    maps = [m.strip() for m in (os.environ.get("RECONCILE_MAPS") or "").split(",") if m.strip()] or None
-    run = await service.reconcile_if_due(every, maps)
+    schedule = reconcile_schedule(
+        os.environ.get("RECONCILE_INTERVAL_MINUTES"), os.environ.get("RECONCILE_MAPS"), get_runner().maps.maps
+    )
+    for reason in schedule.problems:
+        if reason not in _REPORTED:  # once per process, not every minute
+            _REPORTED.add(reason)
+            log.error("reconciliation: %s", reason)
+    run = await service.reconcile_if_due(schedule.every_minutes, schedule.maps)
     if run is not None:
         log.info("reconciliation %s started over %s", run.run_id, ", ".join(run.maps))

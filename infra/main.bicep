@@ -61,6 +61,13 @@ param alertWebhookUrl string = ''
 @description('Alert rules per map, JSON: {"<map>|*": [{"errors": 5, "minutes": 5, "actions": ["pause", "notify"]}]}.')
 param alertRules string = ''
 
+@minValue(0)
+@description('Reconciliation (drift check and repair) every this many minutes, per map; 0: off.')
+param reconcileIntervalMinutes int = 0
+
+@description('The maps reconciliation compares, comma-separated; empty: every enabled map.')
+param reconcileMaps string = ''
+
 @description('When the stored client secrets expire (Key Vault shows and alerts on it); rotate before then.')
 param secretsExpireAt string = dateTimeAdd(utcNow(), 'P1Y')
 
@@ -171,6 +178,8 @@ module functionApp 'modules/functionapp.bicep' = {
     operatorRole: operatorRole
     alertWebhookUrl: alertWebhookUrl
     alertRules: alertRules
+    reconcileIntervalMinutes: reconcileIntervalMinutes
+    reconcileMaps: reconcileMaps
   }
 }
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from shared.clients import Clients
 from shared.health import HealthReport, Probe, check_health
+from shared.maps.loader import MapProblems
 
 
 def table_storage_probe(clients: Clients) -> Probe:
@@ -27,10 +30,27 @@ def service_bus_probe(clients: Clients, queue: str) -> Probe:
     return Probe("service_bus", check)
 
 
+def maps_probe(load: Callable[[], object]) -> Probe:
+    """The table maps load: a map set with a problem (a dependency cycle, an unknown map, a bad field) leaves the
+    bridge unable to apply or sync anything, so health names it with its problems on one line."""
+
+    async def check() -> None:
+        try:
+            load()
+        except MapProblems as exc:
+            raise RuntimeError("; ".join(str(p) for p in exc.problems)) from None
+
+    return Probe("maps", check)
+
+
 async def bridge_health() -> HealthReport:
     from shared.bridge import bridge
 
     built = bridge()
     clients, settings = built.clients, built.settings
-    probes = [table_storage_probe(clients), service_bus_probe(clients, settings.changes_queue)]
+    probes = [
+        table_storage_probe(clients),
+        service_bus_probe(clients, settings.changes_queue),
+        maps_probe(lambda: built.maps),
+    ]
     return await check_health(probes, limit_seconds=settings.health_timeout_seconds)

@@ -24,6 +24,8 @@ param operatorSecretName string
 param operatorRole string
 param alertWebhookUrl string
 param alertRules string
+param reconcileIntervalMinutes int
+param reconcileMaps string
 
 var signIn = !empty(operatorClientId)
 var operatorSecret = !empty(operatorSecretName)
@@ -55,6 +57,19 @@ var alertSettings = concat(empty(alertWebhookUrl) ? [] : [
   {
     name: 'ALERT_RULES'
     value: alertRules
+  }
+])
+
+// Set here, not in the portal: `appSettings` replaces every app setting on each provision.
+var reconcileSettings = concat([
+  {
+    name: 'RECONCILE_INTERVAL_MINUTES'
+    value: string(reconcileIntervalMinutes)
+  }
+], empty(reconcileMaps) ? [] : [
+  {
+    name: 'RECONCILE_MAPS'
+    value: reconcileMaps
   }
 ])
 
@@ -161,7 +176,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       ftpsState: 'Disabled'
       http20Enabled: true
       healthCheckPath: '/api/health' // anonymous; reports storage and Service Bus reachability
-      appSettings: concat(baseSettings, dataverseSettings, fnoSettings, operatorSettings, operatorSecretSettings, alertSettings)
+      appSettings: concat(baseSettings, dataverseSettings, fnoSettings, operatorSettings, operatorSecretSettings, alertSettings, reconcileSettings)
     }
     functionAppConfig: {
       deployment: {

@@ -83,8 +83,8 @@ class DataverseDialect(DataverseWebhooks):
         self.tables = {t.entity_set: t for t in tables}
         self.by_name = {t.name: t for t in tables}
 
-    def etag(self, version: int) -> str:
-        return f'W/"{version}"'
+    def etag(self, row: StoredRow) -> str:
+        return f'W/"{row.version}"'
 
     def error_body(self, error: SimError) -> Any:
         return {"error": {"code": error.code, "message": error.message}}
@@ -203,7 +203,7 @@ class DataverseDialect(DataverseWebhooks):
         return True
 
     def present(self, table: Table, row: StoredRow) -> dict[str, Any]:
-        out: dict[str, Any] = {"@odata.etag": self.etag(row.version)}
+        out: dict[str, Any] = {"@odata.etag": self.etag(row)}
         for name, value in row.data.items():
             column = table.column(name)
             if column is not None:  # a column removed by a customization is no longer served
@@ -316,7 +316,7 @@ class DataverseDialect(DataverseWebhooks):
     def _written(self, table: Table, row: StoredRow, request: Request, created: bool) -> Reply:
         # OData-EntityId names the row at the host the request came to, as any OData service does.
         base = request.base or f"https://{self.organization}{self.root}"
-        headers = {"OData-EntityId": f"{base}{table.entity_set}({row.id})", "ETag": self.etag(row.version)}
+        headers = {"OData-EntityId": f"{base}{table.entity_set}({row.id})", "ETag": self.etag(row)}
         if "return=representation" in request.headers.get("prefer", ""):
             headers["Preference-Applied"] = "return=representation"
             document = {"@odata.context": f"{base}$metadata#{table.entity_set}/$entity"} | self.present(table, row)

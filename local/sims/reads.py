@@ -63,7 +63,7 @@ def read_row(sim: Simulator, table: Table, key: dict[str, Any] | str, request: R
     row = sim.dialect.locate(table, key, request)
     if row is None or not sim.dialect.visible(table, row, request):
         raise _not_found(table, key)
-    etag = sim.dialect.etag(row.version)
+    etag = sim.dialect.etag(row)
     if request.headers.get("if-none-match") in (etag, "*"):  # unchanged since the caller's copy
         return Reply(304, None, {"ETag": etag})
     document = {"@odata.context": _context(sim, table, selected, entity=True)} | _shape(

@@ -101,7 +101,11 @@ def to_wire(value: JsonValue) -> Any:
 
 
 def etag_version(etag: str | None) -> str | None:
-    """The row version inside an ETag: Dataverse `W/"468026"`, F&O `W/"<base64 of '1,<version>'>"`."""
+    """The row version an ETag stands for. Dataverse: `W/"468026"` → "468026", the row's `versionnumber`, which only
+    grows. F&O: `W/"<base64 of '<RecVersion>,<RecId>'>"` (`;` between the entity's tables) → that text as it is, an
+    opaque token: the RecId never changes and RecVersion becomes a random number on every update ("Optimistic
+    Concurrency Control", Dynamics AX docs), so two F&O ETags tell only whether the row changed, never which state is
+    newer (`decide.is_newer` treats a token that is not a number as newer: an F&O change is read as the row is now)."""
     if not etag:
         return None
     inner = etag.removeprefix("W/").strip('"')
@@ -114,5 +118,5 @@ def etag_version(etag: str | None) -> str | None:
         decoded = base64.b64decode(inner + "=" * (-len(inner) % 4), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
-    tail = decoded.strip("'").rsplit(",", 1)[-1]
-    return tail if tail.isdigit() else None
+    token = decoded.strip("'")
+    return token or None

@@ -17,7 +17,7 @@ import json
 import sys
 
 from shared.bridge import close_bridge
-from shared.initialsync import service
+from shared.initialsync import liveness, service
 from shared.initialsync.model import Mode, RunState
 from shared.initialsync.run import new_run
 from shared.initialsync.wiring import get_runner
@@ -50,12 +50,29 @@ async def _main(args: argparse.Namespace) -> int:
         mode = {"run": Mode.SYNC, "plan": Mode.PLAN, "reconcile": Mode.RECONCILE}[args.command]
         run = new_run(mode, runner.maps, args.maps, only_failed=bool(getattr(args, "failed", False)))
         print(f"run {run.run_id}: {', '.join(run.maps)}", file=sys.stderr)
-        await runner.run(run, _progress)
+        try:
+            await runner.run(run, _progress)
+        except Exception as exc:
+            # No queue carries a terminal's run on (a step's message would be redelivered): failed, with the reason,
+            # so it neither shows as running nor holds reconciliation back; it resumes from its checkpoint.
+            reason = _one_line(exc)
+            liveness.fail(run, f"stopped: {reason}; POST /api/sync/{run.run_id}/rerun-failed resumes it")
+            try:
+                await runner.runs.save(run)
+            except Exception:
+                pass  # storage itself may be what failed: the run then stays as last saved
+            print(f"\nrun {run.run_id} failed: {reason}", file=sys.stderr)
+            return 1
         print(file=sys.stderr)
         print(json.dumps(run.report(), indent=2))
         return 0
     finally:
         await close_bridge()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
 
 
 def main() -> int:
@@ -68,11 +85,15 @@ def main() -> int:
     sub.add_parser("plan", help="compare only: counts and samples").add_argument("maps", nargs="*")
     sub.add_parser("reconcile", help="compare, repair, record drift").add_argument("maps", nargs="*")
     sub.add_parser("status", help="a run's report").add_argument("run_id", nargs="?")
+    args = parser.parse_args()
     try:
-        return asyncio.run(_main(parser.parse_args()))
-    except ValueError as exc:
+        return asyncio.run(_main(args))
+    except ValueError as exc:  # an unknown map, a map set that does not load
         print(str(exc), file=sys.stderr)
         return 2
+    except Exception as exc:  # storage or an app out of reach: one line, not a stack trace
+        print(f"failed: {_one_line(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

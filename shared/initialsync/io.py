@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.connectors.batch import BatchOperation
@@ -85,13 +86,14 @@ async def read_fno(client: FnoClient, m: TableMap, companies: Sequence[str] = ()
     reads: each query stays within one company's index, and a company outside the scope is never read."""
     select = sorted(m.readable(Side.FNO))
     field = m.company_field(Side.FNO)
+    read_at = datetime.now(UTC)  # a ledger entry saved since may be newer than a row read (F&O ETags tell no order)
     if field is None or not companies:
-        return [Snapshot(row.values, row.etag) async for row in client.list(m.fno.entity, select=select,
-                                                                            page_size=FNO_PAGE)]  # fmt: skip
+        return [Snapshot(row.values, row.etag, read_at=read_at) async for row in client.list(m.fno.entity,
+                select=select, page_size=FNO_PAGE)]  # fmt: skip
 
     async def one(code: str) -> list[Snapshot]:
         rows = client.list(m.fno.entity, filter=f"{field} eq {literal(code)}", select=select, page_size=FNO_PAGE)
-        return [Snapshot(row.values, row.etag) async for row in rows]
+        return [Snapshot(row.values, row.etag, read_at=read_at) async for row in rows]
 
     return [row for rows in await asyncio.gather(*(one(c) for c in sorted(set(companies)))) for row in rows]
 

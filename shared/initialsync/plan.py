@@ -50,6 +50,7 @@ class Snapshot:
     etag: str | None = None
     row_id: str | None = None  # Dataverse GUID
     modified: str | None = None
+    read_at: datetime | None = None  # F&O: when the run began reading it (its ETag tells no order: `_stale`)
 
     @property
     def version(self) -> str | None:
@@ -206,11 +207,19 @@ def decide(
     ]
 
 
-def _stale(snapshot: Snapshot | None, state_version: str | None) -> bool:
+def _stale(snapshot: Snapshot | None, state_version: str | None, recorded_at: datetime) -> bool:
+    """Live sync recorded a newer state of this side than the run read. Dataverse versions are ordered. An F&O ETag
+    is an opaque token (`wire.etag_version`): one that differs from the ledger's, in an entry live sync saved after
+    the run began reading F&O, may be older or newer than what the run read — live sync, which read the row after,
+    keeps it (its write would otherwise be undone by the run's older copy). An entry saved before the read is older
+    than the snapshot: a difference then is a change the ledger missed (drift), and the run repairs it."""
     version = snapshot.version if snapshot is not None else None
-    if not version or not state_version or not version.isdigit() or not state_version.isdigit():
+    if not version or not state_version:
         return False
-    return int(version) < int(state_version)
+    if version.isdigit() and state_version.isdigit():
+        return int(version) < int(state_version)
+    read_at = snapshot.read_at if snapshot is not None else None
+    return version != state_version and read_at is not None and recorded_at >= read_at
 
 
 def _decide(
@@ -230,7 +239,10 @@ def _decide(
     if key is None and to_fno is not None:
         key = {k: (str(v).lower() if k == m.company_field(Side.FNO) else v) for k, v in to_fno.key.items()}
     key = key or {}
-    if entry is not None and (entry.deleted or _stale(fno, entry.fno.version) or _stale(dv, entry.dataverse.version)):
+    if entry is not None and (
+        entry.deleted or _stale(fno, entry.fno.version, entry.updated_at)
+        or _stale(dv, entry.dataverse.version, entry.updated_at)
+    ):  # fmt: skip
         why = "deleted on one side" if entry.deleted else "live sync knows a newer version"
         return Decision(key, Kind.SKIPPED, detail=why)
     if fno is not None and dv is None:

@@ -217,7 +217,8 @@ class SyncRunner:
                  time.monotonic() - clock)  # fmt: skip
         failed: set[str] | None = None
         if run.only_failed:
-            failed = {e.event_id for e in await self.ledger.errors(name) if e.event_id.startswith("sync:")}
+            unresolved = await self.ledger.errors(name, unresolved=True)  # a dismissed row is not rerun
+            failed = {e.event_id for e in unresolved if e.event_id.startswith("sync:")}
         if state.cursor is not None:  # keys up to the cursor were done by an earlier step (and its unkeyed rows)
             unkeyed = []
         state.state = "writing"
@@ -320,7 +321,7 @@ class SyncRunner:
     async def _since(self, name: str) -> str | None:
         """The delta link the map's last reconciliation left; None (compare every row) when there is none, or when
         rows of the map are in the error log (a row that failed is compared until it is brought over)."""
-        if any(e.event_id.startswith("sync:") for e in await self.ledger.errors(name)):
+        if any(e.event_id.startswith("sync:") for e in await self.ledger.errors(name, unresolved=True)):
             return None
         return await self.runs.delta_link(name)
 

@@ -67,6 +67,15 @@ class LedgerEntry(BaseModel):
         return self.fno if side is Side.FNO else self.dataverse
 
 
+# A row a sync run could not write is logged under `sync:<map>:<key>` (`shared.initialsync.run.error_id`): its run
+# reports it and `rerun-failed` retries it; it is no change to replay, and no sign that live sync is failing.
+SYNC_RUN_ERROR = "sync:"
+
+
+def from_sync_run(event_id: str) -> bool:
+    return event_id.startswith(SYNC_RUN_ERROR)
+
+
 class ErrorRecord(BaseModel):
     map: str
     event_id: str

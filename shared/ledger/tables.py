@@ -17,7 +17,7 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
 from shared.events.model import ChangeEvent
-from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry, key_text
+from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry, from_sync_run, key_text
 from shared.ledger.wire import TableRequestFailed, read_entity, transact
 from shared.maps.model import Side
 
@@ -212,7 +212,11 @@ class Ledger:
             return None
         return ErrorRecord.model_validate_json(entity["Record"])
 
-    async def errors(self, map_name: str | None = None, since: datetime | None = None) -> list[ErrorRecord]:
+    async def errors(
+        self, map_name: str | None = None, since: datetime | None = None, *, unresolved: bool = False
+    ) -> list[ErrorRecord]:
+        """The error log's records; `unresolved`: only those a person has not resolved or dismissed (the console's
+        `Status`), as a sync run's rerun of failed rows and its choice of a full compare want them."""
         await self.ensure_tables()
         clauses: list[str] = []
         parameters: dict[str, Any] = {}
@@ -224,16 +228,21 @@ class Ledger:
             parameters["since"] = since
         table = self._table("errors")
         query = table.query_entities(" and ".join(clauses), parameters=parameters) if clauses else table.list_entities()
-        return [ErrorRecord.model_validate_json(e["Record"]) async for e in query]
+        return [
+            ErrorRecord.model_validate_json(e["Record"])
+            async for e in query
+            if not unresolved or (e.get("Status") or "open") in ("open", "replaying")
+        ]
 
     async def recent_error_count(self, map_name: str, minutes: float) -> int:
-        """Errors within the last `minutes`, counting only those since the map was last resumed: errors an operator
-        has already seen do not pause it again."""
+        """Live sync's errors within the last `minutes`, counting only those since the map was last resumed: errors
+        an operator has already seen do not pause it again. A sync run's failed rows are its own report, not a sign
+        that live changes fail: they do not count."""
         since = datetime.now(UTC) - timedelta(minutes=minutes)
         state = await self.map_state(map_name)
         if state["state"] == "running" and state.get("since"):
             since = max(since, datetime.fromisoformat(str(state["since"])))
-        return len(await self.errors(map_name, since))
+        return sum(not from_sync_run(e.event_id) for e in await self.errors(map_name, since))
 
     # --- map state and held changes -------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, JsonValue
 
 from shared.bus.publisher import ChangePublisher
 from shared.events.model import ChangeEvent
-from shared.ledger.model import ErrorRecord
+from shared.ledger.model import ErrorRecord, from_sync_run
 from shared.ops.ids import replay_event_id
 from shared.ops.store import Filter, OpsStore, error_json, now
 
@@ -53,6 +53,12 @@ class ErrorActions:
         if status in ("resolved", "dismissed"):
             raise InvalidAction(f"the error is already {status}")
         record = ErrorRecord.model_validate_json(entity["Record"])
+        if from_sync_run(record.event_id):
+            run_id = record.event.get("run_id") or "<run id>"
+            raise InvalidAction(
+                f"a row sync run {run_id} could not write, not a change: once its cause is fixed, POST"
+                f" /api/sync/{run_id}/rerun-failed writes it (with the run's other failed rows)"
+            )
         attempt = int(entity.get("Replays") or 0) + 1
         event = ChangeEvent.model_validate(record.event)
         await self.publisher.publish([event.model_copy(update={"event_id": replay_event_id(event.event_id, attempt)})])
@@ -62,8 +68,10 @@ class ErrorActions:
         return error_json(entity | {"Status": "replaying", "Replays": attempt})
 
     async def replay_map(self, map_name: str, operator: str) -> list[dict[str, Any]]:
+        """Every open error of live sync's (a sync run's failed rows are rerun by the run: `replay`)."""
         entities = await self.store.error_entities(Filter(map=map_name, status="open"))
-        return [await self.replay(e["PartitionKey"], e["RowKey"], operator) for e in entities]
+        live = [e for e in entities if not from_sync_run(e["RowKey"])]
+        return [await self.replay(e["PartitionKey"], e["RowKey"], operator) for e in live]
 
     async def dismiss(self, partition: str, row: str, reason: str, operator: str) -> dict[str, Any]:
         if not reason.strip():

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.events.model import ChangeEvent
-from shared.ledger.model import ErrorRecord
+from shared.ledger.model import ErrorRecord, from_sync_run
 from shared.ops import telemetry
 from shared.ops.alerts import Alert, AlertRule, cooled_down, fires
 from shared.ops.ids import is_replay, original_event_id
@@ -226,7 +226,8 @@ class Observer:
             recent = None
             if rule.errors is not None and outcome == "error":
                 since = now - timedelta(minutes=rule.minutes)
-                recent = len(await effects.store.error_entities(Filter(map=map_name, status="open", since=since)))
+                found = await effects.store.error_entities(Filter(map=map_name, status="open", since=since))
+                recent = sum(not from_sync_run(e["RowKey"]) for e in found)  # a sync run's rows: its own report
             what = fires(rule, outcome, detail, latency, recent)
             if what is None or not cooled_down(self._fired.get((map_name, rule.name)), rule, now):
                 continue

@@ -94,7 +94,7 @@ class ConflictActions:
         if compiled is None:
             raise InvalidAction(f"the map {record.map} no longer exists")
         m = compiled.map
-        source = Side(record.source)
+        source = conflict_source(record)
         into = source.other
         chosen = {col: _chosen(record, source, col, choice) for col, choice in resolution.fields.items()}
         entry = await self.ledger.get(m.name, record.key) or LedgerEntry(map=m.name, key=record.key)
@@ -243,8 +243,17 @@ def _dataverse_key(m: TableMap, key: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def conflict_source(record: ConflictRecord) -> Side:
+    """The side whose change met the conflict. An initial sync's (`source` "sync") compared both rows as they were:
+    its fields are Dataverse columns holding each app's value (`fno`, `dataverse`), so it is resolved as a change
+    from F&O into Dataverse would be — the chosen value into both, the rest through the map both ways."""
+    return Side.FNO if record.source == "sync" else Side(record.source)
+
+
 def _chosen(record: ConflictRecord, source: Side, column: str, choice: FieldChoice) -> Any:
     values = record.fields[column]
     if choice.take == "value":
         return choice.value
+    if choice.take in values:  # an initial sync's conflict: each app's value under its name
+        return values[choice.take]
     return values.get("source") if choice.take == str(source) else values.get("target")

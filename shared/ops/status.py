@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from shared.initialsync import liveness
 from shared.initialsync.model import RunState
 from shared.ledger.tables import Ledger
 from shared.maps.loader import MapSet
@@ -51,17 +53,34 @@ def figures(buckets: Iterable[Mapping[str, Any]], now: float) -> dict[str, Any]:
 ACTIVE_RUN_STATES = ("queued", "running")
 
 
-def sync_run(name: str, runs: Sequence[RunState]) -> dict[str, Any] | None:
-    """The newest sync run in progress over the map, with the map's progress in it (its row samples left out)."""
-    active = [r for r in runs if r.state in ACTIVE_RUN_STATES and name in r.maps]
-    if not active:
-        return None
-    run = max(active, key=lambda r: r.created_at)
+def sync_run(name: str, runs: Sequence[RunState], now: datetime | None = None) -> dict[str, Any] | None:
+    """The sync run to show on the map: one in progress over it — the one working on this map before one still
+    waiting its turn, then the newest — with the map's progress (its row samples left out); else the newest run over
+    the map if it failed (until a newer one starts), with why. A run whose step is gone (`liveness.abandoned`) has
+    failed, though its record says `running` until its status is read."""
+    at = now or datetime.now(UTC)
+    over = [r for r in runs if name in r.maps]
+    active = [r for r in over if r.state in ACTIVE_RUN_STATES and not liveness.abandoned(r, at)]
+
+    def working(r: RunState) -> bool:
+        p = r.progress.get(name)
+        return p is not None and p.state in ("reading", "writing")
+
+    if active:
+        run = max(active, key=lambda r: (working(r), r.created_at))
+    else:
+        newest = max(over, key=lambda r: r.created_at, default=None)
+        if newest is None or newest.state not in ("failed", *ACTIVE_RUN_STATES):
+            return None
+        run = newest.model_copy(deep=True)
+        if run.state != "failed":
+            liveness.abandon(run, at)
     progress = run.progress.get(name)
     report = progress.report() if progress is not None else None
     if report is not None:
         report.pop("samples", None)
-    return {"run_id": run.run_id, "mode": str(run.mode), "state": run.state, "progress": report}
+    return {"run_id": run.run_id, "mode": str(run.mode), "state": run.state, "message": run.message,
+            "progress": report}  # fmt: skip
 
 
 def _age(now: float, at: float | None) -> float | None:
@@ -87,7 +106,8 @@ async def map_status(
         "enabled": maps.maps[name].map.enabled,
         **state,
         "held": len(held),
-        "sync_run": sync_run(name, runs),  # an initial sync or reconciliation in progress over the map
+        # An initial sync or reconciliation in progress over the map.
+        "sync_run": sync_run(name, runs, datetime.fromtimestamp(now, UTC)),
         # Lag: the age of the oldest change still waiting — held, queued or deferred — and (in the figures) the
         # latest change-to-target latency.
         "oldest_waiting_seconds": _age(now, oldest),

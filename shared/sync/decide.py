@@ -48,10 +48,14 @@ def changes_since(values: Mapping[str, Any], base: Mapping[str, Any]) -> set[str
 
 
 def is_newer(version: str | None, than: str | None) -> bool:
-    """Row versions are numbers that only grow; unknown versions never make an event stale."""
-    if not version or not than or not version.isdigit() or not than.isdigit():
+    """Dataverse row versions are numbers that only grow. An F&O version is an opaque ETag token (`wire.etag_version`:
+    RecVersion is random), so it is "newer" when it differs — the same token is the same state of the row, a different
+    one a change, never an older one (F&O changes are read as the row is now). Unknown never makes an event stale."""
+    if not version or not than:
         return True
-    return int(version) > int(than)
+    if version.isdigit() and than.isdigit():
+        return int(version) > int(than)
+    return version != than
 
 
 @dataclass

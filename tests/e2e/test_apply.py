@@ -314,7 +314,13 @@ async def test_pause_holds_changes_and_resume_applies_them_in_order(bridge: Sync
                     {"OrganizationName": f"v{version}"},
                 )
                 await bridge.settle(0.3)
-        await bridge.settle(1.0)
+
+        async def held() -> int:
+            found = next(m for m in (await bridge.admin("GET", "status"))["maps"] if m["map"] == "customers")
+            return int(found["held"])
+
+        # All three held before the resume (a fixed wait was too short for the third under load).
+        assert await eventually(held, lambda n: n >= 3, seconds=30) >= 3
         maps = {m["map"]: m for m in (await bridge.admin("GET", "maps"))["maps"]}
         assert maps["customers"]["state"] == "paused"
         assert (await dataverse_account(bridge, "USMF", number) or {}).get("name") == "Original"  # held, none applied

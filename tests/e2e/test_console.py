@@ -306,3 +306,45 @@ async def test_alert_rules_post_their_notifications_to_the_receiver_retrying_a_f
     assert customers["last_alert"] and customers["applied_last_hour"] >= 1 and len(customers["chart"]) == 60
     assert sum(p["applied"] for p in customers["chart"]) == customers["applied_last_hour"]
     assert json.dumps(customers)  # plain JSON
+
+
+async def test_an_initial_sync_conflict_is_resolved_from_the_console(bridge: SyncStack) -> None:
+    """The map's policy is `manual` here, so a first sync leaves a pair that differs as an open conflict (source
+    "sync", each app's value under its name) — resolving it was a 500 (`'sync' is not a valid Side`). Last in the
+    module: the run goes over every customer the other tests left."""
+    from tests.e2e.sync_stack import company_id
+
+    number = unique("IC")
+    await bridge.delivery("fno", drop_share=1.0)  # rows both apps held before the bridge was connected
+    await bridge.delivery("dataverse", drop_share=1.0)
+    try:
+        async with bridge.fno() as fno:
+            await fno.create("CustomersV3", {"dataAreaId": "usmf", "CustomerAccount": number},
+                             {"OrganizationName": "F&O's name", "PartyType": "Organization", "CustomerGroupId": "10",
+                              "LanguageId": "en-us"})  # fmt: skip
+        group_key = {"_msdyn_company_value": await company_id(bridge, "USMF"), "msdyn_groupid": "10"}
+        lookups = {"msdyn_company": ("cdm_companies", {"cdm_companycode": "USMF"}),
+                   "msdyn_customergroupid": ("msdyn_customergroups", group_key)}  # fmt: skip
+        async with bridge.dataverse() as dv:
+            await dv.create("accounts", {"accountnumber": number, "name": "Dataverse's name", "customertypecode": 3,
+                                         "address1_addresstypecode": 2}, lookups=lookups)  # fmt: skip
+    finally:
+        await bridge.delivery("fno")
+        await bridge.delivery("dataverse")
+    started = await api(bridge, "POST", "maps/customers/sync", {"mode": "sync"})
+    assert started.status_code == 202, started.text
+
+    async def report() -> dict[str, Any]:
+        found: dict[str, Any] = (await api(bridge, "GET", f"sync/{started.json()['run_id']}")).json()
+        return found
+
+    assert (await eventually(report, lambda r: r["state"] in ("done", "failed"), seconds=90))["state"] == "done"
+    found = (await api(bridge, "GET", "conflicts?map=customers&status=open&per_page=500")).json()["conflicts"]
+    (parked,) = [c for c in found if c["key"].get("CustomerAccount") == number]
+    assert parked["source"] == "sync" and set(parked["fields"]) == {"name"}
+    answer = await api(bridge, "POST", f"conflicts/{parked['id']}/resolve", {"fields": {"name": {"take": "fno"}}},
+                       headers=ADA)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["resolution"]["fields"] == {"name": {"take": "fno", "value": "F&O's name"}}
+    account = await dataverse_account(bridge, "USMF", number)
+    assert account is not None and account["name"] == "F&O's name"

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 import pytest
 from azure.data.tables.aio import TableServiceClient
 
-from shared.ledger.model import ConflictRecord, LedgerEntry
-from shared.ledger.tables import Ledger, LedgerConflict
+from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry
+from shared.ledger.tables import Ledger, LedgerConflict, safe_row_key
 from shared.maps.model import Side
 
 
@@ -66,3 +66,76 @@ async def test_a_conflict_recorded_twice_is_one_record(ledger: Ledger) -> None:
     await ledger.record_conflict(record)
     await ledger.record_conflict(record.model_copy(update={"at": datetime.now(UTC)}))
     assert [(c.event_id, c.status) for c in await ledger.conflicts("customers")] == [("ev-1", "open")]
+
+
+def _sync_run_error(n: int) -> ErrorRecord:
+    key = {"dataAreaId": "usmf", "CustomerAccount": f"BAD{n}"}
+    return ErrorRecord(map="customers", event_id=f"sync:customers:customeraccount=bad{n}|dataareaid=usmf",
+                       event={"key": key, "run_id": "r1", "into": "dataverse"}, request="map customers",
+                       message="too long", status=400)  # fmt: skip
+
+
+async def test_a_sync_runs_failed_rows_do_not_count_toward_the_pause_alert(ledger: Ledger) -> None:
+    """The built-in alert (N errors within M minutes pause the map) is about live changes failing. The rows a sync
+    run could not write (a go-live's old bad data) are the run's report: counted, one live error after a first sync
+    with five failed rows paused live sync (go-live review)."""
+    for n in range(5):
+        await ledger.record_error(_sync_run_error(n))
+    assert await ledger.recent_error_count("customers", 5) == 0
+    live = ErrorRecord(map="customers", event_id="fno:live-1", event={}, request="PATCH", message="bad", status=400)
+    await ledger.record_error(live)
+    assert await ledger.recent_error_count("customers", 5) == 1
+
+
+async def test_the_consoles_replay_of_a_sync_runs_failed_row_says_how_to_rerun_it(
+    storage_connection_string: str,
+) -> None:
+    """A sync run's failed row is no change to queue again (its record holds the row's key and run, not a change):
+    replaying it answers 409 naming the run's rerun-failed; replaying a map's errors replays live sync's only (both
+    were a 500 — a ValidationError — and one such row blocked replaying the whole map)."""
+    from datetime import UTC, datetime
+
+    from shared.events.model import ChangeEvent, Operation, Side
+    from shared.ops.actions import ErrorActions, InvalidAction
+    from shared.ops.store import OpsStore
+
+    class Queued:
+        def __init__(self) -> None:
+            self.events: list[ChangeEvent] = []
+
+        async def publish(self, events: Sequence[ChangeEvent]) -> None:
+            self.events.extend(events)
+
+    change = ChangeEvent(event_id="fno:live-2", source=Side.FNO, entity="CustomersV3", operation=Operation.UPDATE,
+                         row_id="{1}", occurred_at=datetime.now(UTC))  # fmt: skip
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    async with TableServiceClient.from_connection_string(storage_connection_string) as service:
+        ledger = Ledger(service, prefix=prefix)
+        await ledger.record_error(_sync_run_error(7))
+        live = ErrorRecord(map="customers", event_id=change.event_id, event=change.model_dump(mode="json"),
+                           request="PATCH", message="bad")  # fmt: skip
+        await ledger.record_error(live)
+        queued = Queued()
+        actions = ErrorActions(OpsStore(service, prefix=prefix), queued)
+        with pytest.raises(InvalidAction) as refused:
+            await actions.replay("customers", safe_row_key(_sync_run_error(7).event_id), "operator")
+        assert refused.value.status == 409 and "/api/sync/r1/rerun-failed" in str(refused.value)
+        replayed = await actions.replay_map("customers", "operator")
+    assert len(replayed) == 1 and [e.event_id.split("~")[0] for e in queued.events] == ["fno:live-2"]
+
+
+async def test_a_dismissed_or_resolved_error_is_not_among_the_unresolved(storage_connection_string: str) -> None:
+    """A sync run reruns (and chooses a full compare for) the rows still in the error log: one a person dismissed in
+    the console, or that a replay resolved, is not rerun (go-live review: dismissed ones were retried)."""
+    from shared.ops.store import OpsStore
+
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    async with TableServiceClient.from_connection_string(storage_connection_string) as service:
+        ledger = Ledger(service, prefix=prefix)
+        for n in range(3):
+            await ledger.record_error(_sync_run_error(n))
+        store = OpsStore(service, prefix=prefix)
+        await store.mark_error("customers", safe_row_key(_sync_run_error(0).event_id), Status="dismissed")
+        await store.mark_error("customers", safe_row_key(_sync_run_error(1).event_id), Status="resolved")
+        assert len(await ledger.errors("customers")) == 3
+        assert [e.event_id for e in await ledger.errors("customers", unresolved=True)] == [_sync_run_error(2).event_id]

@@ -88,3 +88,30 @@ async def test_data_events_carry_enums_as_option_set_values(fo: Sim) -> None:
     assert fields["mserp_isonetimecustomer"] == {"__type": option, "Value": 200000000}  # NoYes::No
     assert fields["mserp_partytype"] == {"__type": option, "Value": 200000002}  # DirPartyBaseType::Organization
     assert fields["mserp_organizationname"] == "Enums" and fields["mserp_customeraccount"] == "E-2"
+
+
+async def test_an_etag_names_the_rows_recversion_and_recid_as_f_and_o_does(fo: Sim) -> None:
+    """`W/"<base64 of '<RecVersion>,<RecId>'>"` (../shared/reference/fno.md's sample decodes to '1,68719482833'): the
+    RecId stays, RecVersion is 1 on insert and random after an update — it does not grow, so the bridge must not
+    read an order into it (tests/unit/connectors/test_fno_etags.py)."""
+    import base64
+
+    def decoded(etag: str) -> tuple[int, int]:
+        version, rec_id = base64.b64decode(etag.removeprefix("W/").strip('"')).decode().strip("'").split(",")
+        return int(version), int(rec_id)
+
+    row = {"dataAreaId": "usmf", "CustomerAccount": "ET-1", "PartyType": "Organization"}
+    created = await fo.http.post("CustomersV3", json=row)
+    assert created.status_code == 201
+    first, rec_id = decoded(created.headers["etag"])
+    assert first == 1 and rec_id > 0
+    url = "CustomersV3(dataAreaId='usmf',CustomerAccount='ET-1')"
+    versions = []
+    for n in range(3):
+        patched = await fo.http.patch(url, json={"OrganizationName": f"v{n}"})
+        assert patched.status_code == 204
+        version, same = decoded(patched.headers["etag"])
+        assert same == rec_id and version != 1
+        versions.append(version)
+    assert len(set(versions)) == 3  # a new RecVersion per update
+    assert decoded((await fo.http.get(url)).json()["@odata.etag"]) == (versions[-1], rec_id)

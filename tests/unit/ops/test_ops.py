@@ -109,5 +109,34 @@ def test_status_shows_the_sync_run_in_progress_over_a_map_with_its_progress() ->
     assert shown["progress"]["processed"] == 250 and shown["progress"]["planned"] == 1000
     assert "samples" not in shown["progress"] and shown["progress"]["rows_per_second"] > 0
     assert sync_run("companies", [old, running]) == {"run_id": "r2", "mode": "reconcile", "state": "running",
-                                                      "progress": None}  # fmt: skip
+                                                      "message": "", "progress": None}  # fmt: skip
     assert sync_run("vendors", [old, running]) is None and sync_run("customers", [old]) is None
+
+
+def test_status_shows_the_run_working_on_the_map_and_a_failed_or_dead_run_as_failed() -> None:
+    """Two runs over a map: the one writing it is shown, not a newer one waiting its turn (shown at 0/0). A run whose
+    step is gone says `running` in its record until its status is read: shown failed, with why; so is a failed run,
+    until a newer run starts (go-live review: a failed run never appeared)."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.initialsync import liveness
+    from shared.initialsync.model import MapProgress, Mode, RunState
+    from shared.ops.status import sync_run
+
+    now = datetime.now(UTC)
+    busy = MapProgress(map="customers", state="writing", planned=10, processed=8)
+    writing = RunState(run_id="r1", mode=Mode.SYNC, maps=["customers"], state="running", created_at=now,
+                       progress={"customers": busy})  # fmt: skip
+    waiting = RunState(run_id="r2", mode=Mode.SYNC, maps=["companies", "customers"], state="running",
+                       created_at=now + timedelta(seconds=1),
+                       progress={"customers": MapProgress(map="customers")})  # fmt: skip
+    assert (sync_run("customers", [writing, waiting], now) or {})["run_id"] == "r1"
+    seen = now - liveness.STEP_LEASE - timedelta(seconds=1)
+    dead = writing.model_copy(update={"created_at": seen, "updated_at": seen})
+    shown = sync_run("customers", [dead], now) or {}
+    assert shown["state"] == "failed" and "no step has run since" in shown["message"]
+    assert dead.state == "running"  # the record is not changed by showing it
+    failed = writing.model_copy(update={"state": "failed", "message": "gave up"})
+    assert (sync_run("customers", [failed], now) or {})["message"] == "gave up"
+    done = waiting.model_copy(update={"state": "done", "created_at": now + timedelta(seconds=5)})
+    assert sync_run("customers", [failed, done], now) is None  # a newer run finished since
