@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.connectors.batch import BatchOperation
-from shared.connectors.dataverse import DataverseClient, WriteMode, lookup_property
+from shared.connectors.dataverse import Bind, DataverseClient, WriteMode, lookup_property
 from shared.connectors.errors import ConnectorError, ValidationFailed
 from shared.connectors.fno import FnoClient
 from shared.connectors.http import DEFAULT_MAX_IN_FLIGHT as MAX_IN_FLIGHT
@@ -26,7 +26,7 @@ from shared.initialsync.plan import Decision, Lookups, Snapshot, Write
 from shared.ledger.bulk import load_map
 from shared.ledger.tables import Ledger
 from shared.maps.model import Side, TableMap
-from shared.maps.transform import CompiledMap, transform
+from shared.maps.transform import CompiledMap, LookupRef, transform
 from shared.registration.plan import ENDPOINT_NAME
 from shared.sync.rows import DataverseRows, dataverse_record
 
@@ -279,6 +279,8 @@ class Writer:
         self.tag = tag
         self.bypass = BYPASS_OWN_STEPS
         self._steps: dict[str, list[str]] = {}
+        # A run binds the same few rows (a company, a group, a currency) thousands of times: each worked out once.
+        self._binds: dict[tuple[str, str, tuple[tuple[str, Any], ...]], Bind | None] = {}
 
     async def _bypass(self, table: str) -> dict[str, str]:
         """The header that keeps the bridge's own webhooks quiet for a write into `table` (none if it has none)."""
@@ -293,8 +295,20 @@ class Writer:
         ids = self._steps[table]
         return {BYPASS_HEADER: ",".join(ids)} if ids else {}
 
+    async def _bind(self, ref: LookupRef | None) -> Bind | None:
+        if ref is None:
+            return None
+        try:
+            known = (ref.map, ref.entity_set, tuple(ref.key.items()))
+            hash(known)
+        except TypeError:  # a key value that is not hashable (none of today's): not remembered
+            return await self.rows.bind(ref)
+        if known not in self._binds:
+            self._binds[known] = await self.rows.bind(ref)
+        return self._binds[known]
+
     async def _dataverse_operation(self, m: TableMap, write: Write) -> BatchOperation:
-        binds = {name: await self.rows.bind(ref) for name, ref in write.lookups.items()}
+        binds = {name: await self._bind(ref) for name, ref in write.lookups.items()}
         key: Any = write.row_id or await self.rows.key(m, write.key)
         if write.create:
             op = self.dataverse.write_operation(

@@ -283,6 +283,18 @@ def _built(cls: type[_Model], values: dict[str, Any], fields: frozenset[str]) ->
     return model
 
 
+_WRITES_INTO: dict[tuple[int, Side], tuple[TableMap, bool]] = {}
+
+
+def _writes_into(m: TableMap, into: Side) -> bool:
+    """Whether any field of the map flows into `into`: worked out once per map (the map kept beside its id, so the
+    id is never another map's), not for every created row."""
+    known = _WRITES_INTO.get((id(m), into))
+    if known is None or known[0] is not m:
+        known = _WRITES_INTO[(id(m), into)] = (m, any(m.flows(f, into) for f in m.fields))
+    return known[1]
+
+
 def _side_state() -> SideState:
     values: dict[str, Any] = {"row_id": None, "version": None, "etag": None, "values": {}, "last_event": None,
                               "ahead": False}  # fmt: skip
@@ -324,7 +336,7 @@ def _create(
     if row.missing:
         names = ", ".join(f"{r.field} → {r.map}" for r in row.missing)
         return Decision(key, Kind.ERROR, error=f"referenced rows not synced yet: {names}", error_side=side)
-    if not any(m.flows(f, into) for f in m.fields):
+    if not _writes_into(m, into):
         return Decision(key, Kind.UNCHANGED, detail=f"the map does not write into {into}")
     new = _entry(m, key, entry)
     _record_side(new, side, source, _readable(m, side))
@@ -335,7 +347,7 @@ def _create(
         company = m.company_field(Side.DATAVERSE)
         columns = {c: v for c, v in row.key.items() if c != company} | row.values
         write = Write(into, True, dict(row.key), columns, dict(row.lookups), row_id=row_id)
-        target.values = {c: normalize(v) for c, v in columns.items()}
+        target.values = _normalized(columns)
     else:
         write = Write(into, True, dict(row.key), dict(row.values))
         target.values = _normalized({**row.values, **row.key})
