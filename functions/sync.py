@@ -68,6 +68,8 @@ async def sync_rerun_failed(req: func.HttpRequest) -> func.HttpResponse:
         run = await service.rerun_failed(req.route_params.get("run_id", ""))
     except service.RunNotFound:
         return problem(404, "Not Found", "no such sync run")
+    except service.NothingToRerun as exc:  # a finished plan: the run's state, not the request, is what conflicts
+        return problem(409, "Conflict", str(exc))
     location = f"/api/sync/{run.run_id}"
     return json_response({"run_id": run.run_id, "location": location} | run.report(), 202, {"Location": location})
 

@@ -128,6 +128,11 @@ def _change_set(
                     if content_id and sim.dialect.root in entity:
                         created[str(content_id)] = entity.split(sim.dialect.root, 1)[1]
                 except SimError as exc:
+                    if sim.dialect.name == "fno" and exc.status == 400:
+                        # F&O answers a write refused inside a change set 500, with the Infolog (a captured
+                        # `$batch` answer: "HTTP/1.1 500 Internal Server Error", AxODataWriteException "… The
+                        # record already exists"); the same write alone is a 400.
+                        exc = SimError(500, exc.message, exc.code, exc.headers)
                     done.append((content_id, sim.error_reply(exc)))
                     raise
     except SimError:

@@ -135,12 +135,17 @@ class DataverseWebhooks:
             return wcf_date(value)
         return value
 
-    def entity(self, table: Table, row: StoredRow, names: list[str] | None) -> dict[str, Any]:
+    def entity(self, table: Table, row: StoredRow, names: list[str] | None, image: bool = False) -> dict[str, Any]:
+        """A Target or an image. `RowVersion` is null, as in Microsoft's sample of a webhook body (../shared/samples/
+        dataverse-webhook-update-contact.json: the Target's and the image's): a row's version reaches a webhook only
+        as the `versionnumber` column of an image that holds it (every column, or it named among the image's)."""
         data = row.data if names is None else {n: row.data.get(n) for n in names if n in row.data}
         attributes = [{"key": k, "value": self._value(table, k, v)} for k, v in data.items()]
         if table.primary_id:
             attributes.append({"key": table.primary_id, "value": row.id})
         attributes.append({"key": "modifiedon", "value": wcf_date(row.modified)})
+        if image and (names is None or "versionnumber" in names):
+            attributes.append({"key": "versionnumber", "value": row.version})
         return {
             "__type": f"Entity:{CONTRACTS}",
             "Attributes": attributes,
@@ -150,7 +155,7 @@ class DataverseWebhooks:
             "KeyAttributes": [],
             "LogicalName": table.name,
             "RelatedEntities": [],
-            "RowVersion": str(row.version),
+            "RowVersion": None,
         }
 
     def context(self, change: Change, step: StoredRow, images: list[StoredRow]) -> dict[str, Any]:
@@ -175,9 +180,9 @@ class DataverseWebhooks:
             columns = [a.strip() for a in str(image.data.get("attributes") or "").split(",") if a.strip()] or None
             alias = str(image.data.get("entityalias") or "Image")
             if kind in (0, 2) and change.before is not None:
-                pre.append({"key": alias, "value": self.entity(table, change.before, columns)})
+                pre.append({"key": alias, "value": self.entity(table, change.before, columns, image=True)})
             if kind in (1, 2) and change.after is not None:
-                post.append({"key": alias, "value": self.entity(table, change.after, columns)})
+                post.append({"key": alias, "value": self.entity(table, change.after, columns, image=True)})
         mode = int(step.data.get("mode") or 1)
         if mode == 1 and change.after is not None and not post:
             post.append(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,13 @@ def _fits(kind: ColumnType, value: Any) -> bool:
 
 
 def option_set_value(column: Column | None, value: Any) -> Any:
-    """An enum symbol as a virtual table carries it: an OptionSetValue numbered from 200,000,000."""
+    """A value as a virtual table's event carries it: an enum symbol as an OptionSetValue numbered from 200,000,000,
+    a date-time as `/Date(ms)/` (the context is WCF JSON, as Dataverse's own webhook bodies)."""
+    if column is not None and column.type is ColumnType.DATETIME and isinstance(value, str) and "T" in value:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return f"/Date({int(moment.timestamp() * 1000)})/"
     if column is None or column.type is not ColumnType.CHOICE or not isinstance(value, str):
         return value
     if value not in column.options:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.connectors.errors import ConnectorError, ValidationFailed
+from shared.connectors.errors import ConnectorError, Transient, ValidationFailed
 from shared.connectors.http import error_for
 from shared.connectors.wire import dumps, loads
 
@@ -175,5 +175,7 @@ def results(
                     f"rolled back: its change set failed ({failed.error})", request=out[i].operation.path
                 )
             elif out[i].status is None and out[i].error is None:
-                out[i].error = ValidationFailed("not run: an earlier change set failed", request=out[i].operation.path)
+                # Never tried (the service stopped at an earlier failure: no `odata.continue-on-error`, which F&O
+                # may not honour): nothing is wrong with it, so it is tried again, not logged as the row's error.
+                out[i].error = Transient("not run: an earlier change set failed", request=out[i].operation.path)
     return out

@@ -71,6 +71,19 @@ def server_message(body: Any) -> tuple[str | None, str | None]:
     return (str(message) if message else None), (str(code) if code else None)
 
 
+F_AND_O_WRITE_FAILED = "AxODataWriteException"
+# An Infolog that a retry may well not meet again: the write lost to another, not to the data.
+_PASSING = ("deadlock", "update conflict", "timeout", "timed out", "try again")
+
+
+def _write_refused(body: Any, message: str) -> bool:
+    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
+        return False
+    inner = body["error"].get("innererror")
+    kind = str(inner.get("type") or "") if isinstance(inner, dict) else ""
+    return F_AND_O_WRITE_FAILED in kind and not any(word in message.lower() for word in _PASSING)
+
+
 def error_for(status: int, headers: Mapping[str, str], content: bytes, request: str) -> ConnectorError:
     """The typed error for a non-2xx answer (also used for each operation inside a `$batch`)."""
     content_type = headers.get("content-type", "")
@@ -89,6 +102,10 @@ def error_for(status: int, headers: Mapping[str, str], content: bytes, request: 
     kw: dict[str, Any] = {"status": status, "request": request, "code": code}
     if status == 429:
         return Throttled(message, retry_after=retry_after_seconds(headers.get("retry-after")), **kw)
+    if status == 500 and _write_refused(body, message):
+        # F&O answers a write it refused inside a `$batch` change set 500 (a 400 alone), with the Infolog: the
+        # data, not the service — retried it would fail the same way, so it is logged as this row's error.
+        return ValidationFailed(message, **kw)
     if status in (408, 500, 502, 503, 504) or status > 504:
         if status == 503 and headers.get("retry-after"):
             return Throttled(message, retry_after=retry_after_seconds(headers.get("retry-after")), **kw)

@@ -74,9 +74,10 @@ def _version(target: dict[str, Any] | None, images: list[dict[str, Any]], fields
     version = fields.get("versionnumber")
     if isinstance(version, int) and not isinstance(version, bool):
         return str(version)
-    modified = fields.get("modifiedon")
-    if isinstance(modified, dict) and modified.get("$type") == "datetime":
-        return str(modified["value"])
+    if isinstance(version, str) and version.isdigit():
+        return version
+    # Not `modifiedon`: to the second only, two changes of a row within one second would look the same version and
+    # the second be skipped as stale. Without a version the change is never stale; it is an echo by its values.
     return None
 
 

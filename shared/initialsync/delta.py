@@ -6,7 +6,8 @@ external systems" — so its side is read as a delta. F&O offers no change track
 we map (and no modification time on them), so its side is read whole, but only the rows whose version or values
 differ from the ledger's (or that the ledger does not know) are compared: a row equal to what was last synced on
 both sides has nothing to repair. A change either side made since — its notification lost or not — is therefore
-compared, and nothing else is.
+compared, and nothing else is; so is a linked row deleted since on either side (a Dataverse row in the delta's
+`$deletedEntity`, an F&O row the ledger knows and the read no longer has): the plan carries the delete over.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class Narrowed:
     fno_rows: list[Snapshot] = field(default_factory=list)  # to compare
     dataverse_rows: list[Snapshot] = field(default_factory=list)  # changed in Dataverse (the delta)
     wanted: list[str] = field(default_factory=list)  # Dataverse ids to read: counterparts of changed F&O rows
-    deleted: int = 0  # Dataverse rows deleted since: not compared (a delete is live sync's to apply)
+    deleted: int = 0  # linked Dataverse rows deleted since: their F&O rows are compared (the delete carried over)
 
 
 def narrow(
@@ -78,17 +79,26 @@ def narrow(
         if text is not None:
             changed_in_dataverse.add(text)
     have = {r.row_id for r in out.dataverse_rows}
+    seen: set[str] = set()  # every F&O key read (in the filters or not): a linked key not among them was deleted
     for row in fno_rows:
         key = integration_key(m, row.record)
         if key is None:
             out.fno_rows.append(row)  # reported as an error by the plan
             continue
         text = key_text(key)
+        seen.add(text)
         entry = ledger.get(text)
-        if text in gone or (text not in changed_in_dataverse and not fno_changed(row, entry)):
+        if text in gone:  # deleted in Dataverse, its notification perhaps lost: the plan carries the delete over
+            out.fno_rows.append(row)
+            continue
+        if text not in changed_in_dataverse and not fno_changed(row, entry):
             continue
         out.fno_rows.append(row)
         row_id = entry.dataverse.row_id if entry is not None else None
         if row_id and row_id not in have:
+            out.wanted.append(row_id)
+    for text, entry in ledger.items():  # linked rows deleted in F&O: their Dataverse rows, to carry the delete over
+        row_id = entry.dataverse.row_id
+        if text not in seen and not entry.deleted and row_id and row_id not in have and text not in gone:
             out.wanted.append(row_id)
     return out

@@ -310,7 +310,13 @@ class Writer:
     async def _dataverse_operation(self, m: TableMap, write: Write) -> BatchOperation:
         binds = {name: await self._bind(ref) for name, ref in write.lookups.items()}
         key: Any = write.row_id or await self.rows.key(m, write.key)
-        if write.create:
+        if write.delete == "delete":  # a linked row deleted in F&O (as live sync applies a delete)
+            path = self.dataverse.path(m.dataverse.entity_set, key) + f"?tag={self.tag}"
+            op = BatchOperation("DELETE", path, None, {"If-Match": write.if_match or "*"})
+        elif write.delete == "deactivate":
+            op = self.dataverse.write_operation(m.dataverse.entity_set, key, {"statecode": 1, "statuscode": 2},
+                                                if_match=write.if_match or "*", tag=self.tag)  # fmt: skip
+        elif write.create:
             op = self.dataverse.write_operation(
                 m.dataverse.entity_set, key, write.values, lookups=binds, mode=WriteMode.CREATE, tag=self.tag
             )
@@ -322,6 +328,9 @@ class Writer:
         return dataclasses.replace(op, headers={**op.headers, **bypass}) if bypass else op
 
     def _fno_operation(self, m: TableMap, write: Write) -> BatchOperation:
+        if write.delete:  # a linked row deleted in Dataverse (the map's `delete: delete`)
+            path = self.fno.path(m.fno.entity, write.key) + "?cross-company=true"
+            return BatchOperation("DELETE", path, None, {"If-Match": write.if_match or "*"})
         if write.create:
             return self.fno.create_operation(m.fno.entity, write.key, write.values)
         return self.fno.update_operation(m.fno.entity, write.key, write.values, write.if_match or "*")
@@ -376,6 +385,8 @@ class Writer:
                 and "duplicate key" in str(result.error)
             ):
                 continue  # the id the run gave it is taken: an earlier attempt (a retried batch, a crash) made it
+            if write.delete and result.status == 404:
+                continue  # gone already (an earlier attempt, or a person)
             if not result.ok:
                 error = result.error
                 message = error.message if error is not None else f"status {result.status}"

@@ -25,8 +25,8 @@ def abandoned(run: RunState, now: datetime, lease: timedelta = STEP_LEASE) -> bo
 def fail(run: RunState, reason: str) -> None:
     """The run and the map it was working on are failed, with the reason (`GET /api/sync/{run_id}` shows it)."""
     run.state, run.message = "failed", reason
-    current = next((p for p in run.progress.values() if p.state not in ("done", "pending")), None)
-    current = current or next((p for p in run.progress.values() if p.state != "done"), None)
+    current = next((p for p in run.progress.values() if p.state not in ("done", "pending", "held")), None)
+    current = current or next((p for p in run.progress.values() if p.state not in ("done", "held")), None)
     if current is not None:
         current.state, current.message = "failed", reason
 
@@ -43,8 +43,9 @@ def abandon(run: RunState, now: datetime) -> None:
 
 
 def resumable(run: RunState) -> bool:
-    """A failed run as a whole (given up or abandoned, as opposed to a finished run with failed rows)."""
-    return run.state == "failed"
+    """A failed run as a whole (given up or abandoned, as opposed to a finished run with failed rows), or one that
+    held maps paused or invalid (nothing written into them)."""
+    return run.state in ("failed", "held")
 
 
 def resume(run: RunState) -> None:
@@ -54,5 +55,5 @@ def resume(run: RunState) -> None:
     run.state, run.failures, run.steps = "queued", 0, run.steps + 2
     run.message = "resumed from its checkpoint"
     for p in run.progress.values():
-        if p.state == "failed":
+        if p.state in ("failed", "held"):
             p.state, p.message = "pending", ""

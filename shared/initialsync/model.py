@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class Mode(StrEnum):
@@ -19,7 +19,8 @@ class SideCounts(BaseModel):
     """Per side of a map: `read` rows read within the map's scope; `created` / `updated` rows written into this
     side; `linked` pairs found equal and recorded in the ledger; `unchanged` pairs the ledger already knew equal;
     `conflicts` pairs different on both sides (settled by the map, recorded); `errors` rows that could not be written
-    into this side (each in the error log); `skipped` rows live sync knows newer (left to it)."""
+    into this side (each in the error log); `skipped` rows live sync knows newer (left to it); `deleted` linked rows
+    deleted (or deactivated) in this side because they were deleted in the other (the map's `delete`)."""
 
     read: int = 0
     created: int = 0
@@ -29,19 +30,22 @@ class SideCounts(BaseModel):
     conflicts: int = 0
     errors: int = 0
     skipped: int = 0
+    deleted: int = 0
 
 
 class MapProgress(BaseModel):
     map: str
-    state: str = "pending"  # pending | reading | writing | done | failed
+    state: str = "pending"  # pending | reading | writing | done | failed | held (paused or invalid: not written)
     fno: SideCounts = Field(default_factory=SideCounts)
     dataverse: SideCounts = Field(default_factory=SideCounts)
     planned: int = 0  # keys compared
     processed: int = 0  # keys whose writes are done
     cursor: str | None = None  # the checkpoint: the last key done (keys are worked through in order)
-    # Key ranges (first, last) of chunks a step began and has not finished: their ledger entries may be saved with
-    # writes that never landed (the host died), so the step after treats an app differing from them as behind.
-    in_flight: list[tuple[str, str]] = Field(default_factory=list)
+    # Key ranges (first, last, mark) of chunks a step began and has not finished: their ledger entries may be saved
+    # with writes that never landed (the host died). The step after treats an app differing from such an entry as
+    # behind only where the entry carries the chunk's mark (`LedgerEntry.sync_chunk`): the chunk really saved it —
+    # and only in a column still holding what the chunk read there (`LedgerEntry.sync_before`): never written.
+    in_flight: list[tuple[str, str, str]] = Field(default_factory=list)
     steps: int = 0
     compared: str = "full"  # full | changes (a reconciliation after the first: the rows changed since it)
     delta_link: str | None = None  # Dataverse change tracking as of this run's first read of the map
@@ -49,6 +53,12 @@ class MapProgress(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     message: str = ""
+
+    @field_validator("in_flight", mode="before")
+    @classmethod
+    def _marked(cls, value: Any) -> Any:
+        """A checkpoint from before chunks were marked: (first, last) with no mark, so no entry is trusted."""
+        return [(*r, "") if isinstance(r, list | tuple) and len(r) == 2 else r for r in value or []]
 
     def side(self, side: str) -> SideCounts:
         return self.fno if side == "fno" else self.dataverse
@@ -71,7 +81,7 @@ class RunState(BaseModel):
     run_id: str
     mode: Mode
     maps: list[str]
-    state: str = "queued"  # queued | running | done | failed
+    state: str = "queued"  # queued | running | done | failed | held (a map held: rerun-failed carries it on)
     only_failed: bool = False  # a rerun of the rows in the error log
     progress: dict[str, MapProgress] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
@@ -98,5 +108,6 @@ class DriftRecord(BaseModel):
     key: dict[str, Any]
     behind: str  # fno | dataverse
     values: dict[str, Any]
+    action: str = "update"  # create | update | delete | deactivate (the row was deleted in the other app)
     run_id: str
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))

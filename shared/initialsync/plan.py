@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -38,6 +38,7 @@ class Kind(StrEnum):
     LINKED = "linked"
     UNCHANGED = "unchanged"
     CONFLICT = "conflict"  # different on both sides; settled (written) or parked (manual)
+    DELETED = "deleted"  # a linked row gone from one app: deleted (or deactivated) in the other, as the map says
     ERROR = "error"
     SKIPPED = "skipped"  # the ledger knows a newer state (live sync is ahead), or the row was deleted
 
@@ -66,6 +67,7 @@ class Write:
     lookups: dict[str, LookupRef | None] = field(default_factory=dict)
     if_match: str | None = None  # the target's ETag as read: a row changed since is left to live sync
     row_id: str | None = None  # Dataverse: the row's id (assigned by the run for a create)
+    delete: str | None = None  # "delete" | "deactivate": the row is removed (deactivated), `values` unused
 
 
 @dataclass
@@ -130,6 +132,9 @@ class _Pair:
     dataverse: Snapshot | None = None
     dataverse_key: TargetRow | None = None  # the Dataverse row as F&O values (computed once while matching)
     error: str | None = None
+    # A row of a key the ledger knows, read but outside the map's filters on that side: not gone (not deleted).
+    fno_outside: bool = False
+    dataverse_outside: bool = False
 
 
 def match(
@@ -145,8 +150,12 @@ def match(
     m = compiled.map
     pairs: dict[str, _Pair] = {}
     errors: list[Decision] = []
+    outside = False
     for row in fno_rows:
         if not passes_filter(compiled, Side.FNO, row.record):
+            key = integration_key(m, row.record)
+            if key is not None and (text := key_text(key)) in ledger:
+                pairs.setdefault(text, _Pair()).fno_outside = outside = True
             continue
         key = integration_key(m, row.record)
         if key is None:
@@ -155,6 +164,9 @@ def match(
         pairs.setdefault(key_text(key), _Pair()).fno = row
     for row in dataverse_rows:
         if not passes_filter(compiled, Side.DATAVERSE, row.record):
+            known = index.get((Side.DATAVERSE, (row.row_id or "").lower()))
+            if known is not None and known in ledger:
+                pairs.setdefault(known, _Pair()).dataverse_outside = outside = True
             continue
         as_fno = transform(compiled, Side.DATAVERSE, row.record, maps, lookups)
         known = index.get((Side.DATAVERSE, (row.row_id or "").lower()))
@@ -169,6 +181,8 @@ def match(
             text = key_text(key)
         pair = pairs.setdefault(text, _Pair())
         pair.dataverse, pair.dataverse_key = row, as_fno
+    if outside:  # a key with no row in scope on either side is not the map's
+        pairs = {t: p for t, p in pairs.items() if p.fno is not None or p.dataverse is not None}
     return pairs, errors
 
 
@@ -181,7 +195,7 @@ def plan_map(
     index: Mapping[tuple[Side, str], str],
     lookups: Lookups,
     run_id: str = "run",
-    suspect: Callable[[str], bool] | None = None,
+    suspect: Callable[[str], Collection[str]] | None = None,
 ) -> list[Decision]:
     """One decision per integration key seen on either side (in key order, so a plan reads the same twice)."""
     pairs, decisions = match(compiled, maps, fno_rows, dataverse_rows, ledger, index, lookups)
@@ -196,15 +210,21 @@ def decide(
     ledger: Mapping[str, LedgerEntry],
     lookups: Lookups,
     run_id: str = "run",
-    suspect: Callable[[str], bool] | None = None,
+    suspect: Callable[[str], Collection[str]] | None = None,
 ) -> list[Decision]:
     """The decisions of the matched keys `texts`, in that order: a run decides its keys chunk by chunk, so the
-    first chunk is written while the next ones are decided. `suspect`: keys of chunks an earlier step began and
-    did not finish (their ledger entries may hold values it meant to write and never did)."""
-    return [
-        _decide(compiled, maps, pairs[text], ledger.get(text), lookups, run_id, suspect is not None and suspect(text))
-        for text in texts
-    ]
+    first chunk is written while the next ones are decided. `suspect`: the marks of the chunks an earlier step
+    began and did not finish that hold a key (their ledger entries may hold values it meant to write and never
+    did) — trusted only for an entry carrying one of those marks (`LedgerEntry.sync_chunk`): that chunk saved it."""
+    out = []
+    for text in texts:
+        entry = ledger.get(text)
+        saved = (
+            suspect is not None and entry is not None and entry.sync_chunk is not None
+            and entry.sync_chunk in suspect(text)
+        )  # fmt: skip
+        out.append(_decide(compiled, maps, pairs[text], entry, lookups, run_id, saved))
+    return out
 
 
 def _stale(snapshot: Snapshot | None, state_version: str | None, recorded_at: datetime) -> bool:
@@ -229,7 +249,7 @@ def _decide(
     entry: LedgerEntry | None,
     lookups: Lookups,
     run_id: str,
-    suspect: bool = False,
+    unwritten: bool = False,
 ) -> Decision:
     m = compiled.map
     fno, dv = pair.fno, pair.dataverse
@@ -245,6 +265,13 @@ def _decide(
     ):  # fmt: skip
         why = "deleted on one side" if entry.deleted else "live sync knows a newer version"
         return Decision(key, Kind.SKIPPED, detail=why)
+    if entry is not None and (fno is None) != (dv is None) and not unwritten:
+        # (An entry an unfinished chunk saved for its create is not a linked row: the create never landed.)
+        gone = Side.FNO if fno is None else Side.DATAVERSE
+        if pair.fno_outside or pair.dataverse_outside:
+            return Decision(key, Kind.SKIPPED, detail=f"outside the map's filters in {_APP[gone]}: left as it is")
+        if _was_synced(entry, gone):
+            return _deleted(m, key, gone, fno or dv, entry)
     if fno is not None and dv is None:
         return _create(m, key, Side.DATAVERSE, fno, to_dv, entry)
     if dv is not None and fno is None:
@@ -253,7 +280,7 @@ def _decide(
     for row, side in ((to_dv, Side.FNO), (to_fno, Side.DATAVERSE)):
         if row.errors:
             return Decision(key, Kind.ERROR, error="; ".join(row.errors), error_side=side)
-    return _compare(compiled, key, fno, dv, to_dv, to_fno, entry, run_id, suspect)
+    return _compare(compiled, key, fno, dv, to_dv, to_fno, entry, run_id, unwritten)
 
 
 _READABLE: dict[tuple[int, Side], frozenset[str]] = {}
@@ -275,6 +302,8 @@ def _built(cls: type[_Model], values: dict[str, Any], fields: frozenset[str]) ->
     """A model from trusted values naming every field: what `model_construct` does once it has worked out the
     values, without its per-field walk over aliases and defaults (3 models a row of a large run: it was the
     largest cost of deciding a created row)."""
+    if values.keys() != fields:  # a field added to the model and not here: pydantic fills in its default
+        return cls.model_construct(**values)
     model = cls.__new__(cls)
     object.__setattr__(model, "__dict__", values)
     object.__setattr__(model, "__pydantic_fields_set__", set(fields))
@@ -305,9 +334,11 @@ def _entry(m: TableMap, key: dict[str, Any], entry: LedgerEntry | None) -> Ledge
     if entry is None:  # built unvalidated, every field given: the values come from the map and the rows, once per
         # row of a large run (a default left to pydantic costs an `inspect.signature` of its factory per row)
         values = {"map": m.name, "key": key, "fno": _side_state(), "dataverse": _side_state(), "deleted": False,
-                  "conflict": None, "updated_at": datetime.now(UTC), "etag": None, "indexed": set()}  # fmt: skip
+                  "conflict": None, "updated_at": datetime.now(UTC), "sync_chunk": None, "sync_before": None,
+                  "etag": None, "indexed": set()}  # fmt: skip
         return _built(LedgerEntry, values, _ENTRY_FIELDS)
-    return entry.model_copy(deep=True, update={"etag": entry.etag, "indexed": set(entry.indexed)})
+    copy = {"etag": entry.etag, "indexed": set(entry.indexed), "sync_before": None}  # (what a write finds: below)
+    return entry.model_copy(deep=True, update=copy)
 
 
 def _normalized(values: Mapping[str, Any], names: Iterable[str] | None = None) -> dict[str, Any]:
@@ -325,6 +356,37 @@ def _record_side(entry: LedgerEntry, side: Side, snapshot: Snapshot | None, name
         state.version = snapshot.version or state.version
         if side is Side.DATAVERSE:
             state.row_id = snapshot.row_id or state.row_id
+
+
+_APP = {Side.FNO: "F&O", Side.DATAVERSE: "Dataverse"}
+
+
+def _was_synced(entry: LedgerEntry, side: Side) -> bool:
+    """The ledger knows `side`'s row of the pair: it was created or linked there (a Dataverse row by its id)."""
+    state = entry.side(side)
+    return bool(state.row_id) if side is Side.DATAVERSE else bool(state.values or state.version)
+
+
+def _deleted(m: TableMap, key: dict[str, Any], gone: Side, other: Snapshot | None, entry: LedgerEntry) -> Decision:
+    """A linked row gone from `gone` (deleted, its notification lost): not created again in the app that deleted
+    it, but carried to the other as live sync carries a delete notification (`shared/sync/deletes.py`): the map's
+    `delete` — `delete` removes the row, `deactivate` deactivates a Dataverse row (F&O has no deactivation: its
+    row stays), `ignore` leaves it; the entry is marked deleted (but for `ignore`, as live sync leaves it)."""
+    into, where = gone.other, _APP[gone]
+    if m.delete == "ignore":
+        return Decision(key, Kind.SKIPPED, detail=f"deleted in {where}; the map ignores deletes")
+    new = _entry(m, key, entry)
+    new.deleted = True
+    new.side(into).etag = None
+    if into is Side.FNO and m.delete == "deactivate":
+        return Decision(key, Kind.SKIPPED, entry=new, detail=f"deleted in {where}; F&O has no deactivation: kept")
+    etag = other.etag if other is not None else None  # conditional: a row changed since is left to live sync
+    if into is Side.DATAVERSE:
+        row_id = (other.row_id if other is not None else None) or new.dataverse.row_id
+        write = Write(into, False, {}, {}, if_match=etag, row_id=row_id, delete=m.delete)
+    else:
+        write = Write(into, False, dict(key), {}, if_match=etag, delete=m.delete)
+    return Decision(key, Kind.DELETED, [write], new, behind=[into], detail=f"deleted in {where}: {m.delete}d")
 
 
 def _create(
@@ -393,11 +455,13 @@ def _differences(
                 differs = normalize(plain(to_fno.values[f.fno]) or None) != ours
             else:
                 differs = ours is not None and f.dataverse in dv.record and dv.record[f.dataverse] is None
-        elif into_dv and f.dataverse is not None:
+        elif into_dv and f.dataverse is not None and (f.dataverse in to_dv.values or not into_fno):
             if f.dataverse not in to_dv.values:
-                continue
+                continue  # one-way into Dataverse, F&O holds nothing here: nothing to write
             differs = normalize(to_dv.values[f.dataverse]) != normalize(dv.record.get(f.dataverse))
         else:
+            # (Also a two-way column F&O's row does not carry: empty in F&O, so a value only Dataverse holds is a
+            # difference, compared as it would be written into F&O.)
             if f.fno is None or f.fno not in to_fno.values:
                 continue
             differs = normalize(to_fno.values[f.fno]) != normalize(fno.record.get(f.fno))
@@ -407,11 +471,31 @@ def _differences(
 
 
 def _changed_since(entry: LedgerEntry | None, side: Side, f: FieldMap, snapshot: Snapshot) -> bool | None:
-    """Whether `side` changed this field since the ledger last synced it; None when the ledger cannot tell."""
+    """Whether `side` changed this field since the ledger last synced it; None when there is no ledger entry. A
+    column the entry does not hold was empty then (a row carries no column it has no value in): a value set since is
+    a change on this side only, not one on both."""
     name = f.fno if side is Side.FNO else f.dataverse
-    if entry is None or name is None or name not in entry.side(side).values:
+    if entry is None or name is None:
         return None
-    return bool(normalize(snapshot.record.get(name)) != entry.side(side).values[name])
+    # (The ledger's value normalised again: an entry saved before "" was taken for no value holds "".)
+    return bool(normalize(snapshot.record.get(name)) != normalize(entry.side(side).values.get(name)))
+
+
+def _unwritten(entry: LedgerEntry | None, side: Side, f: FieldMap, fno: Snapshot, dv: Snapshot) -> bool:
+    """`side` still holds, in this field's column, what the step that saved the entry read there before writing it:
+    that write never landed, and nobody changed the column since (a person's later value is not reversed)."""
+    name = f.fno if side is Side.FNO else f.dataverse
+    before = entry.sync_before if entry is not None else None
+    if not before or name is None or f"{side}:{name}" not in before:
+        return False
+    return bool(normalize((fno if side is Side.FNO else dv).record.get(name)) == before[f"{side}:{name}"])
+
+
+def same_difference(record: ConflictRecord) -> tuple[str, str]:
+    """What makes two conflict records the same for a person: the row and each contested column's two values. A
+    parked (manual) conflict a run meets again, still open, is that one — not another to resolve."""
+    fields = sorted((name, repr(v.get("fno")), repr(v.get("dataverse"))) for name, v in record.fields.items())
+    return key_text(record.key), repr(fields)
 
 
 def _time(text: str | None) -> datetime | None:
@@ -442,7 +526,7 @@ def _compare(
     to_fno: TargetRow,
     entry: LedgerEntry | None,
     run_id: str,
-    suspect: bool = False,
+    unwritten: bool = False,
 ) -> Decision:
     m = compiled.map
     differences = _differences(m, fno, dv, to_dv, to_fno)
@@ -462,9 +546,14 @@ def _compare(
             continue
         fno_changed = _changed_since(entry, Side.FNO, f, fno)
         dv_changed = _changed_since(entry, Side.DATAVERSE, f, dv)
-        if suspect and (fno_changed is False) != (dv_changed is False):
+        if (
+            unwritten
+            and (fno_changed is False) != (dv_changed is False)
+            and _unwritten(entry, Side.DATAVERSE if fno_changed is False else Side.FNO, f, fno, dv)
+        ):
             # An earlier step saved this entry and stopped before its write landed: the side that differs from the
-            # ledger is the one that never got the value, not one a person changed — it is behind, not ahead.
+            # ledger, still holding what that step read there, is the one that never got the value, not one a
+            # person changed — it is behind, not ahead.
             into[Side.DATAVERSE if fno_changed is False else Side.FNO].append(f)
         elif fno_changed and dv_changed is False:
             into[Side.DATAVERSE].append(f)
@@ -484,17 +573,22 @@ def _compare(
             fields=contested, source="sync", event_id=f"sync:{run_id}", status="resolved" if master else "open",
         )  # fmt: skip
     writes: list[Write] = []
+    before: dict[str, Any] = {}  # what the targets hold now, of the columns written (`LedgerEntry.sync_before`)
     if into[Side.DATAVERSE]:
-        values = {f.dataverse: to_dv.values[f.dataverse] for f in into[Side.DATAVERSE] if f.dataverse in to_dv.values}
+        values = {f.dataverse: to_dv.values.get(f.dataverse) for f in into[Side.DATAVERSE]  # F&O's empty: null
+                  if f.dataverse is not None and not f.lookup}  # fmt: skip
         refs = {f.dataverse: to_dv.lookups[f.dataverse] for f in into[Side.DATAVERSE] if f.dataverse in to_dv.lookups}
         if values or refs:
             writes.append(Write(Side.DATAVERSE, False, dict(to_dv.key), values, refs, dv.etag, dv.row_id))
+            before |= {f"dataverse:{c}": normalize(dv.record.get(c)) for c in (*values, *refs)}
             new.dataverse.values = {**new.dataverse.values, **{c: normalize(v) for c, v in values.items()}}
     if into[Side.FNO]:
         values = {f.fno: to_fno.values[f.fno] for f in into[Side.FNO] if f.fno in to_fno.values}
         if values:
             writes.append(Write(Side.FNO, False, dict(key), values, if_match=fno.etag))
+            before |= {f"fno:{c}": normalize(fno.record.get(c)) for c in values}
             new.fno.values = {**new.fno.values, **{c: normalize(v) for c, v in values.items()}}
+    new.sync_before = before or None
     behind = [w.into for w in writes]
     if conflict is not None and not writes:
         return Decision(key, Kind.CONFLICT, entry=None, conflict=conflict, detail="parked for a person")

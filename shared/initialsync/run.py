@@ -28,14 +28,15 @@ from shared.connectors.dataverse import DataverseClient
 from shared.connectors.errors import ConnectorError
 from shared.connectors.fno import FnoClient
 from shared.initialsync import io
+from shared.initialsync.checkpoint import MESSAGE_CHARS, brief
 from shared.initialsync.delta import narrow
 from shared.initialsync.heap import FrozenHeap
 from shared.initialsync.model import DriftRecord, MapProgress, Mode, RunState
-from shared.initialsync.plan import Decision, Kind, decide, integration_key, match
+from shared.initialsync.plan import Decision, Kind, decide, integration_key, match, same_difference
 from shared.initialsync.store import RunStore
 from shared.ledger.bulk import delete_many, load_map, save_many
-from shared.ledger.model import ErrorRecord, LedgerEntry, key_text
-from shared.ledger.tables import Ledger, safe_row_key
+from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry, key_text
+from shared.ledger.tables import HOLDING_STATES, Ledger, safe_row_key
 from shared.maps.loader import MapSet
 from shared.maps.model import Side
 from shared.sync.decide import normalize
@@ -135,7 +136,11 @@ class SyncRunner:
             run.state, run.message = "failed", f"{type(exc).__name__}: {exc}"
             await self.runs.save(run)
             raise
-        run.state = "done"
+        held = [p.map for p in run.progress.values() if p.state == "held"]
+        run.state = "held" if held else "done"
+        if held:
+            run.message = (f"held: {', '.join(held)} (see each map's message); nothing was written into them — once"
+                           f" resumed, POST /api/sync/{run.run_id}/rerun-failed carries the run on")  # fmt: skip
         await self.runs.save(run)
         return run
 
@@ -166,6 +171,10 @@ class SyncRunner:
         compiled = self.maps.maps[name]
         m = compiled.map
         state = run.progress[name]
+        if run.mode is not Mode.PLAN and (why := await self._held(run, name)):
+            state.state, state.message = "held", why  # as live sync holds a paused map's changes
+            await self.runs.save(run)
+            return True
         state.state, state.finished_at = "reading", None
         state.started_at = state.started_at or datetime.now(UTC)
         await self.runs.save(run)
@@ -200,7 +209,7 @@ class SyncRunner:
             counterparts = await io.read_dataverse_ids(self.dataverse, m, narrowed.wanted)
             fno_rows, dataverse_rows = narrowed.fno_rows, narrowed.dataverse_rows + counterparts
             if narrowed.deleted:
-                log.info("%s: %d rows deleted in Dataverse since the last check: left to live sync", name,
+                log.info("%s: %d linked rows deleted in Dataverse since the last check", name,
                          narrowed.deleted)  # fmt: skip
         ledger_s, clock = time.monotonic() - clock, time.monotonic()
         # In a thread: matching and deciding are seconds of CPU on a large map, and the host's loop keeps serving
@@ -231,14 +240,17 @@ class SyncRunner:
         deadline = write_deadline(started, time.monotonic(), budget) if budget is not None else None
 
         unfinished = list(state.in_flight)  # an earlier step's chunks, begun and not finished
-        mine: list[tuple[str, str]] = []  # this step's
+        mine: list[tuple[str, str, str]] = []  # this step's
 
-        def suspect(text: str) -> bool:
-            return any(first <= text <= last for first, last in unfinished)
+        def suspect(text: str) -> set[str]:  # the marks of the unfinished chunks holding the key
+            return {mark for first, last, mark in unfinished if first <= text <= last}
 
-        def chunk_of(start: int) -> list[Decision]:
+        def chunk_of(start: int, mark: str) -> list[Decision]:
             decisions = decide(compiled, self.maps.maps, pairs, texts[start : start + CHUNK], entries, lookups,
                                run.run_id, suspect if unfinished else None)  # fmt: skip
+            for d in decisions:  # the entries this chunk saves carry its mark (see `MapProgress.in_flight`)
+                if d.entry is not None:
+                    d.entry.sync_chunk = mark
             if start == 0:
                 decisions = unkeyed + decisions
             if failed is not None:
@@ -260,11 +272,12 @@ class SyncRunner:
             out_of_time = deadline is not None and time.monotonic() > deadline and worked and not plan_only
             if begun < len(starts) and not out_of_time and len(flight) < PIPELINE:
                 start = starts[begun]
-                chunk = await asyncio.to_thread(chunk_of, start)
+                mark = uuid.uuid4().hex[:12]
+                chunk = await asyncio.to_thread(chunk_of, start, mark)
                 last = texts[min(start + CHUNK, len(texts)) - 1] if texts else None
                 if not plan_only and last is not None and any(d.entry is not None for d in chunk):
-                    state.in_flight.append((texts[start], last))  # before its entries are saved: see `in_flight`
-                    mine.append((texts[start], last))
+                    state.in_flight.append((texts[start], last, mark))  # before its entries are saved: `in_flight`
+                    mine.append((texts[start], last, mark))
                     await self.runs.save(run)
                 flight.append((chunk, last, asyncio.ensure_future(self._chunk(run, state, chunk, entries, writer))))
                 begun, worked = begun + 1, worked or bool(chunk)
@@ -279,9 +292,9 @@ class SyncRunner:
                 # failed. The chunks that did not finish go back to what their entries were, or the redelivered
                 # step would read "the target changed, the source not" and copy the target's stale value back.
                 await asyncio.wait([t for _, _, t in flight])
-                await self._unsave([d for c, _, t in flight for d in self._unsettled(c, t)], entries)
-                # Put back (or written and consistent): this step's chunks are not suspect to the next one.
-                state.in_flight = [r for r in state.in_flight if r not in mine]
+                if await self._unsave([d for c, _, t in flight for d in self._unsettled(c, t)], entries):
+                    # Put back (or written and consistent): this step's chunks are not suspect to the next one.
+                    state.in_flight = [r for r in state.in_flight if r not in mine]
                 with contextlib.suppress(Exception):  # the step's failure is what to report
                     await self.runs.save(run)
                 raise failure.cause if isinstance(failure, ChunkFailed) else failure
@@ -293,7 +306,7 @@ class SyncRunner:
             state.cursor = max([*done, *([state.cursor] if state.cursor is not None else [])], default=None)
             if state.cursor is not None:
                 cursor = state.cursor
-                state.in_flight = [(a, b) for a, b in state.in_flight if b > cursor]  # finished: no longer suspect
+                state.in_flight = [r for r in state.in_flight if r[1] > cursor]  # finished: no longer suspect
             await self.runs.save(run)
             if progress is not None:
                 progress(run)
@@ -318,6 +331,19 @@ class SyncRunner:
             return []
         return failure.unsent if isinstance(failure, ChunkFailed) else chunk
 
+    async def _held(self, run: RunState, name: str) -> str | None:
+        """Why a run writes nothing into `name` now (None: it may): the map is paused or invalid — README, "Held?" —
+        or a map it depends on is held in this run (its rows would fail for want of the referenced rows)."""
+        state = await self.ledger.map_state(name)
+        if state["state"] in HOLDING_STATES:
+            reason = f": {state['reason']}" if state.get("reason") else ""
+            return f"the map is {state['state']}{reason}; nothing written into it (resume it, then rerun)"
+        m = self.maps.maps[name].map
+        for dependency in [*m.depends_on, *(f.lookup for f in m.fields if f.lookup)]:
+            if dependency and dependency in run.progress and run.progress[dependency].state == "held":
+                return f"waits for {dependency}, held; nothing written into it"
+        return None
+
     async def _since(self, name: str) -> str | None:
         """The delta link the map's last reconciliation left; None (compare every row) when there is none, or when
         rows of the map are in the error log (a row that failed is compared until it is brought over)."""
@@ -338,10 +364,11 @@ class SyncRunner:
             if d.key_text in refused:  # changed by live sync since the run read it: live sync has it
                 d.kind, d.writes, d.conflict, d.detail = Kind.SKIPPED, [], None, "changed by live sync meanwhile"
 
-    async def _unsave(self, chunk: list[Decision], before: dict[str, LedgerEntry]) -> None:
+    async def _unsave(self, chunk: list[Decision], before: dict[str, LedgerEntry]) -> bool:
         """Undo the ledger entries saved for `chunk` (a save changed an entry's Table ETag; a refused one kept it):
         an entry new to the run is deleted, one that replaced an older is put back, ETag-conditionally (an entry
-        live sync changed since is its own). The ledger never records as synced a value the app did not get."""
+        live sync changed since is its own). The ledger never records as synced a value the app did not get.
+        False when they could not all be put back: their chunks stay in flight (suspect) for the next step."""
         saved = [
             (d.key_text, d.entry)
             for d in chunk
@@ -351,9 +378,11 @@ class SyncRunner:
             await delete_many(self.ledger, [e for k, e in saved if k not in before])
             restored = [before[k].model_copy(update={"etag": e.etag, "indexed": e.indexed}) for k, e in saved
                         if k in before]  # fmt: skip
-            await save_many(self.ledger, restored)
+            await save_many(self.ledger, restored)  # (one refused: live sync saved it since — its own now)
         except Exception:  # the step fails (and is redelivered) anyway: log it, raise the cause
             log.exception("%d ledger entries of a failed chunk could not be restored", len(saved))
+            return False
+        return True
 
     async def _chunk(
         self, run: RunState, state: MapProgress, chunk: list[Decision], before: dict[str, LedgerEntry],
@@ -410,11 +439,9 @@ class SyncRunner:
             into = str(d.error_side.other) if d.error_side else ""
             await self.ledger.record_error(ErrorRecord(
                 map=name, event_id=error_id(name, d.key), event={"key": d.key, "run_id": run.run_id, "into": into},
-                request=request, message=message, status=status,
+                request=brief(request, 4 * MESSAGE_CHARS), message=brief(message, MESSAGE_CHARS), status=status,
             ))  # fmt: skip
-        for d in chunk:
-            if d.conflict is not None:
-                await self.ledger.record_conflict(d.conflict)
+        await self._record_conflicts(name, [d.conflict for d in chunk if d.conflict is not None])
         if run.only_failed or any(d.kind is not Kind.ERROR for d in chunk):
             await self._clear_errors(name, [d for d in chunk if d.kind is not Kind.ERROR])
         if run.mode is Mode.RECONCILE:
@@ -425,6 +452,7 @@ class SyncRunner:
                     behind=str(w.into),
                     run_id=run.run_id,
                     values={c: normalize(v) for c, v in w.values.items()},
+                    action=w.delete or ("create" if w.create else "update"),
                 )
                 for d in chunk
                 if d.kind is not Kind.ERROR
@@ -433,6 +461,17 @@ class SyncRunner:
             await self.runs.record_drift(drift)
         if cause is not None:  # the step fails; what did land is recorded above, and only `unsent` is undone
             raise ChunkFailed(cause, unsent)
+
+    async def _record_conflicts(self, name: str, conflicts: list[ConflictRecord]) -> None:
+        """Each conflict in the log — but a parked one still open from an earlier run, same row and difference, once
+        (a run left a new open conflict for it every time)."""
+        if any(c.status == "open" for c in conflicts):
+            table = self.ledger.table("conflicts")
+            query = table.query_entities("PartitionKey eq @m and Status eq 'open'", parameters={"m": name})
+            open_ = {same_difference(ConflictRecord.model_validate_json(e["Record"])) async for e in query}
+            conflicts = [c for c in conflicts if c.status != "open" or same_difference(c) not in open_]
+        for conflict in conflicts:
+            await self.ledger.record_conflict(conflict)
 
     async def _clear_errors(self, name: str, done: list[Decision]) -> None:
         """A row written now leaves the error log (it was brought over)."""
@@ -448,11 +487,12 @@ class SyncRunner:
         counts = {Side.FNO: state.fno, Side.DATAVERSE: state.dataverse}
         samples = state.samples.setdefault(str(d.kind), [])
         if len(samples) < SAMPLES:  # (built only when kept: a run counts every row)
-            writes = [{"into": str(w.into), "values": {k: normalize(v) for k, v in w.values.items()}}
+            # Values cut short: the checkpoint must fit Table Storage (`checkpoint`); a sample shows the kind of row.
+            writes = [{"into": str(w.into), "values": {k: brief(normalize(v)) for k, v in w.values.items()}}
                       for w in d.writes]  # fmt: skip
             sample: dict[str, Any] = {"key": d.key, "writes": writes}
             if d.error:
-                sample["error"] = d.error
+                sample["error"] = brief(d.error, MESSAGE_CHARS)
             if d.detail:
                 sample["detail"] = d.detail
             samples.append(sample)
@@ -474,7 +514,9 @@ class SyncRunner:
             for side in Side:
                 counts[side].conflicts += 1
         for w in d.writes:
-            if w.create:
+            if w.delete:
+                counts[w.into].deleted += 1
+            elif w.create:
                 counts[w.into].created += 1
             else:
                 counts[w.into].updated += 1

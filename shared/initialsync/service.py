@@ -25,6 +25,11 @@ class RunNotFound(LookupError):
     pass
 
 
+class NothingToRerun(ValueError):
+    """rerun-failed on a finished plan: it wrote nothing, so it has no failed rows (the error log holds the rows of
+    runs that write); rerunning it as a writing sync would write rows nobody asked for (the API answers 409)."""
+
+
 STEP_SECONDS = float(os.environ.get("SYNC_STEP_SECONDS") or 240)  # well inside the 5-minute lock renewal
 # The `syncsteps` queue's MaxDeliveryCount (infra/servicebus-entities.json): after that many failed deliveries the
 # broker dead-letters the step, so the run is marked failed then, with the reason, instead of "running" for ever.
@@ -114,10 +119,16 @@ async def report(run_id: str, runner: SyncRunner | None = None, lease: timedelta
 async def rerun_failed(
     run_id: str, runner: SyncRunner | None = None, enqueue: Callable[[RunState], Awaitable[None]] | None = None
 ) -> RunState:
-    """A run failed as a whole (its step given up, or lost) is resumed from its checkpoint, under its own id; a
-    finished run's failed rows are written by a new run over the same maps, writing only the rows in the error log."""
+    """A run failed as a whole (its step given up, or lost) or held (a map paused or invalid) is resumed from its
+    checkpoint, under its own id — a plan as a plan; a finished run's failed rows are written by a new run over the
+    same maps, writing only the rows in the error log. A finished plan has none: `NothingToRerun`."""
     run = await report(run_id, runner)
     if not liveness.resumable(run):
+        if run.mode is Mode.PLAN:
+            raise NothingToRerun(
+                f"run {run_id} is a plan: it wrote nothing, so it has no failed rows to rerun — start a plan again"
+                f' ({{"mode": "plan"}}), or a sync ({{"mode": "sync"}}) to write what it showed'
+            )
         return await start(Mode.SYNC, run.maps, only_failed=True)
     liveness.resume(run)
     await (runner or get_runner()).runs.save(run)

@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
+from shared.initialsync import checkpoint
 from shared.initialsync.model import DriftRecord, RunState
 from shared.ledger.model import key_text
 
@@ -35,7 +37,9 @@ class RunStore:
         await self._ensure()
         run.updated_at = datetime.now(UTC)
         table = self._service.get_table_client(f"{self._prefix}syncruns")
-        await table.upsert_entity({"PartitionKey": "run", "RowKey": run.run_id, "Run": run.model_dump_json()})
+        # Replaced whole: a checkpoint of fewer parts leaves none of an older one behind.
+        entity = {"PartitionKey": "run", "RowKey": run.run_id, **checkpoint.encode(run)}
+        await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
     async def get(self, run_id: str) -> RunState | None:
         await self._ensure()
@@ -44,7 +48,7 @@ class RunStore:
             entity = await table.get_entity("run", run_id)
         except ResourceNotFoundError:
             return None
-        run = RunState.model_validate_json(entity["Run"])
+        run = checkpoint.decode(entity)
         run.etag = entity.metadata.get("etag")
         return run
 
@@ -52,9 +56,11 @@ class RunStore:
         """Save `run` only if nobody saved it since it was read (its ETag): False when a step got there first."""
         await self._ensure()
         table = self._service.get_table_client(f"{self._prefix}syncruns")
-        entity = {"PartitionKey": "run", "RowKey": run.run_id, "Run": run.model_dump_json()}
+        entity = {"PartitionKey": "run", "RowKey": run.run_id, **checkpoint.encode(run)}
         try:
-            await table.update_entity(entity, etag=run.etag, match_condition=MatchConditions.IfNotModified)
+            await table.update_entity(
+                entity, mode=UpdateMode.REPLACE, etag=run.etag, match_condition=MatchConditions.IfNotModified
+            )
         except (HttpResponseError, ResourceNotFoundError) as exc:
             if getattr(exc, "status_code", None) in (404, 409, 412):
                 return False
@@ -64,7 +70,7 @@ class RunStore:
     async def runs(self) -> list[RunState]:
         await self._ensure()
         table = self._service.get_table_client(f"{self._prefix}syncruns")
-        return [RunState.model_validate_json(e["Run"]) async for e in table.list_entities()]
+        return [checkpoint.decode(e) async for e in table.list_entities()]
 
     async def delta_link(self, map_name: str) -> str | None:
         """Where the last finished reconciliation of `map_name` left Dataverse's change tracking (None: none yet)."""
@@ -87,7 +93,7 @@ class RunStore:
         for record in records:
             row_key = f"{time.time_ns():020d}-{key_text(record.key)}"[:512].replace("/", "_")
             await table.create_entity({"PartitionKey": record.map, "RowKey": row_key,
-                                       "Record": record.model_dump_json()})  # fmt: skip
+                                       "Record": checkpoint.drift_json(record)})  # fmt: skip
 
     async def drift(self, map_name: str | None = None) -> list[DriftRecord]:
         await self._ensure()

@@ -60,6 +60,12 @@ class LedgerEntry(BaseModel):
     # whose conflict record failed after the entry was saved finds it here when redelivered, and records it then.
     conflict: ConflictRecord | None = None
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    # The sync-run chunk that saved this entry ahead of its writes (`MapProgress.in_flight`): a step resuming a dead
+    # one trusts an entry to hold values that chunk meant to write only when it carries that chunk's mark.
+    sync_chunk: str | None = None
+    # What the app written into held, as that chunk read it, of each column it was about to write ("<side>:<column>"):
+    # an app still holding that value never got the write (and nobody changed it since).
+    sync_before: dict[str, Any] | None = None
     etag: str | None = Field(default=None, exclude=True)  # Table Storage's, for optimistic concurrency
     indexed: set[tuple[Side, str]] = Field(default_factory=set, exclude=True)  # row ids already in the id index
 

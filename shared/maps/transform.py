@@ -124,6 +124,9 @@ def _decimal_text(value: Any, scale: int | None) -> str:
     return format(number, "f")
 
 
+FNO_EMPTY_DATE = "1900-01-01"
+
+
 def _iso_utc(value: Any) -> str:
     text = str(value)
     try:
@@ -143,6 +146,10 @@ def _convert(f: FieldMap, into: Side, value: JsonValue) -> JsonValue:
     if value is None:
         return None
     raw = plain(value)
+    if into is _DATAVERSE and (f.type is _DATE or f.type is _DATETIME) and str(raw).startswith(FNO_EMPTY_DATE):
+        # F&O answers an empty date as 1900-01-01 ("Entity modeling": "An empty date (January 1, 1900) in Finance
+        # and Operations is surfaced as a null value in Dataverse"): written into Dataverse, it is no date.
+        return None
     if f.value_map is not None:
         if into is _DATAVERSE:
             key = str(raw)

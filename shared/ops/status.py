@@ -56,8 +56,8 @@ ACTIVE_RUN_STATES = ("queued", "running")
 def sync_run(name: str, runs: Sequence[RunState], now: datetime | None = None) -> dict[str, Any] | None:
     """The sync run to show on the map: one in progress over it — the one working on this map before one still
     waiting its turn, then the newest — with the map's progress (its row samples left out); else the newest run over
-    the map if it failed (until a newer one starts), with why. A run whose step is gone (`liveness.abandoned`) has
-    failed, though its record says `running` until its status is read."""
+    the map if it failed or was held (the map paused), until a newer one starts, with why. A run whose step is gone
+    (`liveness.abandoned`) has failed, though its record says `running` until its status is read."""
     at = now or datetime.now(UTC)
     over = [r for r in runs if name in r.maps]
     active = [r for r in over if r.state in ACTIVE_RUN_STATES and not liveness.abandoned(r, at)]
@@ -70,10 +70,10 @@ def sync_run(name: str, runs: Sequence[RunState], now: datetime | None = None) -
         run = max(active, key=lambda r: (working(r), r.created_at))
     else:
         newest = max(over, key=lambda r: r.created_at, default=None)
-        if newest is None or newest.state not in ("failed", *ACTIVE_RUN_STATES):
-            return None
+        if newest is None or newest.state not in ("failed", "held", *ACTIVE_RUN_STATES):
+            return None  # done: nothing to show
         run = newest.model_copy(deep=True)
-        if run.state != "failed":
+        if run.state in ACTIVE_RUN_STATES:
             liveness.abandon(run, at)
     progress = run.progress.get(name)
     report = progress.report() if progress is not None else None

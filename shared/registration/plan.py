@@ -66,7 +66,10 @@ def dataverse_plan(maps: MapSet, webhook_url: str, endpoint_name: str = ENDPOINT
         columns.setdefault(m.dataverse.table, set()).update(m.readable(Side.DATAVERSE))
     plan = DataversePlan(endpoint_name, webhook_url)
     for table in sorted(columns):
-        attributes = ",".join(sorted(columns[table]))
+        # The images also hold `versionnumber`: a webhook's Target and images carry `RowVersion: null` (Microsoft's
+        # sample body), so the row's version — what orders its changes — reaches the bridge only as that column.
+        attributes = ",".join(sorted(columns[table] | {"versionnumber"}))
+        filtering = ",".join(sorted(columns[table]))
         for message in MESSAGES:
             name = f"{endpoint_name}: {message} of {table}"
             images: list[ImagePlan] = []
@@ -74,7 +77,7 @@ def dataverse_plan(maps: MapSet, webhook_url: str, endpoint_name: str = ENDPOINT
                 images.append(ImagePlan(f"{name} PreImage", "PreImage", IMAGE_PRE, "Target", attributes))
             if message in ("Create", "Update"):
                 images.append(ImagePlan(f"{name} PostImage", "PostImage", IMAGE_POST, "Target", attributes))
-            plan.steps.append(StepPlan(name, table, message, attributes if message == "Update" else "", tuple(images)))
+            plan.steps.append(StepPlan(name, table, message, filtering if message == "Update" else "", tuple(images)))
     return plan
 
 

@@ -112,6 +112,7 @@ class Changes(Flushing):
                 if (skip := known_before_reread(known, m, event)) is not None:
                     if (owed := owed_conflict(known, event)) is not None:
                         await self.ledger.record_conflict(owed)
+                    await self._learn_fno_row_id(known, event)
                     return Outcome(m.name, *skip)
         record, source_version, source_tag = await self._source_record(m, side, event, batch)
         if not passes_filter(compiled, side, record):
@@ -167,6 +168,19 @@ class Changes(Flushing):
         entry, writes, moved = await self._settle(change, written)
         await self.ledger.save(entry)
         return await self._done(change, writes, moved)
+
+    async def _learn_fno_row_id(self, entry: LedgerEntry | None, event: ChangeEvent) -> None:
+        """The F&O row's virtual-table id, learnt from the echo of the create that made it (a row the bridge created
+        from Dataverse): a later F&O delete names the row by that id alone, and without it was dropped as "a row the
+        bridge never synced". One ledger save per row, once; a conflict with a save meanwhile leaves it for later."""
+        row_id = event.row_id
+        if entry is None or entry.fno.row_id or not row_id or row_id.startswith("{"):
+            return
+        entry.fno.row_id = row_id
+        try:
+            await self.ledger.save(entry)
+        except LedgerConflict:
+            pass
 
     async def _catch_up(
         self, compiled: CompiledMap, side: Side, event: ChangeEvent, entry: LedgerEntry, depth: int

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -34,8 +34,26 @@ def normalize(value: Any) -> Any:
     if isinstance(value, list):
         return [normalize(v) for v in value]
     if isinstance(value, str):
+        # F&O answers an empty text as "" and an empty date as 1900-01-01 where Dataverse answers null: the same
+        # nothing ("Entity modeling", Microsoft Learn), or every such column would look changed on one side.
+        if not value or (value.startswith("1900-01-01") and (len(value) == 10 or value[10] == "T")):
+            return None
+        if 20 <= len(value) <= 35 and value[10] == "T" and value[4] == "-" and value[-1] in "Z0":
+            return _instant(value)
         return value
     return str(value)
+
+
+def _instant(text: str) -> str:
+    """A UTC date-time in one form: OData answers `…Z`, a `/Date(ms)/` in an event decodes to `…+00:00` (and may
+    carry milliseconds) — the same instant, or a row's own write would not be known when it comes back."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    if moment.tzinfo is None:
+        return text
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def fingerprint(record: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:

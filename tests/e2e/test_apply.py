@@ -119,6 +119,30 @@ async def test_delete_in_fno_deactivates_the_account(bridge: SyncStack) -> None:
     assert account is not None and account["statuscode"] == 2
 
 
+async def test_delete_in_fno_of_a_row_created_from_dataverse_deactivates_the_account(bridge: SyncStack) -> None:
+    """F&O names a deleted row by its virtual-table id only; the bridge learns it from the echo of the create it made
+    from Dataverse (skipped without a read) — before, such a delete was dropped as a row never synced (audit)."""
+    number = unique("XD")
+    company = await company_id(bridge, "USMF")
+    async with bridge.dataverse() as dataverse:
+        await dataverse.create(
+            "accounts", {"name": "Made in Dataverse", "accountnumber": number, "customertypecode": 3},
+            lookups={"msdyn_company": ("cdm_companies", str(company)), "msdyn_customergroupid": (
+                "msdyn_customergroups", {"_msdyn_company_value": company, "msdyn_groupid": "10"})},
+        )  # fmt: skip
+    await eventually(lambda: fno_customer(bridge, "usmf", number), lambda c: c is not None)
+    account = await dataverse_account(bridge, "USMF", number)
+    assert account is not None
+    key = {"dataAreaId": "usmf", "CustomerAccount": number}
+    await bridge.settle(1.0)  # the F&O echo of the bridge's create
+    async with bridge.fno() as fno:
+        await fno.delete("CustomersV3", key)
+    gone = await eventually(
+        lambda: dataverse_account(bridge, "USMF", number), lambda a: bool(a and a.get("statecode") == 1)
+    )
+    assert gone is not None and gone["accountid"] == account["accountid"]
+
+
 async def test_concurrent_edits_merge_with_fno_as_master_and_are_recorded(bridge: SyncStack) -> None:
     number, account = await synced_customer(bridge, "M")
     await bridge.admin("POST", "maps/customers/pause")  # hold both sides' changes so they meet for real

@@ -69,13 +69,15 @@ async def api(s: SyncStack, method: str, path: str, body: Any = None) -> httpx.R
         )
 
 
-async def run_to_end(s: SyncStack, mode: str = "sync", path: str = "maps/customers/sync") -> dict[str, Any]:
+async def run_to_end(
+    s: SyncStack, mode: str = "sync", path: str = "maps/customers/sync", ends: str = "done"
+) -> dict[str, Any]:
     started = await api(s, "POST", path, {"mode": mode} if mode else None)
     assert started.status_code == 202, started.text
     assert started.headers["Location"] == f"/api/sync/{started.json()['run_id']}"
     report = await eventually(lambda: _report(s, started.headers["Location"]),
-                              lambda r: r["state"] in ("done", "failed"), 60)  # fmt: skip
-    assert report["state"] == "done", report
+                              lambda r: r["state"] in ("done", "failed", "held"), 60)  # fmt: skip
+    assert report["state"] == ends, report
     return report
 
 
@@ -105,6 +107,9 @@ async def test_a_plan_writes_nothing_and_counts_what_a_run_would_do(bridge: Sync
     assert customers["fno"]["read"] >= 5 and customers["dataverse"]["read"] >= 3
     assert report["progress"]["customer_groups"]["dataverse"]["created"] >= 1  # IS-G, and any seeded group
     assert customers["samples"]["conflict"][0]["key"]["CustomerAccount"] == "IS-X1"
+    # A plan has no failed rows: rerunning them must not start a writing sync (it did: 202, mode sync).
+    rerun = await api(bridge, "POST", f"sync/{report['run_id']}/rerun-failed")
+    assert rerun.status_code == 409 and rerun.headers["content-type"].startswith("application/problem+json")
     assert await app_writes(bridge) == before
 
 
@@ -141,6 +146,25 @@ async def test_a_second_run_writes_nothing(bridge: SyncStack) -> None:
             assert progress[side]["created"] == progress[side]["updated"] == 0, (name, side, progress)
     await bridge.settle()
     assert await app_writes(bridge) == before
+
+
+async def test_a_run_writes_nothing_into_a_paused_map(bridge: SyncStack) -> None:
+    """As live sync holds a paused map's changes (README, "Held?"), so does a run — and says so (review finding 5:
+    a reconcile run, and the timer's, wrote the change into Dataverse)."""
+    assert (await api(bridge, "POST", "maps/customers/pause?reason=maintenance")).status_code == 200
+    try:
+        await bridge.delivery("fno", drop_share=1.0)  # not notified: only a run would carry it
+        async with bridge.fno() as fno:
+            await fno.update("CustomersV3", {"dataAreaId": "usmf", "CustomerAccount": "IS-D1"},
+                             {"OrganizationName": "Changed while paused"})  # fmt: skip
+        await bridge.delivery("fno")
+        before = await app_writes(bridge)
+        report = await run_to_end(bridge, "reconcile", ends="held")
+        message = report["progress"]["customers"]["message"]
+        assert message.startswith("the map is paused") and "maintenance" in message, report
+        assert await app_writes(bridge) == before
+    finally:
+        await api(bridge, "POST", "maps/customers/resume")
 
 
 async def test_rerun_failed_rows_after_fixing_the_cause(bridge: SyncStack) -> None:

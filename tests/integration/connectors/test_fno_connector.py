@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
@@ -93,6 +94,42 @@ async def test_batch_failure_inside_an_outer_200(fno_sim: str) -> None:
             atomic=False,
         )
         assert [r.ok for r in results] == [True, True]
+
+
+async def test_a_write_refused_inside_a_batch_is_a_500_with_its_infolog_and_is_not_retried(fno_sim: str) -> None:
+    """F&O answers a write refused inside a change set 500 with the Infolog (a captured `$batch` answer), where the
+    same write alone is a 400: the connector takes it for what it is — the row's data — not a passing fault to
+    retry (fidelity audit)."""
+    async with fno(fno_sim, NO_RETRY) as client:
+        key = _key()
+        await client.create("CustomersV3", key, {"OrganizationName": "first"})
+        fresh = _key()
+        results = await client.batch(
+            [client.create_operation("CustomersV3", key, {}), client.create_operation("CustomersV3", fresh, {})],
+            atomic=False,
+            continue_on_error=True,
+        )
+        assert [r.ok for r in results] == [False, True]
+        refused = results[0].error
+        assert isinstance(refused, errors.ValidationFailed) and not refused.retryable
+        assert refused.status == 500 and "already exists" in refused.message
+
+
+def test_a_500_is_a_passing_fault_unless_it_is_a_refused_write() -> None:
+    from shared.connectors.http import error_for
+
+    def infolog(text: str) -> bytes:
+        return json.dumps({"error": {"code": "", "message": "An error has occurred.", "innererror": {
+            "message": text, "type": "Microsoft.Dynamics.Platform.Integration.Services.OData.AxODataWriteException",
+        }}}).encode()  # fmt: skip
+
+    json_type = {"content-type": "application/json"}
+    refused = error_for(500, json_type, infolog("Write failed for table row of type 'CustTable'. Infolog: …"), "POST")
+    assert isinstance(refused, errors.ValidationFailed)
+    deadlock = error_for(500, json_type, infolog("Write failed … Infolog: Deadlock, where one or more …"), "POST")
+    assert isinstance(deadlock, errors.Transient)
+    plain = error_for(500, json_type, b'{"error": {"code": "", "message": "An error has occurred."}}', "GET")
+    assert isinstance(plain, errors.Transient)
 
 
 async def test_throttling_and_gateway_pages(fno_sim: str) -> None:

@@ -109,3 +109,46 @@ async def test_a_step_redelivered_after_counting_its_successor_still_runs(runner
     with pytest.raises(ConnectorError):  # it runs (here: Dataverse unreachable)
         await service.run_step(json.dumps({"run_id": run.run_id, "step": 1}).encode(), 2, runner)
     await service.run_step(json.dumps({"run_id": run.run_id, "step": 0}).encode(), 2, runner)  # dropped: no error
+
+
+async def test_a_run_with_rich_samples_is_checkpointed_and_read_back(runner: SyncRunner) -> None:
+    """Table Storage refuses a string property over 32K characters (PropertyValueTooLarge; Microsoft Learn,
+    "Understanding the Table service data model"): a map's samples of rich rows reached that, and a checkpoint that
+    cannot be saved fails its step after its writes landed (review finding 2). Saved in parts, each within bounds,
+    and a smaller checkpoint after it leaves no part of the larger behind."""
+    run = new_run(Mode.PLAN, runner.maps, ["customers"])
+    row = {f"column_{n}": "a realistic value of a customer's address or contact line" for n in range(45)}
+    for kind in ("created", "updated", "error"):  # five samples each, as `SyncRunner._count` keeps them
+        run.progress["customers"].samples[kind] = [
+            {"key": {"dataAreaId": "usmf", "CustomerAccount": f"C{i}"}, "writes": [{"into": "dataverse",
+             "values": row}]} for i in range(5)
+        ]  # fmt: skip
+    await runner.runs.save(run)  # was: HttpResponseError PropertyValueTooLarge
+    saved = await runner.runs.get(run.run_id)
+    assert saved is not None and saved.progress["customers"].samples == run.progress["customers"].samples
+    run.progress["customers"].samples = {}
+    assert await runner.runs.save_if_unchanged(saved.model_copy(update={"progress": run.progress}))
+    again = await runner.runs.get(run.run_id)
+    assert again is not None and again.progress["customers"].samples == {}
+    assert [r.run_id for r in await runner.runs.runs()] == [run.run_id]
+
+
+async def test_rerun_failed_on_a_finished_plan_is_refused_and_a_failed_plan_resumes_as_a_plan(
+    runner: SyncRunner,
+) -> None:
+    """A plan writes nothing, so it has no failed rows: rerun-failed on one must not start a writing sync (review
+    finding 8: it answered 202 with mode sync, only_failed). One that failed as a whole resumes — as a plan."""
+    plan = new_run(Mode.PLAN, runner.maps, ["customers"])
+    plan.state = "done"
+    await runner.runs.save(plan)
+    with pytest.raises(service.NothingToRerun, match="is a plan"):
+        await service.rerun_failed(plan.run_id, runner)
+    plan.state = "failed"
+    await runner.runs.save(plan)
+    queued: list[RunState] = []
+
+    async def enqueue(run: RunState) -> None:
+        queued.append(run)
+
+    resumed = await service.rerun_failed(plan.run_id, runner, enqueue)
+    assert [r.run_id for r in queued] == [plan.run_id] and resumed.mode is Mode.PLAN and resumed.state == "queued"

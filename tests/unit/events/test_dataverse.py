@@ -43,7 +43,9 @@ def test_the_microsoft_docs_sample_update_of_a_contact() -> None:
         "$type": "lookup", "table": "systemuser", "id": "11bb11bb-cc22-dd33-ee44-55ff55ff55ff", "name": None,
     }  # fmt: skip
     assert event.occurred_at.isoformat() == "2017-09-26T07:04:08+00:00"  # /Date(1506409448000-0700)/ is a UTC instant
-    assert event.source_version == "2017-09-26T00:04:07+00:00"  # no RowVersion: modifiedon
+    # No RowVersion and no versionnumber: no version. Not modifiedon — to the second only, a second change of the row
+    # within the same second would look the same version and be skipped as stale (fidelity audit).
+    assert event.source_version is None
     assert event.initiating_user == "11bb11bb-cc22-dd33-ee44-55ff55ff55ff"
     assert event.user == "11bb11bb-cc22-dd33-ee44-55ff55ff55ff"
     assert event.correlation_id == "aaaa0000-bb11-2222-33cc-444444dddddd"
@@ -234,3 +236,14 @@ def test_bad_bodies_are_refused_with_a_reason(raw: bytes, words: str | None) -> 
         return
     with pytest.raises(InvalidNotification, match=words):
         parse_dataverse(raw, {})
+
+
+def test_the_version_is_the_images_versionnumber_the_registration_asks_for() -> None:
+    """Targets and images carry `RowVersion: null` (the docs sample); the steps' images name `versionnumber`
+    (shared/registration/plan.py), so the row's version comes as that column of the post-image."""
+    from shared.events.dataverse import _version
+
+    columns = [{"key": "name", "value": "A"}, {"key": "versionnumber", "value": 468026}]
+    image = {"Attributes": columns, "RowVersion": None}
+    assert _version({"RowVersion": None}, [image], {"versionnumber": 468026}) == "468026"
+    assert _version({"RowVersion": None}, [], {"modifiedon": {"$type": "datetime", "value": "2017-09-26"}}) is None

@@ -147,3 +147,40 @@ def test_a_dataverse_row_made_from_an_fno_row_by_the_map_is_equal_under_it(
                                                  "msdyn_customergroupid": lookup(GROUP_10)}  # fmt: skip
     [d] = plan([fno], [Snapshot(record, 'W/"1"', "22222222-0000-0000-0000-000000000002")])
     assert d.kind is Kind.LINKED and not d.writes
+
+
+# A value set on one side in a column that was empty at the last sync (review finding 3): drift to carry over — not
+# missed (a two-way column the F&O row does not carry was skipped), not a conflict (a column the ledger entry does
+# not hold — empty then — read as "cannot tell", so both sides looked changed).
+
+
+def test_a_value_only_dataverse_holds_is_a_difference_not_equal() -> None:
+    [d] = plan([fno_row("E2")], [dataverse_row("E2", emailaddress1="a@b.example")])
+    assert d.kind is Kind.CONFLICT and d.conflict is not None and "emailaddress1" in d.conflict.fields
+    [w] = d.writes  # no ledger: the initial-sync master (F&O) wins, and F&O holds no e-mail
+    assert w.into is Side.DATAVERSE and w.values == {"emailaddress1": None}
+
+
+def test_a_value_set_in_dataverse_after_the_sync_flows_to_fno() -> None:
+    [first] = plan([fno_row("E3")], [dataverse_row("E3")])
+    ledger = {first.key_text: first.entry}
+    # A person sets the e-mail in Dataverse; the notification is lost.
+    [d] = plan([fno_row("E3")], [dataverse_row("E3", emailaddress1="new@b.example")], ledger)  # type: ignore[arg-type]
+    assert d.kind is Kind.UPDATED and d.behind == [Side.FNO], d
+    [w] = d.writes
+    assert w.into is Side.FNO and w.values == {"PrimaryContactEmail": "new@b.example"}
+    assert d.entry is not None and d.entry.fno.values["PrimaryContactEmail"] == "new@b.example"
+
+
+def test_a_value_set_in_fno_after_the_sync_is_an_update_not_a_conflict() -> None:
+    [first] = plan([fno_row("E4")], [dataverse_row("E4", telephone1=None)])
+    ledger = {first.key_text: first.entry}
+    phoned = fno_row("E4", PrimaryContactPhone="555-0100")
+    [d] = plan([phoned], [dataverse_row("E4", telephone1=None)], ledger)  # type: ignore[arg-type]
+    assert d.kind is Kind.UPDATED and d.conflict is None, d
+    assert [(w.into, w.values) for w in d.writes] == [(Side.DATAVERSE, {"telephone1": "555-0100"})]
+
+
+def test_an_empty_text_and_no_value_are_equal() -> None:
+    [d] = plan([fno_row("E6", PrimaryContactPhone="")], [dataverse_row("E6", telephone1=None)])
+    assert d.kind is Kind.LINKED and not d.writes, d

@@ -138,5 +138,7 @@ def test_status_shows_the_run_working_on_the_map_and_a_failed_or_dead_run_as_fai
     assert dead.state == "running"  # the record is not changed by showing it
     failed = writing.model_copy(update={"state": "failed", "message": "gave up"})
     assert (sync_run("customers", [failed], now) or {})["message"] == "gave up"
+    held = writing.model_copy(update={"state": "held", "message": "customers is paused"})
+    assert (sync_run("customers", [held], now) or {})["state"] == "held"  # the map paused: its run waits
     done = waiting.model_copy(update={"state": "done", "created_at": now + timedelta(seconds=5)})
     assert sync_run("customers", [failed, done], now) is None  # a newer run finished since

@@ -89,3 +89,36 @@ def test_no_change_is_ever_silently_dropped(
             assert column in r.write or r.park
         elif target_changed and not source_changed:
             assert column in r.back or r.park
+
+
+def test_f_and_os_empty_text_and_date_are_the_nothing_dataverse_answers_as_null() -> None:
+    """F&O answers every field, an empty text as "" and an empty date as 1900-01-01 (a real CustomerGroups GET;
+    "Entity modeling": an empty F&O date is null in Dataverse): compared with Dataverse's null they are the same, or
+    such columns would always look changed (fidelity audit)."""
+    from shared.maps.loader import load_maps
+    from shared.maps.model import Side
+    from shared.maps.transform import transform
+    from shared.sync.decide import normalize
+
+    assert normalize("") is None and normalize("1900-01-01") is None and normalize("1900-01-01T12:00:00Z") is None
+    assert normalize("1900-01-01T00:00:00+00:00") is None and normalize("1900-01-02") == "1900-01-02"
+    assert normalize("1900-01-01 is a date") == "1900-01-01 is a date" and normalize("Contoso") == "Contoso"
+    maps = load_maps()
+    for compiled in maps.maps.values():
+        dates = [f for f in compiled.map.fields if f.type in ("date", "datetime") and f.dataverse and f.fno]
+        for f in dates:
+            record = {k: "x" for k in compiled.map.fno.key} | {f.fno: "1900-01-01T12:00:00Z"}
+            out = transform(compiled, Side.FNO, record, maps.maps)
+            assert out.values.get(f.dataverse) is None, (compiled.map.name, f.fno)
+
+
+def test_one_instant_is_one_value_whichever_form_it_came_in() -> None:
+    """OData answers `…Z`; a `/Date(ms)/` in an event decodes to `…+00:00` with milliseconds: the same instant, or the
+    bridge's own write would not be known when it comes back (fidelity audit)."""
+    from shared.sync.decide import normalize
+
+    assert normalize("2026-11-30T08:58:30Z") == normalize("2026-11-30T08:58:30+00:00") == "2026-11-30T08:58:30Z"
+    assert normalize("2026-11-30T08:58:30.000+00:00") == "2026-11-30T08:58:30Z"
+    assert normalize("2026-11-30T09:58:30+01:00") == "2026-11-30T08:58:30Z"
+    assert normalize({"$type": "datetime", "value": "2026-11-30T08:58:30+00:00"}) == "2026-11-30T08:58:30Z"
+    assert normalize("2026-11-30") == "2026-11-30" and normalize("Contoso 2026-11-30T0") == "Contoso 2026-11-30T0"
