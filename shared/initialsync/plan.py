@@ -296,13 +296,18 @@ def _readable(m: TableMap, side: Side) -> frozenset[str]:
 
 _SIDE_FIELDS = frozenset(SideState.model_fields)
 _ENTRY_FIELDS = frozenset(LedgerEntry.model_fields)
+# Whether `_side_state` and `_entry` name every field of their models (checked once, not per row): a field added to
+# a model and not there makes them go through pydantic, which fills in its default.
+_NAMED = _SIDE_FIELDS == {"row_id", "version", "etag", "values", "last_event", "ahead"} and _ENTRY_FIELDS == {
+    "map", "key", "fno", "dataverse", "deleted", "conflict", "updated_at", "sync_chunk", "sync_before", "etag",
+    "indexed"}  # fmt: skip
 
 
 def _built(cls: type[_Model], values: dict[str, Any], fields: frozenset[str]) -> _Model:
     """A model from trusted values naming every field: what `model_construct` does once it has worked out the
     values, without its per-field walk over aliases and defaults (3 models a row of a large run: it was the
     largest cost of deciding a created row)."""
-    if values.keys() != fields:  # a field added to the model and not here: pydantic fills in its default
+    if not _NAMED:
         return cls.model_construct(**values)
     model = cls.__new__(cls)
     object.__setattr__(model, "__dict__", values)
