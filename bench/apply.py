@@ -23,28 +23,61 @@ import statistics
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.stack import TOKEN, Stack, app_requests, cpu_report, cpu_seconds, start_stack
 from shared.connectors.auth import StaticToken
-from shared.connectors.dataverse import DataverseClient
-from shared.connectors.fno import FnoClient
+from shared.connectors.dataverse import DataverseClient, write_body
 from shared.connectors.http import ODataTransport
+from shared.connectors.wire import dumps
 
 LOG = Path(f"/tmp/bench-apply-devhost-{os.getpid()}.log")  # per run: other runs may share the machine
+# What `shared.connectors.http.ODataTransport` sends with every request.
+PERSON_HEADERS = {
+    "Accept": "application/json",
+    "OData-MaxVersion": "4.0",
+    "OData-Version": "4.0",
+    "Authorization": f"Bearer {TOKEN}",
+    "Content-Type": "application/json; charset=utf-8",
+}
+_LATENCY = re.compile(r'"latency_ms": ([0-9.]+)')
+
+
+@dataclass
+class AppliedLog:
+    """The latencies of apply's log lines that wrote a target, read on from where the last call stopped (reading
+    the whole log five times a second cost the benchmark more CPU than its own writes)."""
+
+    offset: int = 0
+    partial: bytes = b""
+    latencies: list[float] = field(default_factory=list)
+
+    def read(self) -> list[float]:
+        with LOG.open("rb") as log:
+            log.seek(self.offset)
+            chunk = log.read()
+        self.offset += len(chunk)
+        lines = (self.partial + chunk).split(b"\n")
+        self.partial = lines.pop()
+        for raw in lines:
+            line = raw.decode(errors="replace")
+            if '"outcome": "applied"' in line and '"writes": 0' not in line:
+                match = _LATENCY.search(line)
+                if match:
+                    self.latencies.append(float(match.group(1)))
+        return self.latencies
+
+
+_APPLIED = AppliedLog()
 
 
 def applied(after: float) -> list[float]:
-    latencies = []
-    for line in LOG.read_text(errors="replace").splitlines():
-        if '"outcome": "applied"' in line and '"writes": 0' not in line:
-            match = re.search(r'"latency_ms": ([0-9.]+)', line)
-            if match:
-                latencies.append(float(match.group(1)))
-    return latencies[int(after) :]
+    return _APPLIED.read()[int(after) :]
 
 
 async def quiet(urls: dict[str, str], seconds: float = 2.0) -> int:
@@ -63,32 +96,54 @@ def requests_report(before: int, after: int, own: int, changes: int, target: flo
     return f"app requests per synced change: {bridge / max(changes, 1):.2f} ({bridge} for {changes}; target ≤ {target})"
 
 
+async def webhooks_sent(urls: dict[str, str]) -> dict[str, int]:
+    """Notifications each simulator has delivered so far (its deliverer's counter), echoes of our writes included."""
+    async with aiohttp.ClientSession() as http:
+        sent = {}
+        for app, url in urls.items():
+            async with http.get(f"{url}/_admin/stats") as response:
+                sent[app] = int((await response.json())["webhooks"]["sent"])
+        return sent
+
+
+def webhooks_report(before: dict[str, int], after: dict[str, int], changes: int) -> str:
+    """Each webhook is a POST the dev host ingests: a person's change raises one, and its write into the other app
+    raises the echo (acknowledged unqueued from Dataverse by its tag; queued and skipped by apply from F&O)."""
+    sent = {app: after[app] - before.get(app, 0) for app in after}
+    parts = ", ".join(f"{app} {n}" for app, n in sent.items())
+    return f"webhooks per synced change: {sum(sent.values()) / max(changes, 1):.2f} ({parts})"
+
+
 @dataclass
 class People:
-    """A person in each app; even-numbered customers are made in F&O, odd ones in Dataverse."""
+    """A person in each app; even-numbered customers are made in F&O, odd ones in Dataverse. Each creation is the
+    request our connectors would send (`FnoClient.create`, `DataverseClient.create`: the same URL, headers and
+    body), sent with aiohttp: httpx's own CPU per request (its connection pool is scanned for every request) made
+    the benchmark's writes ≈ 3 ms of CPU a change, on the cores the stack under test shares."""
 
-    fno: FnoClient
-    dataverse: DataverseClient
+    urls: dict[str, str]
     company: str  # USMF's cdm_companyid
+    http: aiohttp.ClientSession = field(default_factory=lambda: aiohttp.ClientSession(headers=PERSON_HEADERS))
 
     async def create(self, prefix: str, i: int) -> None:
         number = f"{prefix}{i:05d}"
         if i % 2 == 0:
-            await self.fno.create(
-                "CustomersV3",
-                {"dataAreaId": "usmf", "CustomerAccount": number},
-                {"OrganizationName": f"Bench {i}", "PartyType": "Organization", "CustomerGroupId": "10"},
-            )
+            customer = {"OrganizationName": f"Bench {i}", "PartyType": "Organization", "CustomerGroupId": "10"}
+            key = {"dataAreaId": "usmf", "CustomerAccount": number}
+            await self._post(f"{self.urls['fno']}/data/CustomersV3?cross-company=true", {**customer, **key})
             return
-        await self.dataverse.create(
-            "accounts",
-            {"name": f"Bench {i}", "accountnumber": number, "customertypecode": 3},
-            lookups={"msdyn_company": ("cdm_companies", self.company)},
-        )
+        account: dict[str, object] = {"name": f"Bench {i}", "accountnumber": number, "customertypecode": 3}
+        body = write_body(account, {"msdyn_company": ("cdm_companies", self.company)}, None)
+        await self._post(f"{self.urls['dataverse']}/api/data/v9.2/accounts", body)
+
+    async def _post(self, url: str, body: dict[str, object]) -> None:
+        async with self.http.post(url, data=dumps(body).encode("utf-8")) as response:
+            if response.status >= 300:
+                raise RuntimeError(f"POST {url} answered {response.status}: {(await response.text())[:300]}")
+            await response.read()
 
     async def close(self) -> None:
-        await self.fno.close()
-        await self.dataverse.close()
+        await self.http.close()
 
 
 async def main() -> None:
@@ -98,11 +153,8 @@ async def main() -> None:
         services, urls = stack.services, stack.urls
         dataverse = DataverseClient(ODataTransport(f"{urls['dataverse']}/api/data/v9.2/", StaticToken(TOKEN)))
         usmf = await dataverse.get("cdm_companies", {"cdm_companycode": "USMF"})
-        people = People(
-            FnoClient(ODataTransport(f"{urls['fno']}/data/", StaticToken(TOKEN))),
-            dataverse,
-            usmf.values["cdm_companyid"],
-        )
+        await dataverse.close()
+        people = People(urls, usmf.values["cdm_companyid"])
         await people.create("WARM", 0)
         await people.create("WARM", 1)
         await asyncio.sleep(3)
@@ -110,6 +162,7 @@ async def main() -> None:
         count, seen = 600, len(applied(0))
         cpu_before = cpu_seconds(services)
         requests_before = await app_requests(urls)
+        webhooks_before = await webhooks_sent(urls)
         started = time.monotonic()
         sem = asyncio.Semaphore(32)
 
@@ -130,6 +183,7 @@ async def main() -> None:
         print(requests_report(requests_before, await app_requests(urls), count, done, 0.2))
         # 2. latency at 50/s
         await asyncio.sleep(2)
+        print(webhooks_report(webhooks_before, await webhooks_sent(urls), done))  # the last echoes in, too
         seen = len(applied(0))
         prefix = f"L{uuid.uuid4().hex[:3]}"
         tick = time.monotonic()

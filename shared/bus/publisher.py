@@ -104,7 +104,11 @@ class ServiceBusChangePublisher:
             if self._watcher is not None:
                 await self._watcher.queued(events)  # recorded in memory, written in the background
             try:
-                await self._send([m for p in group for m in p.messages])
+                # Bounded: a send the broker never acknowledges (seen with 32 webhooks at once against the local
+                # broker; the SDK's concurrent-send hangs, Azure/azure-sdk-for-python#19376, #36334) would hold every
+                # later request behind it for good. Timed out, the link is dropped and a new one opened; the
+                # requests in it are refused (503), and a copy that did land is dropped as a duplicate on retry.
+                await asyncio.wait_for(self._send([m for p in group for m in p.messages]), self._timeout)
             except Exception as exc:
                 await self._reset()
                 if self._watcher is not None:
@@ -137,7 +141,7 @@ class ServiceBusChangePublisher:
         sender, self._sender = self._sender, None
         if sender is not None:
             try:
-                await sender.close()
+                await asyncio.wait_for(sender.close(), 5.0)
             except Exception:  # closing a broken link may fail too; the next send opens a new one
                 log.debug("closing a failed sender", exc_info=True)
 

@@ -33,9 +33,6 @@ SCHEMA_VERSION: Literal[1] = 1
 _EVENT_NAMESPACE = uuid.UUID("6f1c2f0e-4b8a-4c55-9a59-1b1d7d2b6a11")
 
 
-Source = Side  # the app a change came from: the same enum maps and apply use (kept as a name for readability)
-
-
 class Operation(StrEnum):
     CREATE = "create"
     UPDATE = "update"

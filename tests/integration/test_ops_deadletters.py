@@ -14,7 +14,7 @@ from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusMessage, ServiceB
 from azure.servicebus.aio import ServiceBusClient
 
 from local.servicebus.config import DEFAULT_CONFIG
-from shared.events.model import ChangeEvent, Operation, Source
+from shared.events.model import ChangeEvent, Operation, Side
 from shared.ops.deadletters import DeadLetters
 from shared.ops.ids import replay_event_id
 from tests import stack
@@ -28,7 +28,7 @@ def servicebus() -> Iterator[str]:
 
 def change() -> ChangeEvent:
     number = f"D{uuid.uuid4().hex[:6]}"
-    return ChangeEvent(event_id=f"fno-{number}", source=Source.FNO, entity="CustomersV3", operation=Operation.UPDATE,
+    return ChangeEvent(event_id=f"fno-{number}", source=Side.FNO, entity="CustomersV3", operation=Operation.UPDATE,
                        row_id=number, occurred_at=datetime.now(UTC))  # fmt: skip
 
 

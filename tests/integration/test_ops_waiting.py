@@ -20,11 +20,10 @@ from azure.servicebus.aio import ServiceBusClient
 
 from local.servicebus.config import DEFAULT_CONFIG
 from shared.bus.publisher import BusUnavailable, ServiceBusChangePublisher
-from shared.events.model import ChangeEvent, Operation, Source
+from shared.events.model import ChangeEvent, Operation, Side
 from shared.ledger.model import ErrorRecord
 from shared.ledger.tables import Ledger
 from shared.maps.loader import MapSet, load_maps
-from shared.maps.model import Side
 from shared.ops.alerts import Alert, AlertRule
 from shared.ops.observer import Effects, Observer
 from shared.ops.status import map_status
@@ -75,7 +74,7 @@ async def parts(storage_connection_string: str) -> AsyncIterator[Parts]:
 def change(minutes_ago: float) -> ChangeEvent:
     number = f"W{uuid.uuid4().hex[:6]}"
     return ChangeEvent(
-        event_id=f"fno-{number}", source=Source.FNO, entity="CustomersV3", operation=Operation.UPDATE,
+        event_id=f"fno-{number}", source=Side.FNO, entity="CustomersV3", operation=Operation.UPDATE,
         row_id=number, keys={"dataAreaId": "usmf", "CustomerAccount": number},
         occurred_at=datetime.now(UTC) - timedelta(minutes=minutes_ago),
     )  # fmt: skip

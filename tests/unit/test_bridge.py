@@ -52,11 +52,11 @@ def test_the_console_parts_of_a_bridge_act_through_that_bridge() -> None:
     """A bridge built directly (a test, a benchmark) must not reach for the process's global one."""
     from datetime import UTC, datetime
 
-    from shared.events.model import ChangeEvent, Operation, Source
+    from shared.events.model import ChangeEvent, Operation, Side
 
     root._bridge = None
     b = Bridge(Settings(storage_connection_string=AZURITE))
-    event = ChangeEvent(event_id="fno-1", source=Source.FNO, entity="CustomersV3", operation=Operation.UPDATE,
+    event = ChangeEvent(event_id="fno-1", source=Side.FNO, entity="CustomersV3", operation=Operation.UPDATE,
                         row_id="1", occurred_at=datetime.now(UTC))  # fmt: skip
     assert "customers" in b.ops.waiting._maps_for(event)
     assert b.ops.effects.pause.__self__ is b.ops  # type: ignore[attr-defined]

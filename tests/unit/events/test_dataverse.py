@@ -9,7 +9,7 @@ import pytest
 
 from shared.events.dataverse import parse_dataverse
 from shared.events.errors import InvalidNotification
-from shared.events.model import ChangeEvent, Ignored, Operation, Source
+from shared.events.model import ChangeEvent, Ignored, Operation, Side
 from tests.unit.events.builders import COLLECTION, OPTION, body, context, entity, money, option, ref
 
 SAMPLES = Path(__file__).parents[2] / "fixtures" / "samples"
@@ -24,7 +24,7 @@ def one(raw: bytes, headers: dict[str, str] | None = None) -> ChangeEvent:
 
 def test_the_microsoft_docs_sample_update_of_a_contact() -> None:
     event = one((SAMPLES / "dataverse-webhook-update-contact.json").read_bytes())
-    assert event.source == Source.DATAVERSE and event.entity == "contact" and event.operation == Operation.UPDATE
+    assert event.source == Side.DATAVERSE and event.entity == "contact" and event.operation == Operation.UPDATE
     assert event.row_id == ROW
     # the Target's columns are the change; the post-image adds the rest of the known row
     assert event.changed_fields == [

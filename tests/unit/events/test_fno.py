@@ -10,7 +10,7 @@ import pytest
 from shared.events.bindings import BindingsError, load_bindings
 from shared.events.errors import InvalidNotification
 from shared.events.fno import BusinessEventBinding, FnoEntityNames, parse_fno
-from shared.events.model import ChangeEvent, Ignored, Operation, Source
+from shared.events.model import ChangeEvent, Ignored, Operation, Side
 from tests.unit.events.builders import body, business_event, context, entity, option
 
 SAMPLES = Path(__file__).parents[2] / "fixtures" / "samples"
@@ -65,7 +65,7 @@ def test_a_data_event_becomes_a_change_of_the_data_entity_with_real_field_names(
         },
     )
     event = one(document, Catalog())
-    assert event.source == Source.FNO and event.operation == Operation.UPDATE
+    assert event.source == Side.FNO and event.operation == Operation.UPDATE
     assert event.entity == "CustomersV3" and event.row_id == VIRTUAL_ID and event.company == "usmf"
     assert event.fields["CustomerAccount"] == "US-001" and event.fields["OrganizationName"] == "Contoso"
     assert event.fields["CreditLimit"] == {"$type": "decimal", "value": "1000.5"}

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from shared.bus.publisher import to_message
 from shared.events.bindings import load_bindings
 from shared.events.errors import ChangeTooLarge, InvalidNotification
-from shared.events.model import ChangeEvent, Source
+from shared.events.model import ChangeEvent, Side
 from shared.ingest.ordering import ordering_key
 from shared.ingest.service import MAX_CHANGE_BYTES, IngestResult, IngestService
 from shared.ingest.wiring import mapped_entities
@@ -43,7 +43,7 @@ class Queue:
         self.events.extend(events)
 
 
-def ingest(source: Source, body: bytes, sent: dict[str, str]) -> tuple[IngestResult | InvalidNotification, Queue]:
+def ingest(source: Side, body: bytes, sent: dict[str, str]) -> tuple[IngestResult | InvalidNotification, Queue]:
     queue = Queue()
     service = IngestService(
         queue,
@@ -58,7 +58,7 @@ def ingest(source: Source, body: bytes, sent: dict[str, str]) -> tuple[IngestRes
         return refused, queue
 
 
-def check(source: Source, body: bytes, sent: dict[str, str]) -> None:
+def check(source: Side, body: bytes, sent: dict[str, str]) -> None:
     outcome, queue = ingest(source, body, sent)
     if isinstance(outcome, InvalidNotification):
         reason = str(outcome)
@@ -77,20 +77,20 @@ def check(source: Source, body: bytes, sent: dict[str, str]) -> None:
 @FUZZ
 @given(body=bodies(dataverse_seeds() + fno_seeds()[:2]), sent=headers)
 def test_any_dataverse_body_is_queued_well_formed_or_refused_with_a_reason(body: bytes, sent: dict[str, str]) -> None:
-    check(Source.DATAVERSE, body, sent)
+    check(Side.DATAVERSE, body, sent)
 
 
 @FUZZ
 @given(body=bodies(fno_seeds() + dataverse_seeds()[:1]), sent=headers)
 def test_any_fno_body_is_queued_well_formed_or_refused_with_a_reason(body: bytes, sent: dict[str, str]) -> None:
-    check(Source.FNO, body, sent)
+    check(Side.FNO, body, sent)
 
 
 @pytest.mark.parametrize(
     ("source", "seed"),
-    [(Source.DATAVERSE, seed) for seed in dataverse_seeds()] + [(Source.FNO, seed) for seed in fno_seeds()],
+    [(Side.DATAVERSE, seed) for seed in dataverse_seeds()] + [(Side.FNO, seed) for seed in fno_seeds()],
 )
-def test_the_seeds_themselves_are_understood(source: Source, seed: Any) -> None:
+def test_the_seeds_themselves_are_understood(source: Side, seed: Any) -> None:
     outcome, _ = ingest(source, dumps(seed).encode(), {})
     assert isinstance(outcome, IngestResult), outcome
 
@@ -105,34 +105,34 @@ def _data_event(**changes: Any) -> bytes:
 @pytest.mark.parametrize(
     ("source", "body", "words"),
     [
-        (Source.FNO, _data_event(MessageName=["OnExternalUpdated"]), "MessageName: expected a message name"),
-        (Source.FNO, _data_event(MessageName={"a": 1}), "MessageName"),
-        (Source.DATAVERSE, _data_event(MessageName=["Update"]), "MessageName"),
-        (Source.FNO, _data_event(PrimaryEntityName=["x"]), "PrimaryEntityName: expected a string"),
-        (Source.FNO, _data_event(OperationCreatedOn="/Date(99999999999999999)/"), "OperationCreatedOn"),
-        (Source.FNO, _data_event(OperationCreatedOn="/Date(253402300799999+1400)/"), "outside the dates"),
-        (Source.FNO, _data_event(OperationCreatedOn="/Date(1506409448000+9999)/"), "outside the dates"),
-        (Source.FNO, b'{"BusinessEventId": "x", "BusinessEventId": "y"}', "appears twice"),
-        (Source.FNO, b'{"BusinessEventId": NaN}', "NaN is not a JSON number"),
-        (Source.FNO, b'{"BusinessEventId": 1e999999999}', "out of range"),
-        (Source.FNO, b'{"BusinessEventId": ' + b"9" * 5000 + b"}", "out of range"),
-        (Source.FNO, b"[" * 5000 + b"]" * 5000, "nested deeper"),
-        (Source.FNO, b'["\\ud800"]', "surrogate"),
-        (Source.DATAVERSE, b'{"MessageName": "Update", "\\udfff": 1, "InputParameters": []}', "surrogate"),
-        (Source.FNO, b'{"BusinessEventId": ["CustomerCreditLimitChangedBusinessEvent"]}', "BusinessEventId"),
+        (Side.FNO, _data_event(MessageName=["OnExternalUpdated"]), "MessageName: expected a message name"),
+        (Side.FNO, _data_event(MessageName={"a": 1}), "MessageName"),
+        (Side.DATAVERSE, _data_event(MessageName=["Update"]), "MessageName"),
+        (Side.FNO, _data_event(PrimaryEntityName=["x"]), "PrimaryEntityName: expected a string"),
+        (Side.FNO, _data_event(OperationCreatedOn="/Date(99999999999999999)/"), "OperationCreatedOn"),
+        (Side.FNO, _data_event(OperationCreatedOn="/Date(253402300799999+1400)/"), "outside the dates"),
+        (Side.FNO, _data_event(OperationCreatedOn="/Date(1506409448000+9999)/"), "outside the dates"),
+        (Side.FNO, b'{"BusinessEventId": "x", "BusinessEventId": "y"}', "appears twice"),
+        (Side.FNO, b'{"BusinessEventId": NaN}', "NaN is not a JSON number"),
+        (Side.FNO, b'{"BusinessEventId": 1e999999999}', "out of range"),
+        (Side.FNO, b'{"BusinessEventId": ' + b"9" * 5000 + b"}", "out of range"),
+        (Side.FNO, b"[" * 5000 + b"]" * 5000, "nested deeper"),
+        (Side.FNO, b'["\\ud800"]', "surrogate"),
+        (Side.DATAVERSE, b'{"MessageName": "Update", "\\udfff": 1, "InputParameters": []}', "surrogate"),
+        (Side.FNO, b'{"BusinessEventId": ["CustomerCreditLimitChangedBusinessEvent"]}', "BusinessEventId"),
         (
-            Source.FNO,
+            Side.FNO,
             json.dumps({"BusinessEventId": CREDIT, "CustomerAccount": {"a": 1}}).encode(),
             "key field must be text or a number",
         ),
         (
-            Source.FNO,
+            Side.FNO,
             json.dumps({"BusinessEventId": CREDIT, "CustomerAccount": "A", "ControlNumber": [1]}).encode(),
             "ControlNumber",
         ),
     ],
 )
-def test_wrong_types_are_refused_with_what_is_wrong(source: Source, body: bytes, words: str) -> None:
+def test_wrong_types_are_refused_with_what_is_wrong(source: Side, body: bytes, words: str) -> None:
     outcome, queue = ingest(source, body, {})
     assert isinstance(outcome, InvalidNotification), outcome
     assert words in str(outcome) and queue.events == []
@@ -140,7 +140,7 @@ def test_wrong_types_are_refused_with_what_is_wrong(source: Source, body: bytes,
 
 def test_a_change_too_big_for_one_message_is_queued_without_its_values_for_a_re_read() -> None:
     big = business_event(CREDIT, 7, CustomerAccount="US-001", Notes="x" * (MAX_CHANGE_BYTES + 1))
-    outcome, queue = ingest(Source.FNO, json.dumps(big).encode(), {})
+    outcome, queue = ingest(Side.FNO, json.dumps(big).encode(), {})
     assert isinstance(outcome, IngestResult)
     (event,) = queue.events
     assert event.reread_required and event.fields == {} and "Notes" in event.changed_fields
@@ -151,7 +151,7 @@ def test_a_change_too_big_for_one_message_is_queued_without_its_values_for_a_re_
 
 def test_a_change_too_big_even_without_its_values_is_refused() -> None:
     huge_key = business_event(CREDIT, 7, CustomerAccount="k" * (MAX_CHANGE_BYTES + 1))
-    outcome, queue = ingest(Source.FNO, json.dumps(huge_key).encode(), {})
+    outcome, queue = ingest(Side.FNO, json.dumps(huge_key).encode(), {})
     assert isinstance(outcome, ChangeTooLarge) and "Service Bus message" in str(outcome)
     assert queue.events == [] and outcome.refused == ("body",)
 
@@ -162,11 +162,11 @@ def test_the_other_changes_of_an_array_are_queued_and_the_one_too_big_is_named()
         business_event(CREDIT, 8, CustomerAccount="k" * (MAX_CHANGE_BYTES + 1)),
         business_event(CREDIT, 9, CustomerAccount="US-002"),
     ]
-    outcome, queue = ingest(Source.FNO, json.dumps(array).encode(), {})
+    outcome, queue = ingest(Side.FNO, json.dumps(array).encode(), {})
     assert isinstance(outcome, ChangeTooLarge) and outcome.refused == ("body[1]",)
     assert str(outcome).startswith("body[1]: the change to") and "the other 2 change(s)" in str(outcome)
     assert [e.keys["CustomerAccount"] for e in queue.events] == ["US-001", "US-002"]
     assert outcome.queued == tuple(e.event_id for e in queue.events)
     # F&O retries the whole POST on the error: the same changes again, under the same ids (duplicates detected).
-    again, _ = ingest(Source.FNO, json.dumps(array).encode(), {})
+    again, _ = ingest(Side.FNO, json.dumps(array).encode(), {})
     assert isinstance(again, ChangeTooLarge) and again.queued == outcome.queued

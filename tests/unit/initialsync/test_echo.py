@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from shared.events.model import ChangeEvent, Operation, Source
+from shared.events.model import ChangeEvent, Operation, Side
 from shared.ingest.wiring import mapped_entities
 from shared.initialsync.io import TAG_PREFIX
 from shared.maps.loader import load_maps
@@ -14,7 +14,7 @@ KEEP = mapped_entities(load_maps())
 
 
 def change(tag: str | None) -> ChangeEvent:
-    return ChangeEvent(event_id="e", source=Source.DATAVERSE, entity="account", operation=Operation.CREATE,
+    return ChangeEvent(event_id="e", source=Side.DATAVERSE, entity="account", operation=Operation.CREATE,
                        row_id="8c1f1a4e-0000-0000-0000-000000000001", occurred_at=datetime.now(UTC),
                        write_tag=tag)  # fmt: skip
 

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from shared.events.model import ChangeEvent, Operation, Source
+from shared.events.model import ChangeEvent, Operation, Side
 from shared.ops import telemetry
 
 
@@ -54,7 +54,7 @@ def spans() -> InMemorySpanExporter:
 
 
 def _event(traceparent: str | None) -> ChangeEvent:
-    return ChangeEvent(event_id="e1", source=Source.FNO, entity="CustomersV3", operation=Operation.UPDATE,
+    return ChangeEvent(event_id="e1", source=Side.FNO, entity="CustomersV3", operation=Operation.UPDATE,
                        row_id="C1", occurred_at=datetime.now(UTC), traceparent=traceparent)  # fmt: skip
 
 
