@@ -84,13 +84,13 @@ async def one(count: int) -> dict[str, float]:
         cpu_before = cpu_seconds(services)
         seconds, report = await sync(base, "sync")
         cpu_after = cpu_seconds(services)
-        cpu = cpu_report(cpu_before, cpu_after, count, unit="row")
+        cpu = cpu_report(cpu_before, cpu_after, count, unit="row", digits=2)
         used = await app_requests(urls) - before
         progress = report["progress"]["customers"]
         created = progress["dataverse"]["created"]
         assert report["state"] == "done" and created >= count, json.dumps(report)[:2000]
         plan_seconds, plan = await sync(base, "plan")
-        plan_cpu = cpu_report(cpu_after, cpu_seconds(services), count, unit="row planned")
+        plan_cpu = cpu_report(cpu_after, cpu_seconds(services), count, unit="row planned", digits=2)
         ceiling = await dataverse_ceiling(urls["dataverse"])
         figures = {
             "rows": created, "seconds": seconds, "rows_per_s": created / seconds,

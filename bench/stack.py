@@ -99,12 +99,14 @@ def cpu_seconds(services: list[Service]) -> dict[str, float]:
     return used | {"benchmark": own.user + own.system}
 
 
-def cpu_report(before: dict[str, float], after: dict[str, float], changes: int, unit: str = "change") -> str:
+def cpu_report(
+    before: dict[str, float], after: dict[str, float], changes: int, unit: str = "change", digits: int = 1
+) -> str:
     spent = {name: after[name] - before.get(name, 0.0) for name in after}
     parts = ", ".join(
-        f"{name} {1000 * cpu / changes:.1f}" for name, cpu in sorted(spent.items(), key=lambda kv: -kv[1])
+        f"{name} {1000 * cpu / changes:.{digits}f}" for name, cpu in sorted(spent.items(), key=lambda kv: -kv[1])
     )
-    return f"CPU ms per {unit}: {1000 * sum(spent.values()) / changes:.1f} in all ({parts})"
+    return f"CPU ms per {unit}: {1000 * sum(spent.values()) / changes:.{digits}f} in all ({parts})"
 
 
 async def app_requests(urls: dict[str, str]) -> int:

@@ -21,11 +21,12 @@ def run_batch(sim: Simulator, request: Request, changes: list[Change]) -> tuple[
     if not message.is_multipart():
         raise SimError(400, "a $batch body must be multipart/mixed")
     continue_on_error = "odata.continue-on-error" in request.headers.get("prefer", "")
-    boundary = f"batchresponse_{uuid.uuid4()}"
+    unique = uuid.uuid4()  # one random part per response (a syscall each): its change sets are numbered under it
+    boundary = f"batchresponse_{unique}"
     out: list[str] = []
     failed = False
     parts: list[Any] = list(message.get_payload())  # type: ignore[arg-type]
-    for part in parts:
+    for number, part in enumerate(parts):
         if failed and not continue_on_error:
             break
         if part.is_multipart():
@@ -33,7 +34,7 @@ def run_batch(sim: Simulator, request: Request, changes: list[Change]) -> tuple[
             done, ok = _change_set(sim, group, request, changes)
             failed = failed or not ok
             if ok or sim.dialect.name == "fno":
-                inner = f"changesetresponse_{uuid.uuid4()}"
+                inner = f"changesetresponse_{unique}_{number}"
                 out += [f"--{boundary}", f"Content-Type: multipart/mixed; boundary={inner}", ""]
                 for content_id, reply in done:
                     out += [f"--{inner}", *_http_part(content_id, reply)]

@@ -33,6 +33,7 @@ FORMATTED = "OData.Community.Display.V1.FormattedValue"
 LOOKUP_TABLE = "Microsoft.Dynamics.CRM.lookuplogicalname"
 NAVIGATION = "Microsoft.Dynamics.CRM.associatednavigationproperty"
 T = TypeVar("T")
+_LOOKUP, _CHOICE = ColumnType.LOOKUP, ColumnType.CHOICE  # per property of every write (enum members cost a call)
 
 
 # Worked out once per table while its columns are the same objects (a customization replaces them): the table kept
@@ -47,6 +48,18 @@ def _per_table(cache: dict[int, tuple[Table, tuple[Column, ...], T]], table: Tab
     if hit is None or hit[0] is not table or hit[1] != columns:
         hit = cache[id(table)] = (table, columns, build(table))
     return hit[2]
+
+
+_PLAIN_COLUMNS: dict[int, tuple[Table, tuple[Column, ...], dict[str, bool]]] = {}
+
+
+def _plain_columns(table: Table) -> dict[str, bool]:
+    """The columns a write sets by their own name (every one but the lookups and the row id) → whether a choice."""
+    return {
+        name: column.type is _CHOICE
+        for name, column in table.columns.items()
+        if column.type is not _LOOKUP and name != table.primary_id
+    }
 
 
 def _navigations(table: Table) -> dict[str, tuple[str, str]]:
@@ -219,7 +232,16 @@ class DataverseDialect(DataverseWebhooks):
     def _accept(self, table: Table, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """The body as column values: unknown properties refused, lookups resolved (they must exist)."""
         data: dict[str, Any] = {}
+        plain = _per_table(_PLAIN_COLUMNS, table, _plain_columns)
         for prop, value in body.items():
+            choice = plain.get(prop)
+            if choice is not None:  # a column of its own (not a lookup, not the id): most properties of a write
+                if choice and value is not None and not isinstance(value, int):
+                    raise SimError(
+                        400, f"Cannot convert the literal '{value}' to the expected type 'Edm.Int32'.", "0x80060888"
+                    )
+                data[prop] = value
+                continue
             if prop.endswith("@odata.bind"):
                 navigation = prop[: -len("@odata.bind")]
                 found = self._navigation(table, navigation)
@@ -237,13 +259,13 @@ class DataverseDialect(DataverseWebhooks):
             if prop.startswith("@") or prop == table.primary_id:
                 continue
             column = table.column(prop)
-            if column is None or column.type is ColumnType.LOOKUP:
+            if column is None or column.type is _LOOKUP:
                 raise SimError(
                     400,
                     f"Could not find a property named '{prop}' on type 'Microsoft.Dynamics.CRM.{table.name}'.",
                     "0x80060888",
                 )
-            if column.type is ColumnType.CHOICE and value is not None and not isinstance(value, int):
+            if value is not None and column.type is _CHOICE and not isinstance(value, int):
                 raise SimError(
                     400, f"Cannot convert the literal '{value}' to the expected type 'Edm.Int32'.", "0x80060888"
                 )

@@ -26,6 +26,7 @@ from shared.connectors.wire import dumps, loads
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _SEGMENT = re.compile(r"^(?P<set>[A-Za-z_][\w]*)(?:\((?P<key>.*)\))?$")
+_TEXTS = (ColumnType.TEXT, ColumnType.MEMO)  # (a member of an enum is a Python-level lookup in 3.11)
 
 
 class SimError(Exception):
@@ -78,6 +79,9 @@ class Request:
     body: bytes
     user: str
     base: str = ""  # the API root as the caller reached it: scheme://host/api/data/v9.2/
+    # The body as parsed by `body_of`, once: a write's checks and the write itself each ask for it. Not an init
+    # field, so a copy with another body (`dataclasses.replace`) parses its own.
+    document: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
 
 class Dialect(Protocol):
@@ -211,12 +215,13 @@ class Simulator:
     def _check_lengths(self, table: Table, request: Request) -> None:
         """A text value longer than its column's length is refused whole, as both apps do (nothing is cut)."""
         for name, value in body_of(request).items():
+            if not isinstance(value, str):  # first: most values are not text, and a column lookup costs more
+                continue
             column = table.column(name)
             if (
                 column is not None
-                and column.type in (ColumnType.TEXT, ColumnType.MEMO)
+                and column.type in _TEXTS
                 and column.max_length is not None
-                and isinstance(value, str)
                 and len(value) > column.max_length
             ):
                 hook = getattr(self.dialect, "length_error", None)
@@ -475,6 +480,9 @@ def check_if_match(dialect: Dialect, row: StoredRow, request: Request) -> None:
 
 
 def body_of(request: Request) -> dict[str, Any]:
+    """The request's JSON object (parsed once per request: see `Request.document`)."""
+    if request.document is not None:
+        return request.document
     if not request.body.strip():
         return {}
     try:
@@ -483,4 +491,5 @@ def body_of(request: Request) -> dict[str, Any]:
         raise SimError(400, f"The request body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise SimError(400, "The request body must be a JSON object.")
+    request.document = document
     return document

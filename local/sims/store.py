@@ -45,6 +45,14 @@ class Store:
         self._db.execute("CREATE TABLE IF NOT EXISTS tombstones (entity_set TEXT, id TEXT, version INTEGER)")
         if self._db.execute("SELECT COUNT(*) FROM counter").fetchone()[0] == 0:
             self._db.execute("INSERT INTO counter VALUES (1000)")
+        # The last version given, kept here rather than updated in the counter table by every write (a statement of
+        # the six a bulk create costs): a file opened again goes on from the newest version it holds (a rolled-back
+        # write leaves a gap, which nobody minds: versions only have to grow).
+        self._version = max(
+            int(self._db.execute("SELECT MAX(version) FROM counter").fetchone()[0] or 0),
+            int(self._db.execute("SELECT MAX(version) FROM rows").fetchone()[0] or 0),
+            int(self._db.execute("SELECT MAX(version) FROM tombstones").fetchone()[0] or 0),
+        )
         self._depth = 0
         # Bumped by every write to an entity set (and, for all of them, by a rollback or a reset): what a caller
         # remembers of the rows "as of" a generation is still true while it is unchanged.
@@ -61,7 +69,8 @@ class Store:
         return StoredRow(r[0], r[1], r[2], loads(r[3]), r[4], r[5], r[6])
 
     def _next_version(self) -> int:
-        return int(self._db.execute("UPDATE counter SET version = version + 1 RETURNING version").fetchone()[0])
+        self._version += 1
+        return self._version
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -106,7 +115,7 @@ class Store:
         now = datetime.now(UTC).isoformat()
         first = self._next_version()
         self._touch(entity_set)
-        self._db.execute("UPDATE counter SET version = version + ?", (len(rows),))
+        self._version += len(rows)
         self._db.executemany(
             "INSERT INTO rows VALUES (?,?,?,?,?,?,?)",
             [(entity_set, i.lower(), k, dumps(d), first + n, now, now) for n, (i, k, d) in enumerate(rows)],
@@ -143,7 +152,7 @@ class Store:
 
     def version(self) -> int:
         """The last version given to any write: a change-tracking token names it."""
-        return int(self._db.execute("SELECT version FROM counter").fetchone()[0])
+        return self._version
 
     def changed_since(self, entity_set: str, version: int) -> tuple[list[StoredRow], list[str]]:
         """(rows written after `version`, in version order; ids of rows deleted after it)."""

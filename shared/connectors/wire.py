@@ -15,9 +15,14 @@ from pydantic import JsonValue
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
+_DECODER = json.JSONDecoder(parse_float=Decimal)  # one, not one per call (what `json.loads(…, parse_float=…)` makes)
+
+
 def loads(data: bytes | str) -> Any:
     """JSON with decimals kept exact (money must never pass through a float)."""
-    return json.loads(data, parse_float=Decimal)
+    if not isinstance(data, str):
+        data = data.decode(json.detect_encoding(data), "surrogatepass")  # as `json.loads` reads bytes
+    return _DECODER.decode(data)
 
 
 _DECIMAL_MARK = "\x00\x01decimal:"

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.connectors.batch import BatchOperation
-from shared.connectors.dataverse import DataverseClient, WriteMode, lookup_property
+from shared.connectors.dataverse import Bind, DataverseClient, WriteMode, lookup_property
 from shared.connectors.errors import ConnectorError, ValidationFailed
 from shared.connectors.fno import FnoClient
 from shared.connectors.http import DEFAULT_MAX_IN_FLIGHT as MAX_IN_FLIGHT
@@ -26,7 +26,7 @@ from shared.initialsync.plan import Decision, Lookups, Snapshot, Write
 from shared.ledger.bulk import load_map
 from shared.ledger.tables import Ledger
 from shared.maps.model import Side, TableMap
-from shared.maps.transform import CompiledMap, transform
+from shared.maps.transform import CompiledMap, LookupRef, transform
 from shared.registration.plan import ENDPOINT_NAME
 from shared.sync.rows import DataverseRows, dataverse_record
 
@@ -247,6 +247,18 @@ class Failure:
         return self.status == 412
 
 
+class PartlyWritten(Exception):
+    """Some `$batch`es of a write raised (`cause`, the first): `unsent` are the decisions with a write in one of them
+    (landed or not, nobody can tell: taken as not written); every other decision was answered — written, or one of
+    `failures`."""
+
+    def __init__(self, cause: Exception, failures: list[Failure], unsent: list[Decision]) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.failures = failures
+        self.unsent = unsent
+
+
 class Writer:
     """Writes decisions into both apps in bulk; returns the failures (a failed write fails its whole decision)."""
 
@@ -267,6 +279,8 @@ class Writer:
         self.tag = tag
         self.bypass = BYPASS_OWN_STEPS
         self._steps: dict[str, list[str]] = {}
+        # A run binds the same few rows (a company, a group, a currency) thousands of times: each worked out once.
+        self._binds: dict[tuple[str, str, tuple[tuple[str, Any], ...]], Bind | None] = {}
 
     async def _bypass(self, table: str) -> dict[str, str]:
         """The header that keeps the bridge's own webhooks quiet for a write into `table` (none if it has none)."""
@@ -281,8 +295,20 @@ class Writer:
         ids = self._steps[table]
         return {BYPASS_HEADER: ",".join(ids)} if ids else {}
 
+    async def _bind(self, ref: LookupRef | None) -> Bind | None:
+        if ref is None:
+            return None
+        try:
+            known = (ref.map, ref.entity_set, tuple(ref.key.items()))
+            hash(known)
+        except TypeError:  # a key value that is not hashable (none of today's): not remembered
+            return await self.rows.bind(ref)
+        if known not in self._binds:
+            self._binds[known] = await self.rows.bind(ref)
+        return self._binds[known]
+
     async def _dataverse_operation(self, m: TableMap, write: Write) -> BatchOperation:
-        binds = {name: await self.rows.bind(ref) for name, ref in write.lookups.items()}
+        binds = {name: await self._bind(ref) for name, ref in write.lookups.items()}
         key: Any = write.row_id or await self.rows.key(m, write.key)
         if write.delete == "delete":  # a linked row deleted in F&O (as live sync applies a delete)
             path = self.dataverse.path(m.dataverse.entity_set, key) + f"?tag={self.tag}"
@@ -312,23 +338,31 @@ class Writer:
     async def write(self, m: TableMap, decisions: Sequence[Decision]) -> list[Failure]:
         """Every operation is encoded first (encoding may read a bound row and fail: then nothing was sent, and the
         caller's putting the ledger back is exact), then the `$batch`es go out together; every batch settles before
-        a failure is raised, so nothing lands after the caller put the ledger back."""
+        a failure is raised, so nothing lands after the caller put the ledger back. A batch that raised (no answer:
+        throttled past its retries, an app down) raises `PartlyWritten`, naming the decisions it carried and the
+        failures the answered batches reported: the decisions of the batches that did land are written."""
         encoded: dict[Side, list[tuple[Side, Decision, Write, BatchOperation]]] = {side: [] for side in Side}
         for decision in decisions:
             for w in decision.writes:
                 op = await self._dataverse_operation(m, w) if w.into is Side.DATAVERSE else self._fno_operation(m, w)
                 encoded[w.into].append((w.into, decision, w, op))
-        sends = [
-            asyncio.ensure_future(self._send(ops[i : i + BATCH_OPERATIONS]))
-            for ops in encoded.values()
-            for i in range(0, len(ops), BATCH_OPERATIONS)
+        batches = [
+            ops[i : i + BATCH_OPERATIONS] for ops in encoded.values() for i in range(0, len(ops), BATCH_OPERATIONS)
         ]
-        answers = await asyncio.gather(*sends, return_exceptions=True)
-        failures = []
-        for answer in answers:
-            if isinstance(answer, BaseException):
-                raise answer
-            failures += answer
+        answers = await asyncio.gather(*(self._send(batch) for batch in batches), return_exceptions=True)
+        failures: list[Failure] = []
+        unsent: dict[int, Decision] = {}
+        cause: Exception | None = None
+        for batch, answer in zip(batches, answers, strict=True):
+            if isinstance(answer, Exception):
+                cause = cause or answer
+                unsent.update((id(d), d) for _, d, _, _ in batch)
+            elif isinstance(answer, BaseException):
+                raise answer  # cancelled: nothing to sort out
+            else:
+                failures += answer
+        if cause is not None:
+            raise PartlyWritten(cause, [f for f in failures if id(f.decision) not in unsent], list(unsent.values()))
         return failures
 
     async def _send(self, batch: list[tuple[Side, Decision, Write, BatchOperation]]) -> list[Failure]:

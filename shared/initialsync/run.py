@@ -30,6 +30,7 @@ from shared.connectors.fno import FnoClient
 from shared.initialsync import io
 from shared.initialsync.checkpoint import MESSAGE_CHARS, brief
 from shared.initialsync.delta import narrow
+from shared.initialsync.heap import FrozenHeap
 from shared.initialsync.model import DriftRecord, MapProgress, Mode, RunState
 from shared.initialsync.plan import Decision, Kind, decide, integration_key, match, same_difference
 from shared.initialsync.store import RunStore
@@ -51,6 +52,16 @@ SAMPLES = 5
 # the broker redelivers the step while it still runs — two copies of one step at once.
 STEP_LIMIT = float(os.environ.get("SYNC_STEP_LIMIT_SECONDS") or 240)
 log = logging.getLogger("sync.initial")
+
+
+class ChunkFailed(Exception):
+    """A chunk's write failed part-way (`cause`): `unsent` are its decisions in the `$batch`es that raised. The
+    others were written (or failed, answered, and were recorded): their ledger entries stay."""
+
+    def __init__(self, cause: Exception, unsent: list[Decision]) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.unsent = unsent
 
 
 def error_id(map_name: str, key: dict[str, Any]) -> str:
@@ -142,6 +153,21 @@ class SyncRunner:
         budget: float | None = None,
     ) -> bool:
         """One map from its cursor; False when the deadline came first."""
+        heap = FrozenHeap()
+        try:
+            return await self._map_rows(run, name, progress, started, budget, heap)
+        finally:
+            heap.thaw()
+
+    async def _map_rows(
+        self,
+        run: RunState,
+        name: str,
+        progress: Callable[[RunState], None] | None,
+        started: float,
+        budget: float | None,
+        heap: FrozenHeap,
+    ) -> bool:
         compiled = self.maps.maps[name]
         m = compiled.map
         state = run.progress[name]
@@ -192,6 +218,7 @@ class SyncRunner:
             match, compiled, self.maps.maps, fno_rows, dataverse_rows, entries, index, lookups
         )
         texts = sorted(pairs)
+        heap.freeze()  # the rows read, the ledger and the pairs live until the map is done: see heap.py
         if state.cursor is not None:  # keys up to the cursor were done by an earlier step (a Dataverse row's too)
             texts = texts[bisect.bisect_right(texts, state.cursor) :]
         log.info("%s: read %d + %d rows in %.2f s, the ledger (%d) in %.2f s, matched in %.2f s", name,
@@ -265,12 +292,12 @@ class SyncRunner:
                 # failed. The chunks that did not finish go back to what their entries were, or the redelivered
                 # step would read "the target changed, the source not" and copy the target's stale value back.
                 await asyncio.wait([t for _, _, t in flight])
-                if await self._unsave([d for c, _, t in flight if t.exception() is not None for d in c], entries):
+                if await self._unsave([d for c, _, t in flight for d in self._unsettled(c, t)], entries):
                     # Put back (or written and consistent): this step's chunks are not suspect to the next one.
                     state.in_flight = [r for r in state.in_flight if r not in mine]
                 with contextlib.suppress(Exception):  # the step's failure is what to report
                     await self.runs.save(run)
-                raise failure
+                raise failure.cause if isinstance(failure, ChunkFailed) else failure
             flight.popleft()
             for d in chunk:
                 self._count(state, d)
@@ -293,6 +320,16 @@ class SyncRunner:
         if progress is not None:
             progress(run)
         return True
+
+    @staticmethod
+    def _unsettled(chunk: list[Decision], task: asyncio.Task[None]) -> list[Decision]:
+        """The decisions of a chunk whose ledger entries must be put back: none of a chunk that finished; of one
+        whose write failed part-way, those of the batches without an answer (`ChunkFailed`; the rest landed, or
+        failed and were put back already); else all of them (a save or an encoding failed: nothing was sent)."""
+        failure = task.exception()
+        if failure is None:
+            return []
+        return failure.unsent if isinstance(failure, ChunkFailed) else chunk
 
     async def _held(self, run: RunState, name: str) -> str | None:
         """Why a run writes nothing into `name` now (None: it may): the map is paused or invalid — README, "Held?" —
@@ -363,9 +400,16 @@ class SyncRunner:
         m = self.maps.maps[name].map
         writing = run.mode is not Mode.PLAN
         errors: list[tuple[Decision, str, str, int | None]] = []
+        unsent: list[Decision] = []
+        cause: Exception | None = None
         if writing:
             started = time.monotonic()
-            failures = await writer.write(m, [d for d in chunk if d.writes])
+            try:
+                failures = await writer.write(m, [d for d in chunk if d.writes])
+            except io.PartlyWritten as exc:  # the decisions of the batches that did land stay written (below)
+                failures, unsent, cause = exc.failures, exc.unsent, exc.cause
+                sent = {id(d) for d in unsent}
+                chunk = [d for d in chunk if id(d) not in sent]
             log.info("%s: %d decisions written in %.2f s", name, len(chunk), time.monotonic() - started)
             failed = {id(f.decision): f for f in failures}
             restore_new = [d.entry for d in chunk if id(d) in failed and d.entry is not None and
@@ -415,6 +459,8 @@ class SyncRunner:
                 for w in d.writes
             ]
             await self.runs.record_drift(drift)
+        if cause is not None:  # the step fails; what did land is recorded above, and only `unsent` is undone
+            raise ChunkFailed(cause, unsent)
 
     async def _record_conflicts(self, name: str, conflicts: list[ConflictRecord]) -> None:
         """Each conflict in the log — but a parked one still open from an earlier run, same row and difference, once

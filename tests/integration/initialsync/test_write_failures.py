@@ -15,7 +15,7 @@ from azure.data.tables.aio import TableServiceClient
 
 from shared.connectors.auth import StaticToken
 from shared.connectors.dataverse import DataverseClient
-from shared.connectors.errors import ConnectorError
+from shared.connectors.errors import ConnectorError, Transient
 from shared.connectors.fno import FnoClient
 from shared.connectors.http import NO_RETRY, ODataTransport
 from shared.initialsync import io
@@ -149,3 +149,42 @@ async def test_a_step_out_of_time_stops_after_a_chunk_and_the_next_continues_fro
     assert steps >= 3 and progress.processed == progress.planned  # 12 rows (and the seeded ones), 5 a step
     accounts = [str(r["accountnumber"]) for r in (await dv.http.get("accounts")).json()["value"]]
     assert sorted(a for a in accounts if a.startswith("WF")) == [f"WF{n:03d}" for n in range(CUSTOMERS)]
+
+
+async def test_a_write_that_fails_part_way_keeps_the_ledger_entries_of_the_batches_that_landed(
+    runner: SyncRunner, dv: Sim, fo: Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One chunk written in `$batch`es of 4: the batch carrying WF005 raises (no answer: an app down), the others
+    land. The ledger keeps the entries of every row that landed — else their echoes look like changes, and the
+    ledger says "never synced" of rows both apps hold — and has none for the rows of the batch that raised; the
+    redelivered step brings those over."""
+    await _add_customers(fo)
+    monkeypatch.setattr("shared.initialsync.run.CHUNK", 100)
+    monkeypatch.setattr(io, "BATCH_OPERATIONS", 4)
+    real_send = io.Writer._send
+    lost: set[str] = set()
+
+    async def send(self: io.Writer, batch: list[Any]) -> Any:
+        accounts = {str(d.key.get("CustomerAccount")) for _, d, _, _ in batch}
+        if "WF005" in accounts:
+            lost.update(accounts)
+            raise Transient("503 from Dataverse, retries spent")
+        return await real_send(self, batch)
+
+    run = new_run(Mode.SYNC, runner.maps, ["customers"])
+    with monkeypatch.context() as patched:
+        patched.setattr(io.Writer, "_send", send)
+        with pytest.raises(Transient):
+            await runner.run(run)
+
+    everyone = {f"WF{n:03d}" for n in range(CUSTOMERS)}
+    written = {a for a in await _accounts(dv) if a.startswith("WF")}
+    assert lost and written == everyone - lost  # the batches around the failed one landed
+    entries, _ = await load_map(runner.ledger, "customers")
+    recorded = {str(e.key["CustomerAccount"]): e for e in entries.values() if e.key["CustomerAccount"] in everyone}
+    assert set(recorded) == written, f"landed without a ledger entry: {sorted(written - set(recorded))}"
+    assert all(e.dataverse.values.get("accountnumber") == a for a, e in recorded.items())  # as written
+
+    again = await runner.run(run)  # the redelivered step: the landed rows compare equal, the lost ones are created
+    assert again.state == "done", again.report()
+    assert {a for a in await _accounts(dv) if a.startswith("WF")} == everyone
