@@ -40,14 +40,7 @@ def test_a_suspect_key_whose_entry_the_dead_step_did_not_save_keeps_the_persons_
     """The dead step's entry was put back after a failed write, refused by live sync, or never saved (the host
     died between checkpointing `in_flight` and saving): the ledger holds the last sync, not the step's intent."""
     # Last synced: both "Contoso" (by an earlier chunk). A person renames the customer in F&O (notification lost).
-    [linked] = plan([fno_row("E9")], [dataverse_row("E9")])
-    assert linked.entry is not None
-    linked.entry.sync_chunk = "an-earlier-chunk"
-    ledger = {linked.key_text: linked.entry}
-    index = {(Side.DATAVERSE, e.dataverse.row_id): t for t, e in ledger.items() if e.dataverse.row_id}
-    renamed = Snapshot(fno_row("E9", OrganizationName="Fabrikam").record, 'W/"JzIsMTAwMCc="')
-    [d] = plan_map(CUSTOMERS, MAPS.maps, [renamed], [dataverse_row("E9")], ledger, index,  # type: ignore[arg-type]
-                   LOOKUPS, suspect=lambda text: {"the-dead-chunk"})  # fmt: skip
+    d = _changed_in_fno_after_a_marked_entry("E9", "an-earlier-chunk", "Fabrikam", 'W/"JzIsMTAwMCc="')
     # Was: [Side.FNO] with "Contoso" — Dataverse's old value written over the person's "Fabrikam".
     assert [w.into for w in d.writes] == [Side.DATAVERSE] and d.writes[0].values["name"] == "Fabrikam"
 
@@ -55,15 +48,22 @@ def test_a_suspect_key_whose_entry_the_dead_step_did_not_save_keeps_the_persons_
 def test_a_marked_entry_whose_write_landed_keeps_a_later_change_by_a_person() -> None:
     """The dead step saved and wrote, then died before its checkpoint: its entry holds what both apps got. A person
     who changes the row before the next step (its F&O ETag moves on) is not reversed: that side is not behind."""
-    [linked] = plan([fno_row("E8")], [dataverse_row("E8")])
+    d = _changed_in_fno_after_a_marked_entry("E8", "the-dead-chunk", "Northwind", 'W/"JzMsMTAwMCc="')
+    assert [w.into for w in d.writes] == [Side.DATAVERSE] and d.writes[0].values["name"] == "Northwind"
+
+
+def _changed_in_fno_after_a_marked_entry(number: str, mark: str, name: str, etag: str) -> Any:
+    """A pair linked equal, its entry marked by chunk `mark`, then renamed in F&O; planned by a step resuming after the
+    dead chunk "the-dead-chunk"."""
+    [linked] = plan([fno_row(number)], [dataverse_row(number)])
     assert linked.entry is not None
-    linked.entry.sync_chunk = "the-dead-chunk"
+    linked.entry.sync_chunk = mark
     ledger = {linked.key_text: linked.entry}
     index = {(Side.DATAVERSE, e.dataverse.row_id): t for t, e in ledger.items() if e.dataverse.row_id}
-    edited = Snapshot(fno_row("E8", OrganizationName="Northwind").record, 'W/"JzMsMTAwMCc="')
-    [d] = plan_map(CUSTOMERS, MAPS.maps, [edited], [dataverse_row("E8")], ledger, index,  # type: ignore[arg-type]
+    edited = Snapshot(fno_row(number, OrganizationName=name).record, etag)
+    [d] = plan_map(CUSTOMERS, MAPS.maps, [edited], [dataverse_row(number)], ledger, index,  # type: ignore[arg-type]
                    LOOKUPS, suspect=lambda text: {"the-dead-chunk"})  # fmt: skip
-    assert [w.into for w in d.writes] == [Side.DATAVERSE] and d.writes[0].values["name"] == "Northwind"
+    return d
 
 
 def test_a_checkpoint_from_before_the_marks_reads_with_no_entry_trusted() -> None:
