@@ -346,12 +346,18 @@ def _entry(m: TableMap, key: dict[str, Any], entry: LedgerEntry | None) -> Ledge
     return entry.model_copy(deep=True, update=copy)
 
 
+def _plain_text(v: Any) -> bool:
+    """Text `normalize` leaves as it is: not empty, and not date-like ("" and F&O's 1900-01-01 are null, date-times
+    one UTC form — the ledger must hold what live sync compares)."""
+    return type(v) is str and v != "" and v[4:5] != "-"
+
+
 def _normalized(values: Mapping[str, Any], names: Iterable[str] | None = None) -> dict[str, Any]:
-    """`normalize` of each value (of `names` only, those present, when given), text and nulls taken as they are
-    without a call: most of a row's values are, and a created row normalises ~90 of them."""
+    """`normalize` of each value (of `names` only, those present, when given), nulls and plain text taken as they
+    are without a call: most of a row's values are, and a created row normalises ~90 of them."""
     if names is None:
-        return {c: v if v is None or type(v) is str else normalize(v) for c, v in values.items()}
-    return {n: v if (v := values[n]) is None or type(v) is str else normalize(v) for n in names if n in values}
+        return {c: v if v is None or _plain_text(v) else normalize(v) for c, v in values.items()}
+    return {n: v if (v := values[n]) is None or _plain_text(v) else normalize(v) for n in names if n in values}
 
 
 def _record_side(entry: LedgerEntry, side: Side, snapshot: Snapshot | None, names: Iterable[str]) -> None:

@@ -201,7 +201,7 @@ class Ledger:
         await self.ensure_tables()
         await self._table("errors").upsert_entity(
             {"PartitionKey": record.map, "RowKey": safe_row_key(record.event_id), "At": record.at,
-             "Record": record.model_dump_json()}
+             "Record": record.model_dump_json(), "Status": "open"}
         )  # fmt: skip
 
     async def error_for(self, map_name: str, event_id: str) -> ErrorRecord | None:

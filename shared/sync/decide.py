@@ -73,7 +73,9 @@ def is_newer(version: str | None, than: str | None) -> bool:
         return True
     if version.isdigit() and than.isdigit():
         return int(version) > int(than)
-    return version != than
+    if "," in version and "," in than:  # two F&O tokens ('<RecVersion>,<RecId>…'): the same one is the same state
+        return version != than
+    return True  # anything else (a Dataverse `modifiedon` of a change queued before versions came from images)
 
 
 @dataclass

@@ -64,7 +64,8 @@ def skip_reason(
     if (stale := stale_reason(entry, side, event, source_version, catch_up=catch_up)) is not None:
         return stale
     state = entry.side(side)
-    if not entry.deleted and all(state.values.get(n) == v for n, v in seen.items()):
+    # Normalised here too: an entry saved before `normalize` knew F&O's "" and 1900-01-01 for null holds them raw.
+    if not entry.deleted and all(normalize(state.values.get(n)) == v for n, v in seen.items()):
         return "skipped-echo", "no value differs from what was last synced"
     return None
 
@@ -138,7 +139,12 @@ def plan_change(
     the ledger last synced it."""
     into = side.other
     proposed = {c: normalize(v) for c, v in row.values.items()}
-    base = entry.side(into).values if entry is not None and not entry.deleted else None
+    # As last synced, normalised as now (an older entry may hold F&O's "" or 1900-01-01 for what is null).
+    base = (
+        {c: normalize(v) for c, v in entry.side(into).values.items()}
+        if entry is not None and not entry.deleted
+        else None
+    )
     columns = ((base or {}).keys() | flowing_back(m, side)) - row.key.keys()
     if read:
         now = fingerprint(current.record, proposed.keys() | columns) if current else None

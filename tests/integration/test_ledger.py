@@ -139,3 +139,20 @@ async def test_a_dismissed_or_resolved_error_is_not_among_the_unresolved(storage
         await store.mark_error("customers", safe_row_key(_sync_run_error(1).event_id), Status="resolved")
         assert len(await ledger.errors("customers")) == 3
         assert [e.event_id for e in await ledger.errors("customers", unresolved=True)] == [_sync_run_error(2).event_id]
+
+
+async def test_a_dismissed_error_that_fails_again_is_open_again(storage_connection_string: str) -> None:
+    """One error-log entry per row of a sync run: when the row fails again after a person dismissed it, it is open
+    again — else rerun-failed skips it and it never syncs (final review)."""
+    from shared.ops.store import OpsStore
+
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    async with TableServiceClient.from_connection_string(storage_connection_string) as service:
+        ledger = Ledger(service, prefix=prefix)
+        await ledger.record_error(_sync_run_error(4))
+        await OpsStore(service, prefix=prefix).mark_error(
+            "customers", safe_row_key(_sync_run_error(4).event_id), Status="dismissed"
+        )
+        assert await ledger.errors("customers", unresolved=True) == []
+        await ledger.record_error(_sync_run_error(4))
+        assert [e.event_id for e in await ledger.errors("customers", unresolved=True)] == [_sync_run_error(4).event_id]

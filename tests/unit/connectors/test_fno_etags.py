@@ -46,3 +46,10 @@ def test_f_and_o_changes_are_never_merged_as_older() -> None:
 
     a, b = change("a", "31337,5637144578"), change("b", "1954221457,5637144578")
     assert not _older(a, b) and not _older(b, a)
+
+
+def test_a_dataverse_modifiedon_version_of_a_change_queued_before_the_upgrade_is_never_stale() -> None:
+    """Changes queued or held before versions came from the images carry `modifiedon` (to the second): two of one
+    row within one second must not be judged the same state (final review). Only F&O tokens compare by identity."""
+    assert is_newer("2026-11-30T08:00:00Z", "2026-11-30T08:00:00Z")
+    assert not is_newer("1,5637144578", "1,5637144578")

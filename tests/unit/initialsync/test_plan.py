@@ -184,3 +184,30 @@ def test_a_value_set_in_fno_after_the_sync_is_an_update_not_a_conflict() -> None
 def test_an_empty_text_and_no_value_are_equal() -> None:
     [d] = plan([fno_row("E6", PrimaryContactPhone="")], [dataverse_row("E6", telephone1=None)])
     assert d.kind is Kind.LINKED and not d.writes, d
+
+
+def test_a_run_records_values_as_live_sync_compares_them_so_an_edit_of_an_empty_field_flows() -> None:
+    """F&O answers an empty text as "": a run recorded it raw while live sync compares `normalize`d values (None),
+    so a person's later Dataverse edit of that field looked like a change on both sides — a conflict F&O won, and
+    the edit was reverted (final review). The ledger holds normalised values; live sync normalises older ones."""
+    from datetime import UTC, datetime
+
+    from shared.events.model import ChangeEvent, Operation
+    from shared.maps.transform import TargetRow
+    from shared.sync.decide import normalize
+    from shared.sync.plan import plan_change
+    from shared.sync.rows import Current
+
+    [d] = plan([fno_row("C1", PrimaryContactPhone="")], [])
+    assert d.entry is not None
+    for side in (Side.FNO, Side.DATAVERSE):
+        assert all(v == normalize(v) for v in d.entry.side(side).values.values()), side
+    d.entry.fno.values["PrimaryContactPhone"] = ""  # as an entry saved before this session holds it
+    row = TargetRow(map="customers", into=Side.FNO, entity_set="CustomersV3", key=dict(d.key),
+                    values={"PrimaryContactPhone": "555"})  # fmt: skip
+    event = ChangeEvent(event_id="e1", source=Side.DATAVERSE, entity="account", operation=Operation.UPDATE,
+                        row_id="x", occurred_at=datetime.now(UTC))  # fmt: skip
+    current = Current({"dataAreaId": "usmf", "CustomerAccount": "C1", "PrimaryContactPhone": ""}, 'W/"abc"', None)
+    p = plan_change(CUSTOMERS.map, Side.DATAVERSE, event, row, d.key, d.entry, current, read=True)
+    assert p.conflict is None and "PrimaryContactPhone" not in p.back
+    assert p.write is not None and p.write.values == {"PrimaryContactPhone": "555"}
