@@ -33,7 +33,7 @@ from shared.initialsync.delta import narrow
 from shared.initialsync.heap import FrozenHeap
 from shared.initialsync.model import DriftRecord, MapProgress, Mode, RunState
 from shared.initialsync.plan import Decision, Kind, decide, integration_key, match, same_difference
-from shared.initialsync.store import RunStore
+from shared.initialsync.store import RunStore, Superseded
 from shared.ledger.bulk import delete_many, load_map, save_many
 from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry, key_text
 from shared.ledger.tables import HOLDING_STATES, Ledger, safe_row_key
@@ -125,6 +125,8 @@ class SyncRunner:
                     continue  # done by an earlier step
                 if not await self._map(run, name, progress, started, budget_seconds):
                     return run  # out of time: the next step continues from the cursor
+        except Superseded:
+            raise  # another step of the run carries it: nothing of this one's is saved
         except ConnectorError as exc:
             # Throttled, timed out, unreachable: the step is retried (its message redelivered) from the checkpoint.
             run.message = f"retrying after {type(exc).__name__}: {exc}"

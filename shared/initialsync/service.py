@@ -15,6 +15,7 @@ from shared.bridge import bridge
 from shared.initialsync import liveness
 from shared.initialsync.model import Mode, RunState
 from shared.initialsync.run import SyncRunner, new_run
+from shared.initialsync.store import Superseded
 from shared.initialsync.wiring import get_runner
 
 SYNC_QUEUE = "syncsteps"
@@ -73,7 +74,17 @@ async def run_step(body: bytes, delivery_count: int = 1, runner: SyncRunner | No
     if run.state == "done" or (run.state == "failed" and run.failures >= MAX_DELIVERIES):
         return  # a redelivered step of a finished (or given up) run
     try:
+        await _step(runner, run, delivery_count)
+    except Superseded:
+        log.warning("sync step %s of run %s: another step of the run saved meanwhile; this one stops", step, run_id)
+        return  # completed, not redelivered: the step that saved carries the run on
+
+
+async def _step(runner: SyncRunner, run: RunState, delivery_count: int) -> None:
+    try:
         await runner.run(run, budget_seconds=STEP_SECONDS)
+    except Superseded:
+        raise
     except Exception as exc:
         run.failures += 1
         if max(run.failures, delivery_count) < MAX_DELIVERIES:

@@ -17,6 +17,12 @@ from shared.initialsync.model import DriftRecord, RunState
 from shared.ledger.model import key_text
 
 
+class Superseded(RuntimeError):
+    """Another step of the run saved its checkpoint since this one read it: two steps of one run at once (a step
+    redelivered after a host died, beside its successor). The later save would put back an older state over a newer
+    one — a run marked done set `running` again, its chain of steps ended — so the step that finds it stops."""
+
+
 class RunStore:
     def __init__(self, service: TableServiceClient, prefix: str = "") -> None:
         self._service = service
@@ -34,12 +40,25 @@ class RunStore:
         self._ready = True
 
     async def save(self, run: RunState) -> None:
+        """The checkpoint, conditional on the one this step read or saved last (its ETag): `Superseded` when another
+        step of the run saved meanwhile. A run never read (just started) is written as it is."""
         await self._ensure()
         run.updated_at = datetime.now(UTC)
         table = self._service.get_table_client(f"{self._prefix}syncruns")
         # Replaced whole: a checkpoint of fewer parts leaves none of an older one behind.
         entity = {"PartitionKey": "run", "RowKey": run.run_id, **checkpoint.encode(run)}
-        await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        if run.etag is None:
+            saved = await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        else:
+            try:
+                saved = await table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=run.etag, match_condition=MatchConditions.IfNotModified
+                )
+            except (HttpResponseError, ResourceNotFoundError) as exc:
+                if getattr(exc, "status_code", None) in (404, 409, 412):
+                    raise Superseded(run.run_id) from None
+                raise
+        run.etag = (saved or {}).get("etag") or None
 
     async def get(self, run_id: str) -> RunState | None:
         await self._ensure()
@@ -65,7 +84,7 @@ class RunStore:
             if getattr(exc, "status_code", None) in (404, 409, 412):
                 return False
             raise
-        return True
+        return True  # (the ETag is not kept: `report` saves once and returns)
 
     async def runs(self) -> list[RunState]:
         await self._ensure()
