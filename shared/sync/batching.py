@@ -12,6 +12,7 @@ from shared.events.model import ChangeEvent, Operation
 from shared.ledger.model import LedgerEntry
 from shared.maps.model import Side
 from shared.maps.transform import CompiledMap, TargetRow
+from shared.ops.ids import is_replay, original_event_id
 from shared.sync.decide import is_newer
 from shared.sync.outcome import Message, Outcome
 from shared.sync.plan import TAG_PREFIX, Plan
@@ -68,6 +69,15 @@ def _older(event: ChangeEvent, than: ChangeEvent) -> bool:
     return not is_newer(event.source_version, than.source_version) and event.source_version != than.source_version
 
 
+def _as_replay(merged: ChangeEvent, other: ChangeEvent) -> ChangeEvent:
+    """A change and an operator's replay of it (`<id>~replay<n>`) met in one batch — the original still being
+    redelivered when the replay came: the merged change carries the replay's id, so its outcome reaches the error
+    entry the replay was for (under the original's id, or as a superseded change, it left the entry `replaying`)."""
+    if is_replay(other.event_id) and original_event_id(other.event_id) == original_event_id(merged.event_id):
+        return merged.model_copy(update={"event_id": other.event_id})
+    return merged
+
+
 def coalesce(
     messages: Sequence[Message], alone: Sequence[bool] | None = None
 ) -> list[tuple[ChangeEvent, int, list[int]]]:
@@ -95,9 +105,11 @@ def coalesce(
             units[before] = None
             count = max(earlier[1], message.delivery_count)
             if _older(event, earlier[0]):  # shuffled delivery: the batch's later message holds the older state
-                units.append((merge(event, earlier[0]), count, [*earlier[2][:-1], i, earlier[2][-1]]))
+                units.append(
+                    (_as_replay(merge(event, earlier[0]), event), count, [*earlier[2][:-1], i, earlier[2][-1]])
+                )
             else:
-                units.append((merge(earlier[0], event), count, [*earlier[2], i]))
+                units.append((_as_replay(merge(earlier[0], event), earlier[0]), count, [*earlier[2], i]))
         else:
             units.append((event, message.delivery_count, [i]))
         if event.operation is not Operation.DELETE and event.row_id:
