@@ -129,6 +129,7 @@ def integration_key(m: TableMap, record: Mapping[str, Any]) -> dict[str, Any] | 
 @dataclass
 class _Pair:
     fno: Snapshot | None = None
+    fno_key: dict[str, Any] | None = None  # the F&O row's integration key (worked out once while matching)
     dataverse: Snapshot | None = None
     dataverse_key: TargetRow | None = None  # the Dataverse row as F&O values (computed once while matching)
     error: str | None = None
@@ -161,7 +162,8 @@ def match(
         if key is None:
             errors.append(Decision({}, Kind.ERROR, error="the F&O row's key is incomplete", error_side=Side.FNO))
             continue
-        pairs.setdefault(key_text(key), _Pair()).fno = row
+        pair = pairs.setdefault(key_text(key), _Pair())
+        pair.fno, pair.fno_key = row, key
     for row in dataverse_rows:
         if not passes_filter(compiled, Side.DATAVERSE, row.record):
             known = index.get((Side.DATAVERSE, (row.row_id or "").lower()))
@@ -255,7 +257,7 @@ def _decide(
     fno, dv = pair.fno, pair.dataverse
     to_dv = transform(compiled, Side.FNO, fno.record, maps, lookups) if fno is not None else None
     to_fno = pair.dataverse_key
-    key = integration_key(m, fno.record) if fno is not None else None
+    key = pair.fno_key if fno is not None else None
     if key is None and to_fno is not None:
         key = {k: (str(v).lower() if k == m.company_field(Side.FNO) else v) for k, v in to_fno.key.items()}
     key = key or {}
@@ -329,18 +331,24 @@ def _writes_into(m: TableMap, into: Side) -> bool:
     return known[1]
 
 
-def _side_state() -> SideState:
-    values: dict[str, Any] = {"row_id": None, "version": None, "etag": None, "values": {}, "last_event": None,
-                              "ahead": False}  # fmt: skip
-    return _built(SideState, values, _SIDE_FIELDS)
+def _side_state(
+    values: dict[str, Any] | None = None, version: str | None = None, row_id: str | None = None
+) -> SideState:
+    state = {"row_id": row_id, "version": version, "etag": None, "values": {} if values is None else values,
+             "last_event": None, "ahead": False}  # fmt: skip
+    return _built(SideState, state, _SIDE_FIELDS)
 
 
-def _entry(m: TableMap, key: dict[str, Any], entry: LedgerEntry | None) -> LedgerEntry:
+def _entry(
+    m: TableMap, key: dict[str, Any], entry: LedgerEntry | None, sides: tuple[SideState, SideState] | None = None
+) -> LedgerEntry:
+    """A copy of `entry` to change, or a new one (its sides `sides`, F&O's then Dataverse's, when given)."""
     if entry is None:  # built unvalidated, every field given: the values come from the map and the rows, once per
         # row of a large run (a default left to pydantic costs an `inspect.signature` of its factory per row)
-        values = {"map": m.name, "key": key, "fno": _side_state(), "dataverse": _side_state(), "deleted": False,
-                  "conflict": None, "updated_at": datetime.now(UTC), "sync_chunk": None, "sync_before": None,
-                  "etag": None, "indexed": set()}  # fmt: skip
+        fno, dataverse = sides or (_side_state(), _side_state())
+        values = {"map": m.name, "key": key, "fno": fno, "dataverse": dataverse, "deleted": False, "conflict": None,
+                  "updated_at": datetime.now(UTC), "sync_chunk": None, "sync_before": None, "etag": None,
+                  "indexed": set()}  # fmt: skip
         return _built(LedgerEntry, values, _ENTRY_FIELDS)
     copy = {"etag": entry.etag, "indexed": set(entry.indexed), "sync_before": None}  # (what a write finds: below)
     return entry.model_copy(deep=True, update=copy)
@@ -411,20 +419,32 @@ def _create(
         return Decision(key, Kind.ERROR, error=f"referenced rows not synced yet: {names}", error_side=side)
     if not _writes_into(m, into):
         return Decision(key, Kind.UNCHANGED, detail=f"the map does not write into {into}")
-    new = _entry(m, key, entry)
-    _record_side(new, side, source, _readable(m, side))
-    target = new.side(into)
+    row_id = None
     if into is Side.DATAVERSE:
-        row_id = target.row_id or dataverse_row_id(m.name, key)
-        target.row_id = row_id
+        row_id = (entry.dataverse.row_id if entry is not None else None) or dataverse_row_id(m.name, key)
         company = m.company_field(Side.DATAVERSE)
         columns = {c: v for c, v in row.key.items() if c != company} | row.values
         write = Write(into, True, dict(row.key), columns, dict(row.lookups), row_id=row_id)
-        target.values = _normalized(columns)
+        written = _normalized(columns)
     else:
         write = Write(into, True, dict(row.key), dict(row.values))
-        target.values = _normalized({**row.values, **row.key})
-    target.version = None
+        written = _normalized({**row.values, **row.key})
+    if entry is None:
+        # A new entry is built with its sides' final values, as `_record_side` and the lines below would leave them:
+        # most rows of a large run are created, and assigning a model's fields one by one (pydantic's `__setattr__`,
+        # six a row) cost more than building it.
+        read = _side_state(_normalized(source.record, _readable(m, side)), source.version,
+                           source.row_id if side is Side.DATAVERSE else None)  # fmt: skip
+        target = _side_state(written, None, row_id)
+        new = _entry(m, key, None, (target, read) if into is Side.FNO else (read, target))
+        return Decision(key, Kind.CREATED, [write], new, behind=[into])
+    new = _entry(m, key, entry)
+    _record_side(new, side, source, _readable(m, side))
+    state = new.side(into)
+    if row_id is not None:
+        state.row_id = row_id
+    state.values = written
+    state.version = None
     return Decision(key, Kind.CREATED, [write], new, behind=[into])
 
 
