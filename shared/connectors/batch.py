@@ -53,23 +53,30 @@ def encode(base_url: str, change_sets: Sequence[Sequence[BatchOperation]]) -> tu
         raise ValueError(f"{count} operations: a $batch takes at most {MAX_OPERATIONS}")
     unique = uuid.uuid4().hex  # one random part per request (a syscall each): change sets are numbered under it
     batch = f"batch_{unique}"
-    lines: list[str] = []
+    parts: list[str] = []
     content_id = 0
     for number, change_set in enumerate(change_sets):
         boundary = f"changeset_{unique}_{number}"
-        lines += [f"--{batch}", f"Content-Type: multipart/mixed; boundary={boundary}", ""]
+        parts.append(f"--{batch}\r\nContent-Type: multipart/mixed; boundary={boundary}\r\n\r\n")
         for op in change_set:
             content_id += 1
-            lines += [f"--{boundary}", "Content-Type: application/http", "Content-Transfer-Encoding: binary"]
-            lines += [f"Content-ID: {content_id}", "", f"{op.method} {base_url}{op.path} HTTP/1.1"]
-            headers = dict(op.headers)
-            if op.body is not None:
-                headers.setdefault("Content-Type", "application/json; type=entry")
-            lines += [f"{k}: {v}" for k, v in headers.items()]
-            lines += ["", dumps(op.body) if op.body is not None else ""]
-        lines += [f"--{boundary}--", ""]
-    lines += [f"--{batch}--", ""]
-    return f"multipart/mixed; boundary={batch}", "\r\n".join(lines).encode("utf-8")
+            parts.append(_operation(boundary, content_id, base_url, op))
+        parts.append(f"--{boundary}--\r\n\r\n")
+    parts.append(f"--{batch}--\r\n")
+    return f"multipart/mixed; boundary={batch}", "".join(parts).encode("utf-8")
+
+
+def _operation(boundary: str, content_id: int, base_url: str, op: BatchOperation) -> str:
+    """One operation's part of a change set, each of its lines ending in CRLF (its body's too)."""
+    headers = op.headers
+    if op.body is not None and "Content-Type" not in headers:
+        headers = {**headers, "Content-Type": "application/json; type=entry"}
+    lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+    body = dumps(op.body) if op.body is not None else ""
+    return (
+        f"--{boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+        f"Content-ID: {content_id}\r\n\r\n{op.method} {base_url}{op.path} HTTP/1.1\r\n{lines}\r\n{body}\r\n"
+    )
 
 
 @dataclass

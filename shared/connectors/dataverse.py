@@ -3,6 +3,7 @@ writes, deletes, lookups by `@odata.bind`, `?tag=` on every write, and `$batch`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from enum import StrEnum
@@ -55,7 +56,19 @@ def bind_value(target: Bind | None) -> str | None:
     if target is None:
         return None
     entity_set, key = target
+    if isinstance(key, Mapping):
+        # Worked out once per row bound: a bulk write binds the same few rows (a company, a group) thousands of times.
+        try:
+            return _bind_path(entity_set, tuple((name, type(value), value) for name, value in key.items()))
+        except TypeError:  # a key value that cannot be hashed (none of today's)
+            pass
     return f"/{entity_set}{key_segment(key)}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _bind_path(entity_set: str, key: tuple[tuple[str, type, Any], ...]) -> str:
+    # Each value with its type: 1, 1.0 and True are equal keys to a cache, not the same literal in a URL.
+    return f"/{entity_set}{key_segment({name: value for name, _, value in key})}"
 
 
 def write_body(values: Mapping[str, Any], lookups: Mapping[str, Bind | None] | None, key: Key | None) -> dict[str, Any]:
@@ -81,18 +94,22 @@ class DataverseClient(ODataClient):
         if_match: str | None = None,
         tag: str | None = None,
         return_row: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> BatchOperation:
-        headers: dict[str, str] = {}
+        """`headers`: more request headers, after the write's own (e.g. the bypass of custom logic)."""
+        sent: dict[str, str] = {}
         if if_match is not None:
-            headers["If-Match"] = if_match
+            sent["If-Match"] = if_match
         elif mode is WriteMode.CREATE:
-            headers["If-None-Match"] = "*"
+            sent["If-None-Match"] = "*"
         elif mode is WriteMode.UPDATE:
-            headers["If-Match"] = "*"
+            sent["If-Match"] = "*"
         if return_row:
-            headers["Prefer"] = "return=representation"
+            sent["Prefer"] = "return=representation"
+        if headers:
+            sent |= headers
         path = self.path(entity_set, key) + (f"?tag={tag}" if tag else "")
-        return BatchOperation("PATCH", path, write_body(values, lookups, key), headers)
+        return BatchOperation("PATCH", path, write_body(values, lookups, key), sent)
 
     def write_operation(self, entity_set: str, key: Key, values: Mapping[str, Any], **kw: Any) -> BatchOperation:
         """The same request as `write`, for a `$batch`."""

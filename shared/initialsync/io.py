@@ -310,22 +310,24 @@ class Writer:
     async def _dataverse_operation(self, m: TableMap, write: Write) -> BatchOperation:
         binds = {name: await self._bind(ref) for name, ref in write.lookups.items()}
         key: Any = write.row_id or await self.rows.key(m, write.key)
+        bypass = await self._bypass(m.dataverse.table)  # sent after the operation's own headers
         if write.delete == "delete":  # a linked row deleted in F&O (as live sync applies a delete)
             path = self.dataverse.path(m.dataverse.entity_set, key) + f"?tag={self.tag}"
-            op = BatchOperation("DELETE", path, None, {"If-Match": write.if_match or "*"})
-        elif write.delete == "deactivate":
-            op = self.dataverse.write_operation(m.dataverse.entity_set, key, {"statecode": 1, "statuscode": 2},
-                                                if_match=write.if_match or "*", tag=self.tag)  # fmt: skip
-        elif write.create:
-            op = self.dataverse.write_operation(
-                m.dataverse.entity_set, key, write.values, lookups=binds, mode=WriteMode.CREATE, tag=self.tag
+            return BatchOperation("DELETE", path, None, {"If-Match": write.if_match or "*", **bypass})
+        if write.delete == "deactivate":
+            values: Mapping[str, Any] = {"statecode": 1, "statuscode": 2}
+            return self.dataverse.write_operation(
+                m.dataverse.entity_set, key, values, if_match=write.if_match or "*", tag=self.tag, headers=bypass
             )
-        else:
-            op = self.dataverse.write_operation(
-                m.dataverse.entity_set, key, write.values, lookups=binds, if_match=write.if_match or "*", tag=self.tag
-            )
-        bypass = await self._bypass(m.dataverse.table)
-        return dataclasses.replace(op, headers={**op.headers, **bypass}) if bypass else op
+        if write.create:
+            return self.dataverse.write_operation(
+                m.dataverse.entity_set, key, write.values, lookups=binds, mode=WriteMode.CREATE, tag=self.tag,
+                headers=bypass,
+            )  # fmt: skip
+        return self.dataverse.write_operation(
+            m.dataverse.entity_set, key, write.values, lookups=binds, if_match=write.if_match or "*", tag=self.tag,
+            headers=bypass,
+        )  # fmt: skip
 
     def _fno_operation(self, m: TableMap, write: Write) -> BatchOperation:
         if write.delete:  # a linked row deleted in Dataverse (the map's `delete: delete`)
