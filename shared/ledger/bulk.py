@@ -1,14 +1,14 @@
 """Ledger writes in bulk, for sync runs: entries and their id-index rows in entity-group transactions of at most
 100 operations, one partition (map) each — Microsoft Learn, "Performing entity group transactions" (Table
-Storage: up to 100 entities, one partition key) — the index rows first (see `Ledger._operations`). An entry read
-with an ETag is saved only if it is unchanged (live apply wins); a transaction refused for one entry is retried
-entry by entry, so one concurrent change does not sink its 99 neighbours."""
+Storage: up to 100 entities, one partition key). An entry read with an ETag is saved only if it is unchanged
+(live apply wins); a transaction refused for one entry is retried entry by entry, so one concurrent change does not
+sink its 99 neighbours."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,14 +20,14 @@ from azure.data.tables import TableTransactionError
 from azure.data.tables.aio import TableClient
 
 from shared.ledger.model import LedgerEntry, key_text
-from shared.ledger.tables import INDEX, Ledger, index_entity, index_row_key, index_transactions
+from shared.ledger.tables import Ledger, index_entity, index_row_key
 from shared.ledger.wire import TableRequestFailed, transact
 from shared.maps.model import Side
 
 MAX_TRANSACTION = 100
 
 
-def _write(entry: LedgerEntry) -> tuple[Any, ...]:
+def _operations(entry: LedgerEntry) -> list[tuple[Any, ...]]:
     entity = {"PartitionKey": entry.map, "RowKey": key_text(entry.key), "Entry": entry.model_dump_json()}
     write: tuple[Any, ...] = (
         ("create", entity)
@@ -38,15 +38,12 @@ def _write(entry: LedgerEntry) -> tuple[Any, ...]:
             {"mode": "replace", "etag": entry.etag, "match_condition": MatchConditions.IfNotModified},
         )
     )
-    return write
-
-
-def _index(entry: LedgerEntry) -> list[tuple[Any, ...]]:
-    return [
+    index = [
         ("upsert", index_entity(entry.map, side, row_id, entry.key))
         for side in Side
         if (row_id := entry.side(side).row_id) and (side, row_id) not in entry.indexed
     ]
+    return [write, *index]
 
 
 @dataclass
@@ -57,57 +54,50 @@ class BulkResult:
 
 async def save_many(ledger: Ledger, entries: Sequence[LedgerEntry], in_flight: int = 8) -> BulkResult:
     """Create or (ETag-conditionally) replace `entries`, all of one map, in transactions of ≤ 100 operations,
-    `in_flight` at a time: their new id-index rows first, then the entries."""
+    `in_flight` at a time."""
     await ledger.ensure_tables()
-    table, index = ledger.table("ledger"), ledger.table(INDEX)
+    table = ledger.table("ledger")
     result = BulkResult()
     now = datetime.now(UTC)
     gate = asyncio.Semaphore(in_flight)
 
-    async def submit(into: Any, operations: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    async def submit(chunk: list[tuple[LedgerEntry, int]], operations: list[tuple[Any, ...]]) -> None:
         async with gate:
-            return await transact(into, operations)  # shared/ledger/wire.py: our own encoding
-
-    async def create_index(rows: list[tuple[Any, ...]]) -> None:
-        # Created, not upserted: an upsert makes the service look the row up first (Azurite: a second index search
-        # per row). A row indexed already (a run retried after a failure) fails the creates: upserted then.
-        try:
-            await submit(index, [("create", op[1]) for op in rows])
-        except TableRequestFailed:
-            await submit(index, rows)
-
-    async def save(chunk: list[LedgerEntry]) -> None:
-        try:
-            answers = await submit(table, [_write(entry) for entry in chunk])
-        except TableRequestFailed:
-            for entry in chunk:  # one entry changed meanwhile: save the others one by one
-                try:
-                    answers = await table.submit_transaction([_write(entry)])
-                except TableTransactionError:
-                    result.refused.append(entry)
-                    continue
-                _saved(entry, answers[0])
-                result.saved.append(entry)
-            return
-        for entry, answer in zip(chunk, answers, strict=True):
-            _saved(entry, answer)
+            try:
+                answers = await transact(table, operations)  # shared/ledger/wire.py: our own encoding
+            except TableRequestFailed:
+                for entry, _ in chunk:  # one entry changed meanwhile: save the others one by one
+                    try:
+                        answers_one = await table.submit_transaction(_operations(entry))
+                    except TableTransactionError:
+                        result.refused.append(entry)
+                        continue
+                    _saved(entry, answers_one[0])
+                    result.saved.append(entry)
+                return
+        position = 0
+        for entry, count in chunk:
+            _saved(entry, answers[position])
+            position += count
             result.saved.append(entry)
 
+    transactions: list[tuple[list[tuple[LedgerEntry, int]], list[tuple[Any, ...]]]] = [([], [])]
     for entry in entries:
         entry.updated_at = now
+        ops = _operations(entry)
+        if len(transactions[-1][1]) + len(ops) > MAX_TRANSACTION:
+            transactions.append(([], []))
+        transactions[-1][0].append((entry, len(ops)))  # (entry, how many operations it takes)
+        transactions[-1][1].extend(ops)
     # Every transaction settles before one's failure is raised: a caller putting entries back after a failure must
     # not race a transaction still landing.
-    await _settled(create_index(t) for t in index_transactions([op for e in entries for op in _index(e)]))
-    await _settled(save(list(entries[i : i + MAX_TRANSACTION])) for i in range(0, len(entries), MAX_TRANSACTION))
-    return result
-
-
-async def _settled(work: Iterable[Coroutine[Any, Any, Any]]) -> None:
-    """Run `work` at once; raise the first failure once every part has settled."""
-    answers = await asyncio.gather(*work, return_exceptions=True)
+    answers = await asyncio.gather(
+        *(submit(chunk, operations) for chunk, operations in transactions if chunk), return_exceptions=True
+    )
     for answer in answers:
         if isinstance(answer, BaseException):
             raise answer
+    return result
 
 
 def _saved(entry: LedgerEntry, answer: Any) -> None:
@@ -118,12 +108,12 @@ def _saved(entry: LedgerEntry, answer: Any) -> None:
 async def delete_many(ledger: Ledger, entries: Iterable[LedgerEntry]) -> None:
     """Remove entries (and their id-index rows) a run saved for writes that then failed: the ledger never claims a
     row that is not there. Unconditional per entry: the run created them a moment ago."""
-    table, index = ledger.table("ledger"), ledger.table(INDEX)
+    table = ledger.table("ledger")
     for entry in entries:
-        ids = [(index, index_row_key(s, r)) for s in Side if (r := entry.side(s).row_id)]
-        for into, row_key in [(table, key_text(entry.key)), *ids]:
+        keys = [key_text(entry.key)] + [index_row_key(s, r) for s in Side if (r := entry.side(s).row_id)]
+        for row_key in keys:
             try:
-                await into.delete_entity(entry.map, row_key)
+                await table.delete_entity(entry.map, row_key)
             except ResourceNotFoundError:
                 pass
 

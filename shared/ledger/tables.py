@@ -22,8 +22,7 @@ from shared.ledger.wire import TableRequestFailed, read_entity, transact
 from shared.maps.model import Side
 
 MAX_TRANSACTION = 100  # operations in one entity-group transaction
-TABLES = ("ledger", "ledgerids", "conflicts", "errors", "mapstate", "held")
-INDEX = "ledgerids"  # the id index: (map, row id) → integration key
+TABLES = ("ledger", "conflicts", "errors", "mapstate", "held")
 HOLDING_STATES = ("paused", "invalid")  # invalid: the map failed its check against the apps' metadata
 
 
@@ -39,12 +38,7 @@ def safe_row_key(text: str) -> str:
 
 
 def index_row_key(side: Side, row_id: str) -> str:
-    """An id-index row's RowKey. Index rows live in their own table (`INDEX`), one partition per map, apart from the
-    entries: Table Storage serves about 2,000 entities a second per partition (Microsoft Learn, "Scalability and
-    performance targets for Table storage"), so a sync run writing an entry and an index row per row into one
-    partition would be held near 1,000 rows a second; and Azurite's per-table indexes cost by table size. Ledgers
-    written before kept them in the map's partition of `ledger` (`key_for` still reads them there); an integration
-    key's RowKey always has `=`, so the two never meet."""
+    """Index rows share the map's partition with the entries; an integration key's RowKey always has `=`."""
     return f"id:{side}:{safe_row_key(row_id.lower())}"
 
 
@@ -53,35 +47,6 @@ def index_entity(map_name: str, side: Side, row_id: str, key: dict[str, Any]) ->
 
 
 IfNotModified = MatchConditions.IfNotModified
-
-
-def _unique_chunks(entries: Sequence[LedgerEntry], members: list[int]) -> list[list[int]]:
-    """`members` cut into transactions of at most `MAX_TRANSACTION` entries, no key twice in one (an entity appears
-    once in a transaction)."""
-    chunks: list[list[int]] = [[]]
-    keys: set[str] = set()
-    for i in members:
-        text = key_text(entries[i].key)
-        if len(chunks[-1]) >= MAX_TRANSACTION or text in keys:
-            chunks.append([])
-            keys = set()
-        chunks[-1].append(i)
-        keys.add(text)
-    return [c for c in chunks if c]
-
-
-def index_transactions(operations: Sequence[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
-    """Index-row upserts of one map in transactions of at most `MAX_TRANSACTION`, each row once (the last upsert of
-    a row wins, as it would one by one: two entries naming one row — its key columns edited — point it at the
-    newer)."""
-    last = {op[1]["RowKey"]: op for op in operations}
-    rows = list(last.values())
-    return [rows[i : i + MAX_TRANSACTION] for i in range(0, len(rows), MAX_TRANSACTION)]
-
-
-async def save_index(table: Any, operations: Sequence[tuple[Any, ...]]) -> None:
-    for transaction in index_transactions(operations):
-        await transact(table, transaction)
 
 
 class Ledger:
@@ -127,11 +92,9 @@ class Ledger:
         entry.indexed = {(side, row_id) for side in Side if (row_id := entry.side(side).row_id)}
         return entry
 
-    def _operations(self, entry: LedgerEntry) -> tuple[tuple[Any, ...], list[tuple[Any, ...]], list[tuple[Side, str]]]:
-        """The entry's write (create without an ETag, else a replace that must still match it) and the upserts of
-        the id-index rows it learned. The index rows are written first, the entry after them: an entry saved always
-        has its index rows (what `indexed` assumes of an entry read back); index rows whose entry then failed to
-        save only name a row's key, which is what they say anyway."""
+    def _operations(self, entry: LedgerEntry) -> tuple[list[tuple[Any, ...]], list[tuple[Side, str]]]:
+        """The entry's write (create without an ETag, else a replace that must still match it) and the id index rows
+        it learned, which go in the same transaction (one partition per map) so the index never lags the entry."""
         entry.updated_at = datetime.now(UTC)
         entity = {"PartitionKey": entry.map, "RowKey": key_text(entry.key), "Entry": entry.model_dump_json()}
         write: tuple[Any, ...] = (
@@ -145,16 +108,14 @@ class Ledger:
             if (row_id := entry.side(side).row_id) and (side, row_id) not in entry.indexed
         ]
         index = [("upsert", index_entity(entry.map, side, row_id, entry.key)) for side, row_id in new]
-        return write, index, new
+        return [write, *index], new
 
     async def save(self, entry: LedgerEntry) -> LedgerEntry:
         """Create (no ETag) or update (ETag must still match); `LedgerConflict` otherwise."""
         await self.ensure_tables()
-        write, index, new = self._operations(entry)
-        if index:
-            await transact(self._table(INDEX), index)
+        operations, new = self._operations(entry)
         try:
-            results = await transact(self._table("ledger"), [write])
+            results = await transact(self._table("ledger"), operations)
         except TableRequestFailed as exc:
             if exc.conflict:
                 raise LedgerConflict(str(exc)) from None
@@ -165,48 +126,51 @@ class Ledger:
 
     async def save_many(self, entries: Sequence[LedgerEntry]) -> list[LedgerEntry | Exception]:
         """Several entries in entity-group transactions (one per map's partition, at most 100 operations each:
-        Microsoft Learn, "Performing entity group transactions"), their new index rows first. A transaction is all
-        or nothing, so when one fails its entries are saved one by one: each then succeeds or answers its own
-        `LedgerConflict` or other error (too large, a 5xx), so one entry's failure never sinks the others."""
+        Microsoft Learn, "Performing entity group transactions"). A transaction is all or nothing, so when one
+        fails its entries are saved one by one: each then succeeds or answers its own `LedgerConflict` or other error
+        (too large, a 5xx), so one entry's failure never sinks the others."""
         await self.ensure_tables()
         out: list[LedgerEntry | Exception] = list(entries)
         groups: dict[str, list[int]] = {}
         for i, entry in enumerate(entries):
             groups.setdefault(entry.map, []).append(i)
         for members in groups.values():
+            chunk: list[int] = []
+            size = 0
             planned = {i: self._operations(entries[i]) for i in members}
-            try:
-                await save_index(self._table(INDEX), [op for i in members for op in planned[i][1]])
-            except TableRequestFailed:
-                await self._one_by_one(entries, members, out)
-                continue
-            for part in _unique_chunks(entries, members):
+            chunks: list[list[int]] = []
+            for i in members:
+                n = len(planned[i][0])
+                if chunk and (size + n > MAX_TRANSACTION or key_text(entries[i].key) in
+                              {key_text(entries[j].key) for j in chunk}):  # fmt: skip
+                    chunks.append(chunk)
+                    chunk, size = [], 0
+                chunk.append(i)
+                size += n
+            if chunk:
+                chunks.append(chunk)
+            for part in chunks:
+                operations = [op for i in part for op in planned[i][0]]
                 try:
-                    results = await transact(self._table("ledger"), [planned[i][0] for i in part])
+                    results = await transact(self._table("ledger"), operations)
                 except TableRequestFailed:
-                    await self._one_by_one(entries, part, out)
+                    for i in part:
+                        try:
+                            out[i] = await self.save(entries[i])
+                        except Exception as exc:  # its own failure, not its neighbours'
+                            out[i] = exc
                     continue
-                for i, result in zip(part, results, strict=True):
-                    entries[i].etag = result.get("etag")
-                    entries[i].indexed |= set(planned[i][2])
+                position = 0
+                for i in part:
+                    entries[i].etag = results[position].get("etag")
+                    entries[i].indexed |= set(planned[i][1])
+                    position += len(planned[i][0])
         return out
-
-    async def _one_by_one(
-        self, entries: Sequence[LedgerEntry], members: list[int], out: list[LedgerEntry | Exception]
-    ) -> None:
-        for i in members:
-            try:
-                out[i] = await self.save(entries[i])
-            except Exception as exc:  # its own failure, not its neighbours'
-                out[i] = exc
 
     async def key_for(self, map_name: str, side: Side, row_id: str) -> dict[str, Any] | None:
         """The integration key of a row known by its Dataverse GUID or F&O virtual id."""
         await self.ensure_tables()
-        row_key = index_row_key(side, row_id)
-        entity = await read_entity(self._table(INDEX), map_name, row_key)
-        if entity is None:  # a row indexed by a version that kept the index in the entries' partition
-            entity = await read_entity(self._table("ledger"), map_name, row_key)
+        entity = await read_entity(self._table("ledger"), map_name, index_row_key(side, row_id))
         if entity is None:
             return None
         key: dict[str, Any] = json.loads(entity["Key"])

@@ -25,7 +25,7 @@ from shared.ops.alerts import Alert
 from shared.ops.ids import entry_id
 
 OWN_TABLES = ("opsminutes", "opsalerts", "opswaiting")
-LEDGER_TABLES = ("errors", "conflicts", "held", "mapstate", "ledger", "ledgerids")
+LEDGER_TABLES = ("errors", "conflicts", "held", "mapstate", "ledger")
 BUCKET_SECONDS = 10
 MAX_PAGE = 500
 ERROR_STATUSES = ("open", "replaying", "resolved", "dismissed")

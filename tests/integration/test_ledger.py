@@ -1,5 +1,4 @@
-"""The ledger against Azurite: ETag concurrency, the id index written before its entry (in its own table; one
-written by an older version in the entries' partition still read), the map-state cache."""
+"""The ledger against Azurite: ETag concurrency, the id index written with its entry, the map-state cache."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import pytest
 from azure.data.tables.aio import TableServiceClient
 
 from shared.ledger.model import ConflictRecord, ErrorRecord, LedgerEntry
-from shared.ledger.tables import INDEX, Ledger, LedgerConflict, index_entity, safe_row_key
+from shared.ledger.tables import Ledger, LedgerConflict, safe_row_key
 from shared.maps.model import Side
 
 
@@ -32,38 +31,6 @@ async def test_a_saved_entry_is_found_by_its_key_and_by_either_sides_row_id(ledg
     assert await ledger.key_for("customers", Side.FNO, "{f-1}") == entry.key
     assert await ledger.key_for("customers", Side.DATAVERSE, "3f2504e0-4f89-11d3-9a0c-0305e82c3301") == entry.key
     assert await ledger.key_for("customers", Side.DATAVERSE, "unknown") is None
-
-
-async def test_the_entries_partition_holds_one_entity_a_row_and_the_id_index_its_own_table(ledger: Ledger) -> None:
-    """Table Storage serves ~2,000 entities/s per partition: a sync run's entry and index row per row in one
-    partition would cap it near 1,000 rows/s."""
-    entries = [LedgerEntry(map="customers", key={"k": n}) for n in range(150)]
-    for n, entry in enumerate(entries):
-        entry.fno.row_id, entry.dataverse.row_id = f"{{F-{n}}}", str(uuid.UUID(int=n))
-    assert all(isinstance(e, LedgerEntry) for e in await ledger.save_many(entries))
-    rows = [e["RowKey"] async for e in ledger.table("ledger").list_entities()]
-    ids = [e["RowKey"] async for e in ledger.table(INDEX).list_entities()]
-    assert len(rows) == 150 and not any(r.startswith("id:") for r in rows)
-    assert len(ids) == 300 and all(r.startswith("id:") for r in ids)
-    assert await ledger.key_for("customers", Side.DATAVERSE, str(uuid.UUID(int=149))) == {"k": 149}
-    assert await ledger.key_for("customers", Side.FNO, "{f-7}") == {"k": 7}
-
-
-async def test_a_row_indexed_by_an_older_version_in_the_entries_partition_is_still_found(ledger: Ledger) -> None:
-    await ledger.ensure_tables()
-    old = index_entity("customers", Side.DATAVERSE, "3F2504E0-4F89-11D3-9A0C-0305E82C3301", {"k": "old"})
-    await ledger.table("ledger").create_entity(old)
-    assert await ledger.key_for("customers", Side.DATAVERSE, "3f2504e0-4f89-11d3-9a0c-0305e82c3301") == {"k": "old"}
-
-
-async def test_an_entry_is_never_saved_without_its_index_rows(ledger: Ledger) -> None:
-    """The index rows go first: an entry read back is taken as indexed (`indexed`), so an entry that landed before
-    its index rows failed would leave its row unfindable by id for good (a delete from Dataverse dropped)."""
-    entry = LedgerEntry(map="customers", key={"k": 5})
-    entry.dataverse.row_id = "x" * 2000  # over Table Storage's 1 KiB RowKey limit: the index transaction fails
-    with pytest.raises(Exception):  # noqa: B017 - whichever error the service gives, the entry is not saved
-        await ledger.save(entry)
-    assert await ledger.get("customers", {"k": 5}) is None
 
 
 async def test_two_writers_of_one_entry_the_second_is_told_to_decide_again(ledger: Ledger) -> None:
