@@ -479,6 +479,8 @@ class SyncRunner:
         """A row written now leaves the error log (it was brought over)."""
         table = self.ledger.table("errors")
         known = {e.event_id for e in await self.ledger.errors(name) if e.event_id.startswith("sync:")}
+        if not known:
+            return  # (nothing to look up per row)
         for d in done:
             event_id = error_id(name, d.key)
             if event_id in known:
