@@ -1,8 +1,9 @@
 """One OData engine for both simulators. The apps differ only in their `Dialect`: URL keys, ETag format, error
 body, upsert rules, lookups, company visibility and the change notifications they send.
 
-The core is synchronous over SQLite (`execute`), so a `$batch` change set is one SQLite transaction; the aiohttp
-shell adds auth, faults, the admin API and hands committed changes to the dialect's notifier.
+The core is synchronous over SQLite (`execute`), so a `$batch` change set is atomic (a savepoint in the request's
+transaction); the aiohttp shell adds auth, faults, the admin API and hands committed changes to the dialect's
+notifier.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """SQLite storage for a simulator: one table of JSON rows, a monotonically increasing version per write, atomic
-transactions for `$batch` change sets. A file, or `:memory:` for tests."""
+`$batch` change sets (savepoints in one transaction per request). A file, or `:memory:` for tests."""
 
 from __future__ import annotations
 
@@ -91,6 +91,17 @@ class Store:
         finally:
             self._depth -= 1
 
+    def batch(self) -> _Batch:
+        """One SQLite transaction around a whole `$batch` request, committed however it ends: its change sets are
+        savepoints in it (`change_set`), each undone alone when it fails, so what committed is exactly what a
+        transaction per change set would have committed — for one BEGIN/COMMIT per request, not per change set."""
+        return _Batch(self)
+
+    def change_set(self) -> _ChangeSet:
+        """Atomic: everything inside is written or nothing is. Inside `batch` (or any open transaction) a savepoint,
+        rolled back alone on an error while the transaction goes on; otherwise a transaction of its own."""
+        return _ChangeSet(self)
+
     def get(self, entity_set: str, row_id: str) -> StoredRow | None:
         r = self._db.execute("SELECT * FROM rows WHERE entity_set=? AND id=?", (entity_set, row_id.lower())).fetchone()
         return self._row(r) if r else None
@@ -166,6 +177,62 @@ class Store:
 
     def count(self, entity_set: str) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM rows WHERE entity_set=?", (entity_set,)).fetchone()[0])
+
+
+class _Batch:
+    """`Store.batch`: a class, not a generator (entered once per `$batch`; the change sets' twin below once per
+    change set, where a generator-based context manager's cost shows)."""
+
+    __slots__ = ("_began", "_store")
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._began = False
+
+    def __enter__(self) -> None:
+        store = self._store
+        if store._depth == 0:
+            store._db.execute("BEGIN")
+            self._began = True
+        store._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        store = self._store
+        store._depth -= 1
+        if self._began:
+            # Committed even on an exception: every change set inside already undid its own writes if it failed
+            # (as when each was a transaction of its own), and the ones before it stay written.
+            store._db.execute("COMMIT")
+
+
+class _ChangeSet:
+    __slots__ = ("_savepoint", "_store")
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._savepoint = False
+
+    def __enter__(self) -> None:
+        store = self._store
+        if store._depth == 0:
+            store._db.execute("BEGIN")
+        else:
+            store._db.execute("SAVEPOINT change_set")
+            self._savepoint = True
+        store._depth += 1
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        store = self._store
+        store._depth -= 1
+        if kind is None:
+            store._db.execute("RELEASE change_set" if self._savepoint else "COMMIT")
+            return
+        if self._savepoint:
+            store._db.execute("ROLLBACK TO change_set")
+            store._db.execute("RELEASE change_set")
+        else:
+            store._db.execute("ROLLBACK")
+        store._epoch += 1  # what a caller remembered "as of" a generation may have been rolled back
 
 
 def number(value: Any) -> Any:
