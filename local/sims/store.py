@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii as _quoted
 from typing import Any
 
 from shared.connectors.wire import dumps, loads
@@ -27,8 +29,32 @@ class StoredRow:
 
 
 def key_text(values: Mapping[str, Any], names: list[str]) -> str:
-    """Keys compare case-insensitively, as in both apps' SQL collation."""
-    return json.dumps([str(values.get(n, "")).lower() for n in names])
+    """Keys compare case-insensitively, as in both apps' SQL collation. The text `json.dumps` makes of the list of
+    values, put together from the same string encoder (a third of the cost: one per write)."""
+    return "[" + ", ".join([_quoted(str(values.get(n, "")).lower()) for n in names]) + "]"
+
+
+_DECIMAL_MARK = "\x00\x01decimal:"
+_DECIMAL = re.compile(r'"\\u0000\\u0001decimal:([^"]*)"')
+
+
+def _decimal(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return _DECIMAL_MARK + format(value, "f")
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+# A row's data as JSON, with a Decimal written as the number it is (what `wire.dumps` makes, read back by
+# `wire.loads`), through one encoder made once rather than one per row written.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_decimal)
+
+
+def _data_text(data: dict[str, Any]) -> str:
+    try:
+        text = _ENCODER.encode(data)
+    except TypeError:
+        return dumps(data)
+    return _DECIMAL.sub(r"\1", text) if "\\u0000\\u0001decimal:" in text else text
 
 
 class Store:
@@ -137,7 +163,8 @@ class Store:
         version = self._next_version()
         self._touch(entity_set)
         self._db.execute(
-            "INSERT INTO rows VALUES (?,?,?,?,?,?,?)", (entity_set, row_id.lower(), key, dumps(data), version, now, now)
+            "INSERT INTO rows VALUES (?,?,?,?,?,?,?)",
+            (entity_set, row_id.lower(), key, _data_text(data), version, now, now),
         )
         return StoredRow(entity_set, row_id.lower(), key, data, version, now, now)
 
@@ -147,7 +174,7 @@ class Store:
         self._touch(row.entity_set)
         self._db.execute(
             "UPDATE rows SET data=?, version=?, modified=? WHERE entity_set=? AND id=?",
-            (dumps(data), version, now, row.entity_set, row.id),
+            (_data_text(data), version, now, row.entity_set, row.id),
         )
         return StoredRow(row.entity_set, row.id, row.key, data, version, row.created, now)
 
