@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from local.sims import dataverse_metadata as metadata
@@ -25,7 +26,7 @@ from local.sims.engine import (
     parse_key,
 )
 from local.sims.schema import Column, ColumnType, Table, per_table
-from local.sims.store import Store, StoredRow, key_text
+from local.sims.store import Store, StoredRow, Taken, key_text
 
 SYSTEM_PROPERTIES = ("versionnumber", "createdon", "modifiedon")
 FORMATTED = "OData.Community.Display.V1.FormattedValue"
@@ -289,9 +290,7 @@ class DataverseDialect(DataverseWebhooks):
         body = body_of(request)
         data, submitted = self._accept(table, body)
         row_id = str(body.get(table.primary_id or "") or uuid.uuid4()).lower()
-        if self.store.get(table.entity_set, row_id) is not None:
-            raise SimError(412, "Cannot insert duplicate key.", "0x80040237")
-        return self._insert(table, row_id, data, submitted, request, changes)
+        return self._insert(table, row_id, data, submitted, request, changes, _duplicate)
 
     def _insert(
         self,
@@ -301,18 +300,27 @@ class DataverseDialect(DataverseWebhooks):
         submitted: list[str],
         request: Request,
         changes: list[Change],
+        id_taken: Callable[[], SimError],
     ) -> Reply:
+        """A new row. Its id and its alternate key are checked by the insert itself (the store's unique indexes),
+        not by a read before it: a bulk create's every row is new. A refused insert is answered as the reads
+        before it would have answered: the id taken first (`id_taken`), then the key."""
         data.setdefault("statecode", 0)
         data.setdefault("statuscode", 1)
         key = key_text(data, table.key) if all(k in data for k in table.key) else json.dumps(["id", row_id])
-        if self.store.find(table.entity_set, key) is not None:
-            raise SimError(
-                412,
-                "A record that has the attribute values "
-                f"{', '.join(str(data.get(k)) for k in table.key)} already exists.",
-                "0x80060892",
-            )
-        row = self.store.insert(table.entity_set, row_id, key, data)
+        try:
+            row = self.store.insert(table.entity_set, row_id, key, data)
+        except Taken:
+            if self.store.get(table.entity_set, row_id) is not None:
+                raise id_taken() from None
+            if self.store.find(table.entity_set, key) is not None:
+                raise SimError(
+                    412,
+                    "A record that has the attribute values "
+                    f"{', '.join(str(data.get(k)) for k in table.key)} already exists.",
+                    "0x80060892",
+                ) from None
+            raise
         changes.append(
             Change(table, "create", None, row, submitted, request.query.get("tag"), request.user, bypassed(request))
         )
@@ -330,12 +338,15 @@ class DataverseDialect(DataverseWebhooks):
 
     def patch(self, table: Table, key: dict[str, Any] | str, request: Request, changes: list[Change]) -> Reply:
         key = self.key_columns(table, key)
+        if_match = request.headers.get("if-match")
+        create_only = request.headers.get("if-none-match") == "*"
+        if create_only and not if_match and isinstance(key, str):
+            return self._create_by_id(table, key, request, changes)
         existing = self.locate(table, key, request) if isinstance(key, str) else None
         if isinstance(key, dict):
             existing = self.store.find(table.entity_set, key_text(key, table.key))
-        if_match = request.headers.get("if-match")
-        if request.headers.get("if-none-match") == "*" and existing is not None:
-            raise SimError(412, "A record with matching key values already exists.", "0x80040237")
+        if create_only and existing is not None:
+            raise _exists()
         if if_match and existing is None:
             raise SimError(404, f"{table.name} With Id = {key} Does Not Exist", "0x80040217")
         body = body_of(request)
@@ -347,13 +358,34 @@ class DataverseDialect(DataverseWebhooks):
         if existing is None:
             row_id = key if isinstance(key, str) else str(uuid.uuid4())
             full = (dict(key) if isinstance(key, dict) else {}) | data
-            return self._insert(table, row_id, full, submitted, request, changes)
+            return self._insert(table, row_id, full, submitted, request, changes, _exists)
         check_if_match(self, existing, request)
         row = self.store.update(existing, existing.data | data)
         changes.append(
             Change(table, "update", existing, row, submitted, request.query.get("tag"), request.user, bypassed(request))
         )
         return self._written(table, row, request, created=False)
+
+    def _create_by_id(self, table: Table, row_id: str, request: Request, changes: list[Change]) -> Reply:
+        """`PATCH <set>(<id>)` with `If-None-Match: *`: create only (what a sync run sends). A taken id is refused
+        before the body is read (412), as `patch` does; the id is looked up only when the body or the insert is
+        refused, so that an untaken id (every row of a bulk create) costs no read."""
+        try:
+            data, submitted = self._accept(table, body_of(request))
+        except SimError:
+            if self.store.get(table.entity_set, row_id) is not None:
+                raise _exists() from None
+            raise
+        return self._insert(table, row_id, data, submitted, request, changes, _exists)
+
+
+def _exists() -> SimError:
+    """Microsoft Learn, "Perform conditional operations using the Web API": `If-None-Match: *` on an existing row."""
+    return SimError(412, "A record with matching key values already exists.", "0x80040237")
+
+
+def _duplicate() -> SimError:
+    return SimError(412, "Cannot insert duplicate key.", "0x80040237")
 
 
 def registration_seed(store: Store, tables: list[Table]) -> None:

@@ -57,6 +57,14 @@ def _data_text(data: dict[str, Any]) -> str:
     return _DECIMAL.sub(r"\1", text) if "\\u0000\\u0001decimal:" in text else text
 
 
+class Taken(Exception):
+    """An insert refused by the store: the id or the key is another row's already."""
+
+    def __init__(self, entity_set: str, row_id: str, key: str) -> None:
+        super().__init__(f"{entity_set}: the id {row_id} or the key {key} is taken")
+        self.entity_set, self.row_id, self.key = entity_set, row_id, key
+
+
 class Store:
     def __init__(self, path: str = ":memory:") -> None:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -80,6 +88,10 @@ class Store:
             int(self._db.execute("SELECT MAX(version) FROM tombstones").fetchone()[0] or 0),
         )
         self._depth = 0
+        # An open change set's savepoint, taken only before its first write that is not an insert: until then the
+        # rows it inserted (entity set, id) are all it would have to undo, by hand (`_ChangeSet`).
+        self._savepoint_due = False
+        self._inserted: list[tuple[str, str]] = []
         # Bumped by every write to an entity set (and, for all of them, by a rollback or a reset): what a caller
         # remembers of the rows "as of" a generation is still true while it is unchanged.
         self._generations: dict[str, int] = {}
@@ -149,6 +161,7 @@ class Store:
 
     def insert_many(self, entity_set: str, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
         """(id, key, data) rows in one statement: the bulk seed (`--generate`)."""
+        self._savepoint()
         now = datetime.now(UTC).isoformat()
         first = self._next_version()
         self._touch(entity_set)
@@ -159,16 +172,24 @@ class Store:
         )
 
     def insert(self, entity_set: str, row_id: str, key: str, data: dict[str, Any]) -> StoredRow:
+        """A new row; `Taken` (nothing written, no version given) when its id or its key is another row's."""
         now = datetime.now(UTC).isoformat()
-        version = self._next_version()
+        version = self._version + 1
+        try:
+            self._db.execute(
+                "INSERT INTO rows VALUES (?,?,?,?,?,?,?)",
+                (entity_set, row_id.lower(), key, _data_text(data), version, now, now),
+            )
+        except sqlite3.IntegrityError:  # the primary key (entity_set, id) or the unique index (entity_set, key)
+            raise Taken(entity_set, row_id, key) from None
+        self._version = version
         self._touch(entity_set)
-        self._db.execute(
-            "INSERT INTO rows VALUES (?,?,?,?,?,?,?)",
-            (entity_set, row_id.lower(), key, _data_text(data), version, now, now),
-        )
+        if self._savepoint_due:
+            self._inserted.append((entity_set, row_id.lower()))
         return StoredRow(entity_set, row_id.lower(), key, data, version, now, now)
 
     def update(self, row: StoredRow, data: dict[str, Any]) -> StoredRow:
+        self._savepoint()
         now = datetime.now(UTC).isoformat()
         version = self._next_version()
         self._touch(row.entity_set)
@@ -179,14 +200,22 @@ class Store:
         return StoredRow(row.entity_set, row.id, row.key, data, version, row.created, now)
 
     def delete(self, row: StoredRow) -> None:
+        self._savepoint()
         self._touch(row.entity_set)
         self._db.execute("INSERT INTO tombstones VALUES (?,?,?)", (row.entity_set, row.id, self._next_version()))
         self._db.execute("DELETE FROM rows WHERE entity_set=? AND id=?", (row.entity_set, row.id))
 
     def reset(self) -> None:
+        self._savepoint()
         self._epoch += 1
         self._db.execute("DELETE FROM rows")
         self._db.execute("DELETE FROM tombstones")
+
+    def _savepoint(self) -> None:
+        """Before a write an open change set could not undo by hand: its savepoint, if not taken yet."""
+        if self._savepoint_due:
+            self._db.execute("SAVEPOINT change_set")
+            self._savepoint_due = False
 
     def version(self) -> int:
         """The last version given to any write: a change-tracking token names it."""
@@ -233,33 +262,51 @@ class _Batch:
 
 
 class _ChangeSet:
-    __slots__ = ("_savepoint", "_store")
+    """`Store.change_set`. Inside a transaction its savepoint is taken only before a write that is not an insert
+    (`Store._savepoint`): a change set that only inserts (every bulk create) is undone, when it fails, by deleting
+    the rows it inserted — no savepoint, no statement journal. Statements are atomic in SQLite, so a refused insert
+    left nothing to undo; what the savepoint covers is rolled back to it first, then the rows inserted before it are
+    deleted, which leaves the rows as they were before the change set (versions given stay given, as in any
+    rollback)."""
+
+    __slots__ = ("_outer", "_own", "_store")
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._savepoint = False
+        self._own = False  # a transaction of its own (none was open)
+        self._outer: tuple[bool, list[tuple[str, str]]] | None = None  # an enclosing change set's state
 
     def __enter__(self) -> None:
         store = self._store
         if store._depth == 0:
             store._db.execute("BEGIN")
+            self._own = True
         else:
-            store._db.execute("SAVEPOINT change_set")
-            self._savepoint = True
+            store._savepoint()  # an enclosing change set's, if due: what it does from here on is rolled back to it
+            self._outer = (store._savepoint_due, store._inserted)
+            store._savepoint_due, store._inserted = True, []
         store._depth += 1
 
     def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
         store = self._store
         store._depth -= 1
-        if kind is None:
-            store._db.execute("RELEASE change_set" if self._savepoint else "COMMIT")
-            return
-        if self._savepoint:
-            store._db.execute("ROLLBACK TO change_set")
-            store._db.execute("RELEASE change_set")
+        if self._own:
+            store._db.execute("COMMIT" if kind is None else "ROLLBACK")
         else:
-            store._db.execute("ROLLBACK")
-        store._epoch += 1  # what a caller remembered "as of" a generation may have been rolled back
+            assert self._outer is not None
+            taken, inserted = not store._savepoint_due, store._inserted
+            store._savepoint_due, store._inserted = self._outer
+            if kind is None:
+                if taken:
+                    store._db.execute("RELEASE change_set")
+                return
+            if taken:
+                store._db.execute("ROLLBACK TO change_set")
+                store._db.execute("RELEASE change_set")
+            for entity_set, row_id in reversed(inserted):
+                store._db.execute("DELETE FROM rows WHERE entity_set=? AND id=?", (entity_set, row_id))
+        if kind is not None:
+            store._epoch += 1  # what a caller remembered "as of" a generation may have been rolled back
 
 
 def number(value: Any) -> Any:
