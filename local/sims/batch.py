@@ -116,13 +116,29 @@ def _split(boundary: str, body: bytes) -> list[_Part]:
         head, sep, rest = piece.partition(b"\r\n\r\n")
         if not sep:
             head, sep, rest = piece.partition(b"\n\n")
-        headers = {}
-        for line in head.decode("utf-8", "replace").splitlines():
-            name, colon, value = line.partition(":")
-            if colon:
-                headers[name.strip().lower()] = value.strip()
-        parts.append(_Part(headers, rest.removesuffix(b"\r\n").removesuffix(b"\n")))
+        parts.append(_Part(_part_headers(head), rest.removesuffix(b"\r\n").removesuffix(b"\n")))
     return parts
+
+
+# Header blocks seen before → their headers (read, never changed): an operation's part head differs from the last
+# batch's only by its Content-ID. A change set's head names its own boundary, never seen again: not kept.
+_PART_HEADS: dict[bytes, dict[str, str]] = {}
+
+
+def _part_headers(head: bytes) -> dict[str, str]:
+    known = _PART_HEADS.get(head)
+    if known is not None:
+        return known
+    headers = {}
+    for line in head.decode("utf-8", "replace").splitlines():
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    if b"boundary" not in head:
+        if len(_PART_HEADS) > 4_000:
+            _PART_HEADS.clear()
+        _PART_HEADS[head] = headers
+    return headers
 
 
 def _change_set(
@@ -170,14 +186,28 @@ def _inner(sim: Simulator, part: Any, outer: Request) -> Request:
             body = body.replace(b"\r\n", b"\n")
     else:
         head, _, body = payload.replace(b"\r\n", b"\n").partition(b"\n\n")
-    lines = head.decode("utf-8").split("\n")
-    method, url, *_ = lines[0].split(" ")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+    line, _, rest = head.partition(b"\n")
+    method, url, *_ = line.decode("utf-8").split(" ")
+    headers = _request_headers(rest) if rest or b"\n" in head else {}
     path, query = _address(url, sim.dialect.root, outer.base)
     return Request(method, unquote(path), _query(query), headers, body.strip(b"\n"), outer.user, outer.base)
+
+
+_REQUEST_HEADS: dict[bytes, dict[str, str]] = {}  # an operation's headers (after its request line) → parsed
+
+
+def _request_headers(block: bytes) -> dict[str, str]:
+    """The headers of an operation, as lower-cased names (a bulk writer sends the same with every operation)."""
+    known = _REQUEST_HEADS.get(block)
+    if known is None:
+        known = {}
+        for line in block.decode("utf-8").split("\n"):
+            name, _, value = line.partition(":")
+            known[name.strip().lower()] = value.strip()
+        if len(_REQUEST_HEADS) > 1_000:
+            _REQUEST_HEADS.clear()
+        _REQUEST_HEADS[block] = known
+    return dict(known)  # a request's own: a caller may change it
 
 
 def _address(url: str, root: str, base: str) -> tuple[str, str]:

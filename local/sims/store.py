@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,7 +35,7 @@ def key_text(values: Mapping[str, Any], names: list[str]) -> str:
 
 
 _DECIMAL_MARK = "\x00\x01decimal:"
-_DECIMAL = re.compile(r'"\\u0000\\u0001decimal:([^"]*)"')
+_DECIMAL_QUOTED = '"\\u0000\\u0001decimal:'  # the mark as JSON text, after a string's opening quote
 
 
 def _decimal(value: Any) -> str:
@@ -54,7 +54,23 @@ def _data_text(data: dict[str, Any]) -> str:
         text = _ENCODER.encode(data)
     except TypeError:
         return dumps(data)
-    return _DECIMAL.sub(r"\1", text) if "\\u0000\\u0001decimal:" in text else text
+    if _DECIMAL_QUOTED not in text:
+        return text
+    # Each marked string loses its mark and its quotes (what `wire.dumps` does with a regular expression, at a
+    # quarter of the cost): the closing quote is the first after the mark, a Decimal's digits hold none.
+    pieces = text.split(_DECIMAL_QUOTED)
+    return pieces[0] + "".join([piece.replace('"', "", 1) for piece in pieces[1:]])
+
+
+def _now() -> str:
+    """`datetime.now(UTC).isoformat()`, its date and time of day made once a second (a write's time, per write)."""
+    second, micro = divmod(time.time_ns() // 1_000, 1_000_000)
+    if second != _SECOND[0]:
+        _SECOND[:] = [second, datetime.fromtimestamp(second, UTC).isoformat()[:19]]
+    return f"{_SECOND[1]}.{micro:06d}+00:00" if micro else f"{_SECOND[1]}+00:00"
+
+
+_SECOND: list[Any] = [None, ""]  # the second last asked for (since the epoch) and its text
 
 
 class Taken(Exception):
@@ -162,7 +178,7 @@ class Store:
     def insert_many(self, entity_set: str, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
         """(id, key, data) rows in one statement: the bulk seed (`--generate`)."""
         self._savepoint()
-        now = datetime.now(UTC).isoformat()
+        now = _now()
         first = self._next_version()
         self._touch(entity_set)
         self._version += len(rows)
@@ -173,7 +189,7 @@ class Store:
 
     def insert(self, entity_set: str, row_id: str, key: str, data: dict[str, Any]) -> StoredRow:
         """A new row; `Taken` (nothing written, no version given) when its id or its key is another row's."""
-        now = datetime.now(UTC).isoformat()
+        now = _now()
         version = self._version + 1
         try:
             self._db.execute(
@@ -190,7 +206,7 @@ class Store:
 
     def update(self, row: StoredRow, data: dict[str, Any]) -> StoredRow:
         self._savepoint()
-        now = datetime.now(UTC).isoformat()
+        now = _now()
         version = self._next_version()
         self._touch(row.entity_set)
         self._db.execute(
