@@ -6,7 +6,7 @@ import logging
 
 import azure.functions as func
 
-from functions.http import json_response, problem, wants_representation
+from functions.http import RETRY_AFTER_SECONDS, json_response, problem, wants_representation
 from shared.bridge import bridge
 from shared.bus.publisher import BusUnavailable
 from shared.events.errors import ChangeTooLarge, InvalidNotification
@@ -15,7 +15,6 @@ from shared.ingest.service import IngestResult
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 log = logging.getLogger(__name__)
-RETRY_AFTER_SECONDS = "5"
 
 
 @bp.route(route="webhooks/dataverse", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)

@@ -27,7 +27,8 @@ from shared.maps.model import Side
 MAX_TRANSACTION = 100
 
 
-def _operations(entry: LedgerEntry) -> list[tuple[Any, ...]]:
+def _operations(entry: LedgerEntry, index_as: str = "upsert") -> list[tuple[Any, ...]]:
+    """The entry's write and its new index rows' (`index_as`: "upsert", or "create" where none should be there)."""
     entity = {"PartitionKey": entry.map, "RowKey": key_text(entry.key), "Entry": entry.model_dump_json()}
     write: tuple[Any, ...] = (
         ("create", entity)
@@ -39,7 +40,7 @@ def _operations(entry: LedgerEntry) -> list[tuple[Any, ...]]:
         )
     )
     index = [
-        ("upsert", index_entity(entry.map, side, row_id, entry.key))
+        (index_as, index_entity(entry.map, side, row_id, entry.key))
         for side in Side
         if (row_id := entry.side(side).row_id) and (side, row_id) not in entry.indexed
     ]
@@ -84,7 +85,10 @@ async def save_many(ledger: Ledger, entries: Sequence[LedgerEntry], in_flight: i
     transactions: list[tuple[list[tuple[LedgerEntry, int]], list[tuple[Any, ...]]]] = [([], [])]
     for entry in entries:
         entry.updated_at = now
-        ops = _operations(entry)
+        # Index rows created, not upserted: an upsert makes the service look the row up first (Azurite: a second
+        # search of its index per row). A row indexed already (a run retried after a failure) fails the transaction:
+        # its entries are then saved one by one, each with its index rows upserted.
+        ops = _operations(entry, index_as="create")
         if len(transactions[-1][1]) + len(ops) > MAX_TRANSACTION:
             transactions.append(([], []))
         transactions[-1][0].append((entry, len(ops)))  # (entry, how many operations it takes)

@@ -53,6 +53,30 @@ def plan(
     return write - set(chosen), back - set(chosen)
 
 
+@dataclass(frozen=True)
+class Settled:
+    """A side as the resolution's write left it, for the ledger."""
+
+    record: dict[str, Any] | None  # the row to record as synced; None: only the written values (recorded before)
+    version: str | None
+    row_id: str | None
+
+
+def settled(written: Written, now_row: Current | None, before: Current) -> Settled:
+    """Pure: what the ledger records of a side the resolution wrote. The app's answer to the write is the row as the
+    write left it. Without one, the row read again — unless it changed after the write (a person's edit in between):
+    recorded as synced, that edit's notification would look like an echo and never reach the other app; then only
+    the written values (recorded before the write) and the write's version, and the edit flows as any other."""
+    row_id = written.row_id or (now_row.row_id if now_row is not None else None) or before.row_id
+    if written.record is not None:
+        return Settled(written.record, written.version or (now_row.version if now_row else None), row_id)
+    if now_row is None:
+        return Settled(None, written.version or before.version, row_id)
+    if written.version and now_row.version and now_row.version != written.version:
+        return Settled(None, written.version, row_id)
+    return Settled(now_row.record, now_row.version or written.version, row_id)
+
+
 def _source_name(m: TableMap, into: Side, column: str) -> str | None:
     f = m.field_for(into, column)
     if f is None or not m.flows(f, into.other):
@@ -137,10 +161,11 @@ class ConflictActions:
             unwritten = {side: expected[side] for side in (into, source) if side not in written_sides}
             await self._restore(m.name, record.key, unwritten, entry)
             raise
-        # Then both sides as they now are (versions, row ids, whatever the apps stored).
-        now_rows: dict[Side, tuple[Current, Written]] = {}
+        # Then both sides as the writes left them (versions, row ids, whatever the apps stored).
+        now_rows: dict[Side, Settled] = {}
         for side, written, before in ((into, into_written, into_row), (source, source_written, source_row)):
-            now_rows[side] = (await self._read(m, side, record.key, entry) or before, written)
+            again = None if written.record is not None else await self._read(m, side, record.key, entry)
+            now_rows[side] = settled(written, again, before)
         await self._record(m.name, record.key, {}, now_rows)
         decided = {col: {"take": c.take, "value": normalize(chosen[col])} for col, c in resolution.fields.items()}
         props = {
@@ -156,18 +181,19 @@ class ConflictActions:
 
     async def _record(
         self, map_name: str, key: dict[str, Any], values: dict[Side, dict[str, Any]],
-        rows: dict[Side, tuple[Current, Written]],
+        rows: dict[Side, Settled],
     ) -> None:  # fmt: skip
         """Merge into the ledger entry, again on a concurrent save (apply may be saving the same row)."""
         for _ in range(MAX_LEDGER_ROUNDS):
             entry = await self.ledger.get(map_name, key) or LedgerEntry(map=map_name, key=key)
             for side, written_values in values.items():
                 entry.side(side).values = {**entry.side(side).values, **written_values}
-            for side, (now_row, written) in rows.items():
+            for side, left in rows.items():
                 state = entry.side(side)
-                state.values = {**state.values, **fingerprint(now_row.record, now_row.record)}
-                state.version = now_row.version or written.version or state.version
-                state.row_id = state.row_id or now_row.row_id
+                if left.record is not None:
+                    state.values = {**state.values, **fingerprint(left.record, left.record)}
+                state.version = left.version or state.version
+                state.row_id = state.row_id or left.row_id
             try:
                 await self.ledger.save(entry)
                 return

@@ -89,3 +89,14 @@ async def test_a_partition_read_in_key_ranges_is_the_partition_read_whole(ledger
     cursor = key_text(entry(300).key)
     after, _ = await load_map(ledger, "customers", cursor, bounds)
     assert sorted(after) == sorted(k for k in whole if k > cursor) and len(after) == 149
+
+
+async def test_a_row_indexed_already_is_pointed_at_its_new_entry(ledger: Ledger) -> None:
+    """Index rows are created (no lookup first); one there already — a run retried after a failure that left it —
+    fails its transaction, whose entries are then saved one by one with their index rows upserted."""
+    await save_many(ledger, [entry(3)])
+    moved = entry(3).model_copy(update={"key": {"dataAreaId": "usmf", "CustomerAccount": "B3-RENAMED"}})
+    result = await save_many(ledger, [moved, entry(4)])
+    assert len(result.saved) == 2 and not result.refused
+    assert await ledger.key_for("customers", Side.DATAVERSE, str(uuid.UUID(int=3))) == moved.key
+    assert await ledger.key_for("customers", Side.DATAVERSE, str(uuid.UUID(int=4))) == entry(4).key
