@@ -5,6 +5,7 @@ change sets before and after it written; an insert whose id or key is taken writ
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -29,16 +30,21 @@ def _row(store: Store, row_id: str, entity_set: str = "a") -> StoredRow:
     return row
 
 
-def _seeded() -> Store:
-    store = Store()
+@pytest.fixture(params=["memory", "file"])
+def path(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return ":memory:" if request.param == "memory" else str(tmp_path / "sim.db")
+
+
+def _seeded(path: str) -> Store:
+    store = Store(path)
     with store.transaction():
         for n in range(4):
             store.insert("a", f"r{n}", key_text({"k": f"K{n}"}, ["k"]), {"k": f"K{n}", "n": n})
     return store
 
 
-def test_a_failed_change_set_is_undone_alone_whatever_it_wrote() -> None:
-    store = _seeded()
+def test_a_failed_change_set_is_undone_alone_whatever_it_wrote(path: str) -> None:
+    store = _seeded(path)
     before = _state(store)
     epoch = store.generation("a")[0]
     with store.batch():
@@ -62,8 +68,8 @@ def test_a_failed_change_set_is_undone_alone_whatever_it_wrote() -> None:
     assert store.generation("a")[0] > epoch  # remembered answers are not trusted past a rollback
 
 
-def test_a_change_set_that_only_inserts_is_undone_by_deleting_its_rows() -> None:
-    store = _seeded()
+def test_a_change_set_that_only_inserts_is_undone_by_deleting_its_rows(path: str) -> None:
+    store = _seeded(path)
     before = _state(store)
     with store.batch():
         with pytest.raises(Refused), store.change_set():
@@ -76,8 +82,8 @@ def test_a_change_set_that_only_inserts_is_undone_by_deleting_its_rows() -> None
     assert _row(store, "x1").data == {"k": "X1", "second": True} and store.get("b", "x2") is None
 
 
-def test_a_taken_id_or_key_writes_nothing_and_gives_no_version() -> None:
-    store = _seeded()
+def test_a_taken_id_or_key_writes_nothing_and_gives_no_version(path: str) -> None:
+    store = _seeded(path)
     version = store.version()
     with store.batch(), store.change_set():
         with pytest.raises(Taken):
@@ -89,8 +95,8 @@ def test_a_taken_id_or_key_writes_nothing_and_gives_no_version() -> None:
     assert row.version == version + 1 and store.count("a") == 5
 
 
-def test_change_sets_nest_and_each_is_undone_alone() -> None:
-    store = _seeded()
+def test_change_sets_nest_and_each_is_undone_alone(path: str) -> None:
+    store = _seeded(path)
     with store.batch(), store.change_set():
         store.insert("a", "outer", key_text({"k": "O"}, ["k"]), {"k": "O"})
         with pytest.raises(Refused), store.change_set():
@@ -109,8 +115,8 @@ def test_change_sets_nest_and_each_is_undone_alone() -> None:
     assert _state(store) == before
 
 
-def test_outside_a_batch_a_change_set_is_a_transaction_of_its_own() -> None:
-    store = _seeded()
+def test_outside_a_batch_a_change_set_is_a_transaction_of_its_own(path: str) -> None:
+    store = _seeded(path)
     before = _state(store)
     with pytest.raises(Refused), store.change_set():
         store.insert("a", "alone", key_text({"k": "A"}, ["k"]), {"k": "A"})
@@ -122,8 +128,8 @@ def test_outside_a_batch_a_change_set_is_a_transaction_of_its_own() -> None:
     assert store.get("a", "alone") is not None
 
 
-def test_a_batch_keeps_what_was_written_before_an_unexpected_error() -> None:
-    store = _seeded()
+def test_a_batch_keeps_what_was_written_before_an_unexpected_error(path: str) -> None:
+    store = _seeded(path)
     with pytest.raises(RuntimeError), store.batch():
         with store.change_set():
             store.insert("a", "kept", key_text({"k": "kept"}, ["k"]), {"k": "kept"})
@@ -133,3 +139,17 @@ def test_a_batch_keeps_what_was_written_before_an_unexpected_error() -> None:
     assert store.get("a", "kept") is not None and store.get("a", "undone") is None
     with store.transaction():  # and no transaction was left open
         store.insert("a", "next", key_text({"k": "next"}, ["k"]), {"k": "next"})
+
+
+def test_a_file_holds_what_each_request_committed(tmp_path: Path) -> None:
+    path = str(tmp_path / "sim.db")
+    store = _seeded(path)
+    with store.batch():
+        with store.change_set():
+            store.insert("a", "kept", key_text({"k": "kept"}, ["k"]), {"k": "kept"})
+        with pytest.raises(Refused), store.change_set():
+            store.insert("a", "undone", key_text({"k": "undone"}, ["k"]), {"k": "undone"})
+            raise Refused
+    again = Store(path)  # another connection sees exactly what committed
+    assert {r.id for r in again.all("a")} == {"r0", "r1", "r2", "r3", "kept"}
+    assert _row(again, "kept").version == _row(store, "kept").version
