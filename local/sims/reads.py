@@ -97,18 +97,21 @@ def read_rows(sim: Simulator, table: Table, request: Request) -> Reply:
     if predicate is None and not order and _all_visible(sim, request):
         return _read_page(sim, table, request, selected)
     q = request.query
-    cached = (table.entity_set, q.get("$filter"), q.get("$orderby"), q.get("cross-company"), request.user)
+    scope = (table.entity_set, q.get("cross-company"), request.user)  # what decides which rows a caller sees
+    cached = (*scope, q.get("$filter"), q.get("$orderby"))
     version = sim.store.version()
     documents = sim.query_cache.get((*cached, version))
     if documents is None:
-        rows = [r for r in sim.store.all(table.entity_set) if sim.dialect.visible(table, r, request)]
-        documents = [sim.dialect.present(table, r) for r in rows]
-        if predicate is not None:
-            documents = [d for d in documents if predicate(d)]
-        documents = sort_rows(documents, order)
-        if len(sim.query_cache) >= 16:
-            sim.query_cache.clear()
-        sim.query_cache[(*cached, version)] = documents
+        # Every row the caller sees, presented, is shared by the queries that differ only in $filter/$orderby: a
+        # bulk read of each company in turn (`$filter=dataAreaId eq '…'`) loaded the whole table once per company.
+        seen = sim.query_cache.get((*scope, version))
+        if seen is None:
+            rows = [r for r in sim.store.all(table.entity_set) if sim.dialect.visible(table, r, request)]
+            seen = [sim.dialect.present(table, r) for r in rows]
+            _remember(sim, (*scope, version), seen)
+        documents = [d for d in seen if predicate(d)] if predicate is not None else seen
+        documents = sort_rows(documents, order)  # (a new list: the shared one keeps its order)
+        _remember(sim, (*cached, version), documents)
     if "$skip" in request.query and not getattr(sim.dialect, "supports_skip", True):
         raise SimError(400, "The query parameter $skip is not supported.", "0x80060888")
     skip = int(request.query.get("$skiptoken") or request.query.get("$skip") or 0)
@@ -128,6 +131,12 @@ def read_rows(sim: Simulator, table: Table, request: Request) -> Reply:
         body["@odata.nextLink"] = sim._link(table.entity_set, query)
     applied = ("odata.maxpagesize",) if page and page.isdigit() and size == int(page) else ()
     return Reply(200, body, _applied(sim, request, (*applied, "odata.include-annotations")))
+
+
+def _remember(sim: Simulator, key: tuple[Any, ...], documents: list[dict[str, Any]]) -> None:
+    if len(sim.query_cache) >= 16:
+        sim.query_cache.clear()
+    sim.query_cache[key] = documents
 
 
 _NOT_WITH_TRACKING = ("$filter", "$orderby", "$expand", "$top", "$skip", "$apply")
