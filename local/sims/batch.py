@@ -1,4 +1,5 @@
-"""OData `$batch` for both simulators: multipart/mixed in and out, each change set atomic (one SQLite transaction),
+"""OData `$batch` for both simulators: multipart/mixed in and out, each change set atomic (a savepoint in the request's
+one SQLite transaction),
 `Prefer: odata.continue-on-error`, and change-set references (`$1`) to rows created earlier in the same change set.
 Dataverse answers a failed change set with the failing response alone; F&O inside the change set, under an outer
 200 (the dialect's name decides)."""
@@ -24,8 +25,24 @@ def run_batch(sim: Simulator, request: Request, changes: list[Change]) -> tuple[
     unique = uuid.uuid4()  # one random part per response (a syscall each): its change sets are numbered under it
     boundary = f"batchresponse_{unique}"
     out: list[str] = []
-    failed = False
     parts: list[Any] = list(message.get_payload())  # type: ignore[arg-type]
+    with sim.store.batch():  # one SQLite transaction; each change set a savepoint in it
+        _run_parts(sim, parts, request, changes, continue_on_error, unique, boundary, out)
+    out += [f"--{boundary}--", ""]
+    return f"multipart/mixed; boundary={boundary}", "\r\n".join(out).encode("utf-8")
+
+
+def _run_parts(
+    sim: Simulator,
+    parts: list[Any],
+    request: Request,
+    changes: list[Change],
+    continue_on_error: bool,
+    unique: uuid.UUID,
+    boundary: str,
+    out: list[str],
+) -> None:
+    failed = False
     for number, part in enumerate(parts):
         if failed and not continue_on_error:
             break
@@ -45,13 +62,11 @@ def run_batch(sim: Simulator, request: Request, changes: list[Change]) -> tuple[
         else:
             inner_request = _inner(sim, part, request)
             try:
-                with sim.store.transaction():
+                with sim.store.change_set():
                     reply = sim.execute(inner_request, changes)
             except SimError as exc:
                 reply, failed = sim.error_reply(exc), True
             out += [f"--{boundary}", *_http_part(part.get("Content-ID"), reply)]
-    out += [f"--{boundary}--", ""]
-    return f"multipart/mixed; boundary={boundary}", "\r\n".join(out).encode("utf-8")
 
 
 class _Part:
@@ -101,13 +116,29 @@ def _split(boundary: str, body: bytes) -> list[_Part]:
         head, sep, rest = piece.partition(b"\r\n\r\n")
         if not sep:
             head, sep, rest = piece.partition(b"\n\n")
-        headers = {}
-        for line in head.decode("utf-8", "replace").splitlines():
-            name, colon, value = line.partition(":")
-            if colon:
-                headers[name.strip().lower()] = value.strip()
-        parts.append(_Part(headers, rest.removesuffix(b"\r\n").removesuffix(b"\n")))
+        parts.append(_Part(_part_headers(head), rest.removesuffix(b"\r\n").removesuffix(b"\n")))
     return parts
+
+
+# Header blocks seen before → their headers (read, never changed): an operation's part head differs from the last
+# batch's only by its Content-ID. A change set's head names its own boundary, never seen again: not kept.
+_PART_HEADS: dict[bytes, dict[str, str]] = {}
+
+
+def _part_headers(head: bytes) -> dict[str, str]:
+    known = _PART_HEADS.get(head)
+    if known is not None:
+        return known
+    headers = {}
+    for line in head.decode("utf-8", "replace").splitlines():
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    if b"boundary" not in head:
+        if len(_PART_HEADS) > 4_000:
+            _PART_HEADS.clear()
+        _PART_HEADS[head] = headers
+    return headers
 
 
 def _change_set(
@@ -117,7 +148,7 @@ def _change_set(
     pending: list[Change] = []
     created: dict[str, str] = {}  # Content-ID → the row's path, for `$1` references later in the change set
     try:
-        with sim.store.transaction():
+        with sim.store.change_set():
             for part in parts:
                 content_id = part.get("Content-ID")
                 try:
@@ -145,26 +176,72 @@ def _change_set(
 
 def _inner(sim: Simulator, part: Any, outer: Request) -> Request:
     payload = part.get_payload(decode=True) or b""
-    head, _, body = payload.replace(b"\r\n", b"\n").partition(b"\n\n")
-    lines = head.decode("utf-8").split("\n")
-    method, url, *_ = lines[0].split(" ")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+    # Line ends are read as LF (CRLF → LF), the head ending at the first blank line. Converted here in the head alone
+    # (and the body only if it holds a CR) when the first CRLF CRLF is that blank line; else the whole payload is.
+    end = payload.find(b"\r\n\r\n")
+    head = payload[: end + 4].replace(b"\r\n", b"\n") if end >= 0 else b""
+    if end >= 0 and head.find(b"\n\n") == len(head) - 2:
+        head, body = head[:-2], payload[end + 4 :]
+        if b"\r" in body:
+            body = body.replace(b"\r\n", b"\n")
+    else:
+        head, _, body = payload.replace(b"\r\n", b"\n").partition(b"\n\n")
+    line, _, rest = head.partition(b"\n")
+    method, url, *_ = line.decode("utf-8").split(" ")
+    headers = _request_headers(rest) if rest or b"\n" in head else {}
+    path, query = _address(url, sim.dialect.root, outer.base)
+    return Request(method, unquote(path), _query(query), headers, body.strip(b"\n"), outer.user, outer.base)
+
+
+_REQUEST_HEADS: dict[bytes, dict[str, str]] = {}  # an operation's headers (after its request line) → parsed
+
+
+def _request_headers(block: bytes) -> dict[str, str]:
+    """The headers of an operation, as lower-cased names (a bulk writer sends the same with every operation)."""
+    known = _REQUEST_HEADS.get(block)
+    if known is None:
+        known = {}
+        for line in block.decode("utf-8").split("\n"):
+            name, _, value = line.partition(":")
+            known[name.strip().lower()] = value.strip()
+        if len(_REQUEST_HEADS) > 1_000:
+            _REQUEST_HEADS.clear()
+        _REQUEST_HEADS[block] = known
+    return dict(known)  # a request's own: a caller may change it
+
+
+def _address(url: str, root: str, base: str) -> tuple[str, str]:
+    """(path after the API root, query) of a request line's URL. A URL under the root the `$batch` came to (what a
+    client sends) is cut by hand — what `urlsplit` would make of it (no control characters, no IPv6 brackets to
+    check), at a tenth of its cost on a URL it has not seen; any other as `urlsplit` reads it."""
+    clean = url.isprintable() and "[" not in url and not _UNCLEAN.intersection(base)
+    if clean and url.startswith(base) and base.endswith(root):
+        path, _, query = url[len(base) :].partition("#")[0].partition("?")
+        return path, query
     split = urlsplit(url)
     path = split.path
-    root = sim.dialect.root
-    path = path[path.index(root) + len(root) :] if root in path else path.lstrip("/")
-    return Request(
-        method, unquote(path), dict(parse_qsl(split.query)), headers, body.strip(b"\n"), outer.user, outer.base
-    )
+    return (path[path.index(root) + len(root) :] if root in path else path.lstrip("/")), split.query
+
+
+_UNCLEAN = frozenset("[?#")  # in the base: a host `urlsplit` would read otherwise (or check as IPv6)
+_QUERIES: dict[str, dict[str, str]] = {}  # query string → its parameters: a run tags every write alike
+
+
+def _query(text: str) -> dict[str, str]:
+    known = _QUERIES.get(text)
+    if known is None:
+        if len(_QUERIES) > 1_000:
+            _QUERIES.clear()
+        known = _QUERIES[text] = dict(parse_qsl(text))
+    return dict(known)
 
 
 def _resolve_references(request: Request, created: Mapping[str, str]) -> Request:
     """OData change-set references: `$1` as the URL (or its prefix) and as an `@odata.bind` value names the row an
     earlier request of the same change set created — Microsoft Learn, "Execute batch operations using the Web API"
     (Reference URIs in an operation)."""
+    if not created and not request.path.startswith("$"):
+        return request  # nothing to resolve (most requests: no references)
     if not request.path.startswith("$") or request.path == "$batch":
         path = request.path
     else:

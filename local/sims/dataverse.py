@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple
 
 from local.sims import dataverse_metadata as metadata
 from local.sims.dataverse_webhooks import BUSINESS_UNIT_ID, MESSAGES, ORGANIZATION_ID, SIZE_LIMIT, DataverseWebhooks
@@ -25,54 +25,44 @@ from local.sims.engine import (
     check_if_match,
     parse_key,
 )
-from local.sims.schema import Column, ColumnType, Table
-from local.sims.store import Store, StoredRow, key_text
+from local.sims.schema import Column, ColumnType, Table, per_table
+from local.sims.store import Store, StoredRow, Taken, key_text
 
 SYSTEM_PROPERTIES = ("versionnumber", "createdon", "modifiedon")
 FORMATTED = "OData.Community.Display.V1.FormattedValue"
 LOOKUP_TABLE = "Microsoft.Dynamics.CRM.lookuplogicalname"
 NAVIGATION = "Microsoft.Dynamics.CRM.associatednavigationproperty"
-T = TypeVar("T")
 _LOOKUP, _CHOICE = ColumnType.LOOKUP, ColumnType.CHOICE  # per property of every write (enum members cost a call)
 
 
-# Worked out once per table while its columns are the same objects (a customization replaces them): the table kept
-# beside its id, so the id is never another table's.
-_NAVIGATIONS: dict[int, tuple[Table, tuple[Column, ...], dict[str, tuple[str, str]]]] = {}
-_LOOKUP_PROPERTIES: dict[int, tuple[Table, tuple[Column, ...], dict[str, str]]] = {}
+class _Plan(NamedTuple):
+    """What a write needs to know of a table's columns, worked out together (one check per write that they are
+    still the table's columns, not one per property)."""
+
+    plain: dict[str, bool]  # columns a write sets by their own name (not the lookups, not the row id) → a choice?
+    navigations: dict[str, tuple[str, str]]  # single-valued navigation property → (column, target entity set)
+    lookups: dict[str, str]  # lookup property (`_<name>_value`) → column
 
 
-def _per_table(cache: dict[int, tuple[Table, tuple[Column, ...], T]], table: Table, build: Callable[[Table], T]) -> T:
-    columns = tuple(table.columns.values())
-    hit = cache.get(id(table))
-    if hit is None or hit[0] is not table or hit[1] != columns:
-        hit = cache[id(table)] = (table, columns, build(table))
-    return hit[2]
+_PLANS: dict[int, tuple[Table, tuple[Column, ...], _Plan]] = {}
 
 
-_PLAIN_COLUMNS: dict[int, tuple[Table, tuple[Column, ...], dict[str, bool]]] = {}
+def _plan(table: Table) -> _Plan:
+    return per_table(_PLANS, table, _build_plan)
 
 
-def _plain_columns(table: Table) -> dict[str, bool]:
-    """The columns a write sets by their own name (every one but the lookups and the row id) → whether a choice."""
-    return {
+def _build_plan(table: Table) -> _Plan:
+    plain = {
         name: column.type is _CHOICE
         for name, column in table.columns.items()
         if column.type is not _LOOKUP and name != table.primary_id
     }
-
-
-def _navigations(table: Table) -> dict[str, tuple[str, str]]:
-    """Single-valued navigation property → (column, target entity set); the first column naming it wins."""
-    out: dict[str, tuple[str, str]] = {}
+    navigations: dict[str, tuple[str, str]] = {}
     for column in table.columns.values():
         for navigation, target in column.navigation_properties().items():
-            out.setdefault(navigation, (column.name, target))
-    return out
-
-
-def _lookup_properties(table: Table) -> dict[str, str]:
-    return {c.lookup_property: c.name for c in table.columns.values() if c.type is ColumnType.LOOKUP}
+            navigations.setdefault(navigation, (column.name, target))  # the first column naming it wins
+    lookups = {c.lookup_property: c.name for c in table.columns.values() if c.type is ColumnType.LOOKUP}
+    return _Plan(plain, navigations, lookups)
 
 
 class DataverseDialect(DataverseWebhooks):
@@ -124,7 +114,7 @@ class DataverseDialect(DataverseWebhooks):
             return key
         if table.primary_id and list(key) == [table.primary_id]:
             return str(key[table.primary_id]).lower()
-        lookups = _per_table(_LOOKUP_PROPERTIES, table, _lookup_properties)
+        lookups = _plan(table).lookups
         columns: dict[str, Any] = {}
         for name, value in key.items():
             column = lookups.get(name)
@@ -232,7 +222,7 @@ class DataverseDialect(DataverseWebhooks):
     def _accept(self, table: Table, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """The body as column values: unknown properties refused, lookups resolved (they must exist)."""
         data: dict[str, Any] = {}
-        plain = _per_table(_PLAIN_COLUMNS, table, _plain_columns)
+        plain, navigations, _ = _plan(table)
         for prop, value in body.items():
             choice = plain.get(prop)
             if choice is not None:  # a column of its own (not a lookup, not the id): most properties of a write
@@ -244,7 +234,7 @@ class DataverseDialect(DataverseWebhooks):
                 continue
             if prop.endswith("@odata.bind"):
                 navigation = prop[: -len("@odata.bind")]
-                found = self._navigation(table, navigation)
+                found = navigations.get(navigation)  # (column, target entity set)
                 if found is None:
                     raise SimError(
                         400,
@@ -271,11 +261,6 @@ class DataverseDialect(DataverseWebhooks):
                 )
             data[prop] = value
         return data, list(data)
-
-    @staticmethod
-    def _navigation(table: Table, navigation: str) -> tuple[str, str] | None:
-        """(column, target entity set) of a single-valued navigation property."""
-        return _per_table(_NAVIGATIONS, table, _navigations).get(navigation)
 
     def _resolve_bind(self, reference: str, expected_set: str) -> str:
         path = reference.split("/api/data/v9.2/")[-1].lstrip("/")
@@ -305,9 +290,7 @@ class DataverseDialect(DataverseWebhooks):
         body = body_of(request)
         data, submitted = self._accept(table, body)
         row_id = str(body.get(table.primary_id or "") or uuid.uuid4()).lower()
-        if self.store.get(table.entity_set, row_id) is not None:
-            raise SimError(412, "Cannot insert duplicate key.", "0x80040237")
-        return self._insert(table, row_id, data, submitted, request, changes)
+        return self._insert(table, row_id, data, submitted, request, changes, _duplicate)
 
     def _insert(
         self,
@@ -317,18 +300,27 @@ class DataverseDialect(DataverseWebhooks):
         submitted: list[str],
         request: Request,
         changes: list[Change],
+        id_taken: Callable[[], SimError],
     ) -> Reply:
+        """A new row. Its id and its alternate key are checked by the insert itself (the store's unique indexes),
+        not by a read before it: a bulk create's every row is new. A refused insert is answered as the reads
+        before it would have answered: the id taken first (`id_taken`), then the key."""
         data.setdefault("statecode", 0)
         data.setdefault("statuscode", 1)
         key = key_text(data, table.key) if all(k in data for k in table.key) else json.dumps(["id", row_id])
-        if self.store.find(table.entity_set, key) is not None:
-            raise SimError(
-                412,
-                "A record that has the attribute values "
-                f"{', '.join(str(data.get(k)) for k in table.key)} already exists.",
-                "0x80060892",
-            )
-        row = self.store.insert(table.entity_set, row_id, key, data)
+        try:
+            row = self.store.insert(table.entity_set, row_id, key, data)
+        except Taken:
+            if self.store.get(table.entity_set, row_id) is not None:
+                raise id_taken() from None
+            if self.store.find(table.entity_set, key) is not None:
+                raise SimError(
+                    412,
+                    "A record that has the attribute values "
+                    f"{', '.join(str(data.get(k)) for k in table.key)} already exists.",
+                    "0x80060892",
+                ) from None
+            raise
         changes.append(
             Change(table, "create", None, row, submitted, request.query.get("tag"), request.user, bypassed(request))
         )
@@ -346,12 +338,15 @@ class DataverseDialect(DataverseWebhooks):
 
     def patch(self, table: Table, key: dict[str, Any] | str, request: Request, changes: list[Change]) -> Reply:
         key = self.key_columns(table, key)
+        if_match = request.headers.get("if-match")
+        create_only = request.headers.get("if-none-match") == "*"
+        if create_only and not if_match and isinstance(key, str):
+            return self._create_by_id(table, key, request, changes)
         existing = self.locate(table, key, request) if isinstance(key, str) else None
         if isinstance(key, dict):
             existing = self.store.find(table.entity_set, key_text(key, table.key))
-        if_match = request.headers.get("if-match")
-        if request.headers.get("if-none-match") == "*" and existing is not None:
-            raise SimError(412, "A record with matching key values already exists.", "0x80040237")
+        if create_only and existing is not None:
+            raise _exists()
         if if_match and existing is None:
             raise SimError(404, f"{table.name} With Id = {key} Does Not Exist", "0x80040217")
         body = body_of(request)
@@ -363,13 +358,34 @@ class DataverseDialect(DataverseWebhooks):
         if existing is None:
             row_id = key if isinstance(key, str) else str(uuid.uuid4())
             full = (dict(key) if isinstance(key, dict) else {}) | data
-            return self._insert(table, row_id, full, submitted, request, changes)
+            return self._insert(table, row_id, full, submitted, request, changes, _exists)
         check_if_match(self, existing, request)
         row = self.store.update(existing, existing.data | data)
         changes.append(
             Change(table, "update", existing, row, submitted, request.query.get("tag"), request.user, bypassed(request))
         )
         return self._written(table, row, request, created=False)
+
+    def _create_by_id(self, table: Table, row_id: str, request: Request, changes: list[Change]) -> Reply:
+        """`PATCH <set>(<id>)` with `If-None-Match: *`: create only (what a sync run sends). A taken id is refused
+        before the body is read (412), as `patch` does; the id is looked up only when the body or the insert is
+        refused, so that an untaken id (every row of a bulk create) costs no read."""
+        try:
+            data, submitted = self._accept(table, body_of(request))
+        except SimError:
+            if self.store.get(table.entity_set, row_id) is not None:
+                raise _exists() from None
+            raise
+        return self._insert(table, row_id, data, submitted, request, changes, _exists)
+
+
+def _exists() -> SimError:
+    """Microsoft Learn, "Perform conditional operations using the Web API": `If-None-Match: *` on an existing row."""
+    return SimError(412, "A record with matching key values already exists.", "0x80040237")
+
+
+def _duplicate() -> SimError:
+    return SimError(412, "Cannot insert duplicate key.", "0x80040237")
 
 
 def registration_seed(store: Store, tables: list[Table]) -> None:

@@ -1,8 +1,9 @@
 """One OData engine for both simulators. The apps differ only in their `Dialect`: URL keys, ETag format, error
 body, upsert rules, lookups, company visibility and the change notifications they send.
 
-The core is synchronous over SQLite (`execute`), so a `$batch` change set is one SQLite transaction; the aiohttp
-shell adds auth, faults, the admin API and hands committed changes to the dialect's notifier.
+The core is synchronous over SQLite (`execute`), so a `$batch` change set is atomic (a savepoint in the request's
+transaction); the aiohttp shell adds auth, faults, the admin API and hands committed changes to the dialect's
+notifier.
 """
 
 from __future__ import annotations
@@ -20,13 +21,25 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from local.sims.delivery import Chaos, Deliverer
-from local.sims.schema import ColumnType, SchemaChangeError, Table, customize, describe
+from local.sims.schema import Column, ColumnType, SchemaChangeError, Table, customize, describe, per_table
 from local.sims.store import Store, StoredRow
 from shared.connectors.wire import dumps, loads
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _SEGMENT = re.compile(r"^(?P<set>[A-Za-z_][\w]*)(?:\((?P<key>.*)\))?$")
 _TEXTS = (ColumnType.TEXT, ColumnType.MEMO)  # (a member of an enum is a Python-level lookup in 3.11)
+
+
+_TEXT_LIMITS: dict[int, tuple[Table, tuple[Column, ...], dict[str, int]]] = {}
+
+
+def _text_limits(table: Table) -> dict[str, int]:
+    """Text column → the longest value it takes."""
+    return {
+        name: column.max_length
+        for name, column in table.columns.items()
+        if column.type in _TEXTS and column.max_length is not None
+    }
 
 
 class SimError(Exception):
@@ -63,11 +76,25 @@ def bypassed(request: Request) -> frozenset[str]:
     `MSCRM.BypassBusinessLogicExecution` (`CustomSync`, `CustomAsync`) and the older
     `MSCRM.BypassCustomPluginExecution: true` (synchronous logic)."""
     h = request.headers
-    found = {s.strip().lower() for s in h.get("mscrm.bypassbusinesslogicexecutionstepids", "").split(",") if s.strip()}
-    found |= {s.strip().lower() for s in h.get("mscrm.bypassbusinesslogicexecution", "").split(",") if s.strip()}
-    if h.get("mscrm.bypasscustompluginexecution", "").lower() == "true":
-        found.add("customsync")
-    return frozenset(found)
+    asked = (
+        h.get("mscrm.bypassbusinesslogicexecutionstepids", ""),
+        h.get("mscrm.bypassbusinesslogicexecution", ""),
+        h.get("mscrm.bypasscustompluginexecution", ""),
+    )
+    known = _BYPASSED.get(asked)  # a bulk write sends the same headers with every operation
+    if known is None:
+        steps, logic, plugins = asked
+        found = {s.strip().lower() for s in steps.split(",") if s.strip()}
+        found |= {s.strip().lower() for s in logic.split(",") if s.strip()}
+        if plugins.lower() == "true":
+            found.add("customsync")
+        if len(_BYPASSED) > 1_000:
+            _BYPASSED.clear()
+        known = _BYPASSED[asked] = frozenset(found)
+    return known
+
+
+_BYPASSED: dict[tuple[str, str, str], frozenset[str]] = {}
 
 
 @dataclass
@@ -214,22 +241,16 @@ class Simulator:
 
     def _check_lengths(self, table: Table, request: Request) -> None:
         """A text value longer than its column's length is refused whole, as both apps do (nothing is cut)."""
+        limits = per_table(_TEXT_LIMITS, table, _text_limits)
         for name, value in body_of(request).items():
-            if not isinstance(value, str):  # first: most values are not text, and a column lookup costs more
+            if not isinstance(value, str):  # first: most values are not text
                 continue
-            column = table.column(name)
-            if (
-                column is not None
-                and column.type in _TEXTS
-                and column.max_length is not None
-                and len(value) > column.max_length
-            ):
+            limit = limits.get(name)
+            if limit is not None and len(value) > limit:
                 hook = getattr(self.dialect, "length_error", None)
                 if hook is not None:
-                    raise hook(table, column.name, column.max_length)
-                raise SimError(
-                    400, f"The value of {table.name}.{column.name} is longer than its {column.max_length} characters."
-                )
+                    raise hook(table, name, limit)
+                raise SimError(400, f"The value of {table.name}.{name} is longer than its {limit} characters.")
 
     # --- reads (local/sims/reads.py) ------------------------------------------------------------------------------
 

@@ -4,15 +4,17 @@ Dataverse system tables webhook registration writes to. No code per entity."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from copy import deepcopy
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.maps.loader import MapSet
 from shared.maps.model import Side, TableMap, TypeConversion
+
+T = TypeVar("T")
 
 
 class ColumnType(StrEnum):
@@ -71,6 +73,16 @@ class Table:
 
     def column(self, name: str) -> Column | None:
         return self.columns.get(name)
+
+
+def per_table(cache: dict[int, tuple[Table, tuple[Column, ...], T]], table: Table, build: Callable[[Table], T]) -> T:
+    """`build(table)`, worked out again only when the table's columns are no longer the same objects (a
+    customization replaces them); the table kept beside its id in `cache`, so the id is never another table's."""
+    columns = tuple(table.columns.values())
+    hit = cache.get(id(table))
+    if hit is None or hit[0] is not table or hit[1] != columns:
+        hit = cache[id(table)] = (table, columns, build(table))
+    return hit[2]
 
 
 def _dataverse_type(m: TableMap, name: str, maps: MapSet) -> Column:
