@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from azure.core.credentials_async import AsyncTokenCredential
 
 from shared.bus.publisher import ServiceBusChangePublisher
+from shared.bus.sender import QueueSender
 from shared.clients import Clients
 from shared.connectors.wiring import Connectors
 from shared.ingest.enums import VirtualTableEnums
@@ -36,6 +37,7 @@ class Bridge:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._credential: AsyncTokenCredential | None = None
+        self._senders: dict[str, QueueSender] = {}
 
     def credential(self) -> AsyncTokenCredential:
         """The one azure-identity credential every SDK client and connector shares (managed identity in Azure)."""
@@ -70,6 +72,12 @@ class Bridge:
             self.clients.servicebus, s.changes_queue, s.enqueue_timeout_seconds, s.session_lanes,
             watcher=queue_watcher(self),
         )  # fmt: skip
+
+    def sender(self, queue: str) -> QueueSender:
+        """The process's one sender for `queue` (the bridge's own messages: sync steps)."""
+        if queue not in self._senders:
+            self._senders[queue] = QueueSender(self.clients.servicebus, queue)
+        return self._senders[queue]
 
     @cached_property
     def control(self) -> MapControl:
@@ -106,10 +114,13 @@ class Bridge:
         return OpsParts(self)
 
     async def close(self) -> None:
-        """Close what was opened: apply's grouped writes in flight, the apps' clients, the Azure clients, then the
-        credential they shared."""
+        """Close what was opened: apply's grouped writes in flight, the queue senders, the apps' clients, the Azure
+        clients, then the credential they shared."""
         if "apply" in self.__dict__:
             await self.apply.write_groups.close()
+        for sender in self._senders.values():
+            await sender.close()
+        self._senders.clear()
         if "connectors" in self.__dict__:
             await self.connectors.close()
         if "clients" in self.__dict__:

@@ -40,9 +40,7 @@ MAX_DELIVERIES = int(os.environ.get("SYNC_STEP_MAX_DELIVERIES") or 10)
 async def _enqueue(run: RunState) -> None:
     # Message id = run id and step: a step queued twice (a retried start or hand-over) runs once.
     body = json.dumps({"run_id": run.run_id, "step": run.steps})
-    message = ServiceBusMessage(body, message_id=f"{run.run_id}:{run.steps}")
-    async with bridge().clients.servicebus.get_queue_sender(SYNC_QUEUE) as sender:
-        await sender.send_messages(message)
+    await bridge().sender(SYNC_QUEUE).send(ServiceBusMessage(body, message_id=f"{run.run_id}:{run.steps}"))
 
 
 async def start(mode: Mode, maps: Sequence[str] | None, only_failed: bool = False) -> RunState:
