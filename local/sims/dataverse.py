@@ -276,7 +276,10 @@ class DataverseDialect(DataverseWebhooks):
         known = self._bound.get(path)
         if known is not None and known[0] == generation:
             return known[1]
-        key = parse_key(rest[:-1])
+        try:
+            key = parse_key(rest[:-1])
+        except ValueError:  # not a key Dataverse can read: a bad request, not a server error
+            raise SimError(400, f"Invalid @odata.bind reference '{reference}'.", "0x80060888") from None
         row = self.locate(target, key, Request("GET", "", {}, {}, b"", ""))
         if row is None:
             shown = key if isinstance(key, str) else ",".join(f"{k}={v}" for k, v in key.items())
