@@ -62,18 +62,19 @@ class Settled:
     row_id: str | None
 
 
-def settled(written: Written, now_row: Current | None, before: Current) -> Settled:
-    """Pure: what the ledger records of a side the resolution wrote. The app's answer to the write is the row as the
-    write left it. Without one, the row read again — unless it changed after the write (a person's edit in between):
-    recorded as synced, that edit's notification would look like an echo and never reach the other app; then only
-    the written values (recorded before the write) and the write's version, and the edit flows as any other."""
+def settled(written: Written, now_row: Current | None, before: Current, values: Mapping[str, Any]) -> Settled:
+    """Pure: what the ledger records of a side the resolution wrote (`values`, over the row read `before`, on that
+    row's ETag). The app's answer to the write is the row as the write left it. Without one, the row read again —
+    unless it changed after the write (a person's edit in between): recorded as synced, that edit's notification
+    would look like an echo and never reach the other app; then the row as the write must have left it (what was
+    read, with what was written) at the write's version, and the edit flows as any other."""
     row_id = written.row_id or (now_row.row_id if now_row is not None else None) or before.row_id
     if written.record is not None:
         return Settled(written.record, written.version or (now_row.version if now_row else None), row_id)
     if now_row is None:
         return Settled(None, written.version or before.version, row_id)
     if written.version and now_row.version and now_row.version != written.version:
-        return Settled(None, written.version, row_id)
+        return Settled({**before.record, **values}, written.version, row_id)
     return Settled(now_row.record, now_row.version or written.version, row_id)
 
 
@@ -163,9 +164,10 @@ class ConflictActions:
             raise
         # Then both sides as the writes left them (versions, row ids, whatever the apps stored).
         now_rows: dict[Side, Settled] = {}
-        for side, written, before in ((into, into_written, into_row), (source, source_written, source_row)):
+        sides = ((into, into_written, into_row, into_values), (source, source_written, source_row, source_values))
+        for side, written, before, values in sides:
             again = None if written.record is not None else await self._read(m, side, record.key, entry)
-            now_rows[side] = settled(written, again, before)
+            now_rows[side] = settled(written, again, before, values)
         await self._record(m.name, record.key, {}, now_rows)
         decided = {col: {"take": c.take, "value": normalize(chosen[col])} for col, c in resolution.fields.items()}
         props = {
@@ -233,7 +235,7 @@ class ConflictActions:
         lookups: Mapping[str, LookupRef | None], current: Current, tag: str,
     ) -> Written:  # fmt: skip
         if not values and not lookups:
-            return Written(current.etag, current.row_id, None)
+            return Written(current.etag, current.row_id, current.record)  # nothing written: the row as read
         if side is Side.FNO:
             return await self.fno.write(m, key, values, if_match=current.etag, create=False)
         row_id = current.row_id or entry.dataverse.row_id
