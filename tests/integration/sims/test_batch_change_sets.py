@@ -100,33 +100,24 @@ async def test_create_only_writes_by_id_answer_in_dataverse_order_of_checks(dv: 
     taken, other = str(uuid.uuid4()), str(uuid.uuid4())
     bind = {"msdyn_company@odata.bind": "/cdm_companies(cdm_companycode='USMF')"}
     create = {"If-None-Match": "*"}
+
+    def bound_to_no_company(row_id: str, number: str) -> str:
+        nowhere = {"msdyn_company@odata.bind": "/cdm_companies(cdm_companycode='NONE')"}
+        return _operation("PATCH", f"{base}accounts({row_id})", {"accountnumber": number, **nowhere}, create)
+
     answers = await _send(
         dv,
         [
             [_operation("PATCH", f"{base}accounts({taken})", {"accountnumber": "ORD-1", **bind}, create)],
             # the id is taken: 412 before the body is read (an unknown column, a missing bind target)
             [_operation("PATCH", f"{base}accounts({taken})", {"accountnumber": "ORD-2", "nosuch": 1}, create)],
-            [
-                _operation(
-                    "PATCH",
-                    f"{base}accounts({taken})",
-                    {"accountnumber": "ORD-2", "msdyn_company@odata.bind": "/cdm_companies(cdm_companycode='NONE')"},
-                    create,
-                )
-            ],
+            [bound_to_no_company(taken, "ORD-2")],
             [_operation("PATCH", f"{base}accounts({taken})", {"accountnumber": "ORD-1", **bind}, create)],
             # a new id with the alternate key of another row
             [_operation("PATCH", f"{base}accounts({other})", {"accountnumber": "ORD-1", **bind}, create)],
             # a new id whose body is wrong: the body's error
             [_operation("PATCH", f"{base}accounts({other})", {"accountnumber": "ORD-3", "nosuch": 1}, create)],
-            [
-                _operation(
-                    "PATCH",
-                    f"{base}accounts({other})",
-                    {"accountnumber": "ORD-3", "msdyn_company@odata.bind": "/cdm_companies(cdm_companycode='NONE')"},
-                    create,
-                )
-            ],
+            [bound_to_no_company(other, "ORD-3")],
             # too long a value is refused before anything else, even on a taken id
             [_operation("PATCH", f"{base}accounts({taken})", {"accountnumber": "ORD-4", "name": "x" * 10_000}, create)],
         ],
