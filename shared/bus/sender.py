@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 
-log = logging.getLogger(__name__)
 SEND_TIMEOUT_SECONDS = 30.0  # a send the broker never acknowledges must not hold its caller for ever
 
 

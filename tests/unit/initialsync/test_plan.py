@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from hypothesis import given, settings
@@ -59,6 +60,14 @@ def test_a_row_only_in_fno_is_created_in_dataverse_with_an_id_from_its_key() -> 
         d.entry is not None and d.entry.dataverse.row_id == w.row_id and d.entry.dataverse.values["name"] == "Fabrikam"
     )
     assert d.entry.fno.values["OrganizationName"] == "  Fabrikam "  # what F&O holds: its echo is recognised
+
+
+def test_the_id_a_run_gives_a_row_is_uuid5_of_its_map_and_key() -> None:
+    """The id must not change from one version to the next: a create repeated after an upgrade (a run resumed) has to
+    name the row the first attempt made, or Dataverse would get a duplicate."""
+    key = {"dataAreaId": "usmf", "CustomerAccount": "C/1 ü'"}
+    namespace = uuid.UUID("6f1d8a52-4c3e-4b7a-9f0e-2d5c1b8a7e40")
+    assert dataverse_row_id("customers", key) == str(uuid.uuid5(namespace, f"customers:{key_text(key)}"))
 
 
 def test_a_row_only_in_dataverse_is_created_in_fno_with_its_group_key() -> None:
